@@ -1,0 +1,32 @@
+"""keras-sgn: adversarially robust Keras classifiers built as Self-Gradient Networks.
+
+Importing the package registers its layers, models and schedules with Keras, so
+`keras.saving.load_model(...)` can rebuild saved SGN models.
+"""
+
+import os
+
+__version__ = "0.1.0"
+
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+
+import keras  # noqa: E402
+
+if keras.config.backend() != "tensorflow":
+    raise ImportError(
+        "keras_sgn needs the TensorFlow backend of Keras (it uses tf.GradientTape and "
+        f"tf.distribute); KERAS_BACKEND is {keras.config.backend()!r}. "
+        "Set KERAS_BACKEND=tensorflow.")
+
+from keras_sgn import attacks  # noqa: E402
+from keras_sgn import data  # noqa: E402
+from keras_sgn import evaluation  # noqa: E402
+from keras_sgn import layers  # noqa: E402
+from keras_sgn import methods  # noqa: E402
+from keras_sgn import models  # noqa: E402
+from keras_sgn import training  # noqa: E402
+from keras_sgn.layers import SelfGradient  # noqa: E402
+from keras_sgn.models import SGNModel  # noqa: E402
+
+__all__ = ["attacks", "data", "evaluation", "layers", "methods", "models", "training",
+           "SelfGradient", "SGNModel", "__version__"]

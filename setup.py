@@ -1,0 +1,40 @@
+"""keras-sgn: robust Keras classifiers built as Self-Gradient Networks."""
+
+import pathlib
+import re
+
+from setuptools import find_packages, setup
+
+HERE = pathlib.Path(__file__).parent
+VERSION = re.search(r'__version__ = "([^"]+)"',
+                    (HERE / "keras_sgn" / "__init__.py").read_text()).group(1)
+
+setup(
+    name="keras-sgn",
+    version=VERSION,
+    description="Adversarially robust Keras 3 / TensorFlow classifiers built as "
+                "Self-Gradient Networks: layers, training methods, attacks, model zoo.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_sgn", "keras_sgn.*"]),
+    python_requires=">=3.10",
+    install_requires=[
+        "tensorflow>=2.16,<2.22",
+        "keras>=3.3,<3.16",
+        "tensorflow-datasets>=4.9,<5",
+        "keras-tuner>=1.4,<2",
+        "huggingface-hub>=0.23",
+        "absl-py>=2.0",
+        "tensorboard>=2.16",
+        "scikit-learn>=1.3",
+        "scipy>=1.10",
+        "matplotlib>=3.7",
+        "numpy>=1.26",
+    ],
+    extras_require={"test": ["pytest>=8"]},
+    license="Apache-2.0",
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

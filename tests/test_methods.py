@@ -1,0 +1,151 @@
+"""Training methods: the SGN step against an independent computation, each
+method learning, compile/save round trips, and argument errors."""
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_sgn import attacks
+from keras_sgn import methods
+from keras_sgn import models
+from keras_sgn.layers import SelfGradient
+from keras_sgn.models import SGNModel
+
+EPS = 0.1
+
+
+def _tiny():
+    inputs = keras.Input((6,))
+    dense = [keras.layers.Dense(5, activation="tanh"), keras.layers.Dense(4, activation="tanh"),
+             keras.layers.Dense(3)]
+    h = SelfGradient(input_site=True, name="site_input")(inputs)
+    h = SelfGradient(beta=0.3, name="site_stage1")(dense[0](h))
+    h = SelfGradient(beta=0.05, name="site_stage2")(dense[1](h))
+    return SGNModel(inputs, dense[2](h)), dense
+
+
+def _rel(a, g):
+    return np.linalg.norm(a, axis=1, keepdims=True) * g / np.linalg.norm(g, axis=1, keepdims=True)
+
+
+def test_sgn_step_matches_an_independent_implementation():
+    model, (d1, d2, d3) = _tiny()
+    x = tf.random.uniform((8, 6))
+    y = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
+    seed = tf.constant([3, 4])
+    method = methods.get("sgn", epsilon=EPS, clean_weight=0.3)
+    loss, _, grads = method.gradients(model, x, y, seed)
+
+    def ce(logits):
+        return tf.reduce_mean(attacks.cross_entropy_loss(y, logits))
+
+    start = attacks.random_start(x, EPS, "linf", seed)
+    with tf.GradientTape(persistent=True) as tape:
+        tape.watch(start)
+        a1 = d1(start)
+        tape.watch(a1)
+        a2 = d2(a1)
+        tape.watch(a2)
+        loss1 = ce(d3(a2))
+    g0, g1, g2 = (tape.gradient(loss1, t).numpy() for t in (start, a1, a2))
+    x_fb = np.clip(np.clip(start + 1.25 * EPS * np.sign(g0), x - EPS, x + EPS), 0, 1)
+    delta1, delta2 = 0.3 * _rel(a1.numpy(), g1), 0.05 * _rel(a2.numpy(), g2)
+    variables = model.trainable_variables
+    with tf.GradientTape() as weight_tape:
+        loss2 = ce(d3(d2(d1(x_fb) + delta1) + delta2))
+    with tf.GradientTape() as clean_tape:
+        clean_loss = ce(d3(d2(d1(start))))
+    expected = [0.7 * a + 0.3 * b for a, b in zip(weight_tape.gradient(loss2, variables),
+                                                  clean_tape.gradient(clean_loss, variables))]
+    np.testing.assert_allclose(loss, 0.7 * loss2 + 0.3 * clean_loss, rtol=1e-5)
+    for got, want in zip(grads, expected):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+
+
+def test_second_order_changes_the_gradient_and_stays_finite():
+    model, _ = _tiny()
+    x = tf.random.uniform((8, 6))
+    y = tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
+    seed = tf.constant([1, 1])
+    first = methods.get("sgn", epsilon=EPS).gradients(model, x, y, seed)[2]
+    second = methods.get("sgn", epsilon=EPS, second_order=True).gradients(model, x, y, seed)[2]
+    assert all(np.all(np.isfinite(g)) for g in second)
+    assert max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(first, second)) > 1e-7
+
+
+@pytest.mark.parametrize("name", ["standard", "fast", "pgd", "free", "trades", "sgn", "sgn-pgd"])
+def test_each_method_trains_a_tiny_model(name, digits_arrays):
+    x, y = digits_arrays("train", 256)
+    keras.utils.set_random_seed(0)
+    model = models.get("sgn_small_cnn", width=8)
+    options = {"attack_steps": 3} if name in ("pgd", "trades", "sgn-pgd") else {}
+    if name == "free":
+        options["replays"] = 2
+    model.compile(keras.optimizers.Adam(3e-3), method=name, epsilon=0.05, **options)
+    history = model.fit(x, y, batch_size=32, epochs=4, verbose=0)
+    losses = history.history["loss"]
+    assert np.all(np.isfinite(losses))
+    assert losses[-1] < losses[0], losses
+
+
+def test_validation_reports_clean_and_robust_accuracy(digits_arrays):
+    x, y = digits_arrays("train", 256)
+    model = models.get("sgn_small_cnn", width=8)
+    model.compile("adam", method="standard", epsilon=0.1, eval_steps=5)
+    model.fit(x, y, batch_size=64, epochs=3, verbose=0)
+    results = model.evaluate(x, y, batch_size=64, return_dict=True, verbose=0)
+    assert set(results) >= {"loss", "accuracy", "robust_accuracy"}
+    assert 0.0 <= results["robust_accuracy"] < results["accuracy"]
+    # The same number as the public attack (same protocol, fresh random start).
+    x_adv = np.concatenate([
+        attacks.pgd(model, x[i:i + 64], y[i:i + 64], epsilon=0.1, steps=5)
+        for i in range(0, len(x), 64)])
+    manual = float(np.mean(np.argmax(model.predict(x_adv, verbose=0), -1) == y))
+    assert abs(manual - results["robust_accuracy"]) < 0.06
+
+
+def test_compiled_model_round_trips_through_keras_file(tmp_path, digits_arrays):
+    x, y = digits_arrays("train", 128)
+    model = models.get("sgn_small_cnn", width=8, beta={"stage1": 0.02})
+    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), method="sgn-pgd", epsilon=0.05,
+                  attack_steps=2, clean_weight=0.1, seed=7)
+    model.fit(x, y, batch_size=32, epochs=1, verbose=0)
+    path = str(tmp_path / "model.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, SGNModel)
+    assert methods.serialize(loaded.method) == methods.serialize(model.method)
+    assert loaded.method.input_attack == "pgd" and loaded.attack_seed == 7
+    np.testing.assert_allclose(loaded.predict(x, verbose=0), model.predict(x, verbose=0),
+                               rtol=1e-5, atol=1e-5)
+    # Training can go on from the loaded file.
+    loaded.fit(x, y, batch_size=32, epochs=1, verbose=0)
+
+
+def test_images_outside_unit_range_fail_in_fit(digits_arrays):
+    x, y = digits_arrays("train", 64)
+    model = models.get("sgn_small_cnn", width=8)
+    model.compile("adam", method="fast", epsilon=0.1)
+    with pytest.raises(tf.errors.InvalidArgumentError, match=r"images \(x\) must be in \[0, 1\]"):
+        model.fit(x * 16.0, y, batch_size=32, epochs=1, verbose=0)
+
+
+@pytest.mark.parametrize("kwargs,parameter", [
+    (dict(method="pgdd"), "pgd"),
+    (dict(method="pgd", epsilon=-1.0), "epsilon"),
+    (dict(method="pgd", attack_steps=0), "steps"),
+    (dict(method="sgn", clean_weight=1.5), "clean_weight"),
+    (dict(method="sgn", input_attack="cw"), "input_attack"),
+    (dict(method="free", replays=0), "replays"),
+])
+def test_bad_method_arguments_name_the_parameter(kwargs, parameter):
+    with pytest.raises(ValueError, match=parameter):
+        methods.get(kwargs.pop("method"), **kwargs)
+
+
+def test_fit_before_compile_is_a_clear_error(digits_arrays):
+    x, y = digits_arrays("train", 32)
+    model = models.get("sgn_small_cnn", width=8)
+    with pytest.raises(ValueError, match="compile"):
+        model.fit(x, y, epochs=1, verbose=0)
