@@ -150,7 +150,7 @@ class SelfGradient(keras.layers.Layer):
         (abstract only; the mechanism is this project's reconstruction).
     """
 
-    def __init__(self, beta=0.1, normalization="l2_relative", input_site=False, **kwargs):
+    def __init__(self, beta=0.01, normalization="l2_relative", input_site=False, **kwargs):
         super().__init__(**kwargs)
         beta = float(beta)
         if not beta >= 0.0:

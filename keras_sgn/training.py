@@ -72,7 +72,7 @@ class TrainConfig:
     attack_steps: int = None
     # Feedback hyperparameters (DESIGN section 2).
     sites: str = "default"
-    beta: str = "0.1"
+    beta: str = "0.01"
     normalization: str = "l2_relative"
     clean_weight: float = 0.0
     second_order: bool = False

@@ -145,7 +145,7 @@ def test_subset_sites_and_beta_dict():
     )
     assert _site_summary(model) == [
         ("site_input", None),
-        ("site_stage1", 0.1),
+        ("site_stage1", keras_sgn.models.DEFAULT_BETA),
         ("site_stage3", 0.5),
     ]
     assert [s.normalization for s in _sites(model)[1:]] == ["sign", "sign"]
@@ -155,7 +155,7 @@ def test_subset_sites_and_beta_dict():
 
 def test_hidden_only_sites_keep_normalisation_on_input():
     model = keras_sgn.models.sgn_preact_resnet18(input_shape=(8, 8, 3), sites=["stage4"])
-    assert _site_summary(model) == [("site_stage4", 0.1)]
+    assert _site_summary(model) == [("site_stage4", keras_sgn.models.DEFAULT_BETA)]
     assert model.get_layer("input_normalization").input is model.inputs[0]
 
 
