@@ -69,6 +69,9 @@ class TrainingMethod:
     name = None
     default_step_size = 0.25  # as a fraction of epsilon
     default_attack_steps = 10
+    # Set by SGNModel.compile(jit_compile_attack=...): XLA-compile the inner
+    # attack per replica (whole-step XLA fails under multi-device Mirrored).
+    jit_compile = False
 
     def __init__(self, epsilon=8 / 255, norm="linf", step_size=None, attack_steps=None):
         attack_steps = self.default_attack_steps if attack_steps is None else attack_steps
@@ -95,6 +98,15 @@ class TrainingMethod:
 
     def gradients(self, model, x, y, seed):
         raise NotImplementedError
+
+    def _perturb(self, forward, x, target, start, **options):
+        def run(x, target, start):
+            return attacks.perturb(forward, x, target, start=start, epsilon=self.epsilon,
+                                   norm=self.norm, **options)
+
+        if self.jit_compile:
+            run = tf.function(run, jit_compile=True)
+        return run(x, target, start)
 
     def step(self, model, x, y, seed):
         """Compute and apply one update; returns `(loss, logits)`."""
@@ -150,10 +162,8 @@ class AdversarialTraining(TrainingMethod):
     def gradients(self, model, x, y, seed):
         start = (attacks.random_start(x, self.epsilon, self.norm, seed)
                  if self.random_start else x)
-        x_adv = attacks.perturb(
-            _forward_eval(model), x, y, epsilon=self.epsilon, step_size=self.step_size,
-            steps=self.attack_steps, norm=self.norm, start=start,
-        )
+        x_adv = self._perturb(_forward_eval(model), x, y, start, step_size=self.step_size,
+                              steps=self.attack_steps)
         return _train_on(model, x_adv, y)
 
 
@@ -231,11 +241,9 @@ class Trades(TrainingMethod):
             tf.cast(model(x, training=False), tf.float32)))
         start = tf.clip_by_value(
             x + 0.001 * tf.random.stateless_normal(tf.shape(x), seed), 0.0, 1.0)
-        x_adv = attacks.perturb(
-            _forward_eval(model), x, clean_probabilities, epsilon=self.epsilon,
-            step_size=self.step_size, steps=self.attack_steps, norm=self.norm,
-            loss_fn=attacks.kl_loss, start=start,
-        )
+        x_adv = self._perturb(_forward_eval(model), x, clean_probabilities, start,
+                              step_size=self.step_size, steps=self.attack_steps,
+                              loss_fn=attacks.kl_loss)
         variables = model.trainable_variables
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
@@ -314,9 +322,8 @@ class SelfGradientTraining(TrainingMethod):
         if perturb_input and self.random_start:
             start = attacks.random_start(x, self.epsilon, self.norm, seed)
         if perturb_input and self.input_attack == "pgd":
-            start = attacks.perturb(
-                forward, x, y, epsilon=self.epsilon, step_size=self.step_size,
-                steps=self.attack_steps - 1, norm=self.norm, start=start)
+            start = self._perturb(forward, x, y, start, step_size=self.step_size,
+                                  steps=self.attack_steps - 1)
 
         want_pass_one_weights = self.clean_weight > 0.0 and not self.second_order
         with tf.GradientTape() as tape:

@@ -401,7 +401,8 @@ def train(config):
     ]
     start = time.time()
     history = model.fit(train_ds, epochs=config.epochs, validation_data=val_ds,
-                        callbacks=callbacks, verbose=config.verbose)
+                        callbacks=callbacks, verbose=config.verbose,
+                        shuffle=False)  # keras_sgn.data already shuffles the training split
     train_seconds = time.time() - start
     atomic_write_json(os.path.join(config.output_dir, "history.json"), history.history)
     _plot_history(history.history, os.path.join(config.output_dir, "training_curves.png"))

@@ -85,3 +85,12 @@ def test_batch_not_divisible_by_replicas(tmp_path):
                   f"--output_dir={tmp_path}", *QUICK, timeout=120)
     assert result.returncode != 0
     assert "divisible" in result.stderr and "batch_size" in result.stderr
+
+
+def test_summarize_runs_tabulates_a_run(trained_run):
+    out, _ = trained_run
+    result = _run("summarize_runs.py", f"--runs={out}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    row = [line for line in result.stdout.splitlines() if line.startswith("| `sgn`")][0]
+    assert f"{summary['robust_accuracy']:.3f}" in row and "digits" in row

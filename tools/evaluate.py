@@ -37,6 +37,9 @@ def main(argv):
     epsilon = FLAGS.epsilon
     if epsilon is None:
         epsilon = training.DATASET_RECIPES[FLAGS.dataset]["epsilon"]
+    from keras_sgn import attacks
+
+    attacks.check_attack_args(epsilon, FLAGS.steps, FLAGS.norm, restarts=FLAGS.restarts)
     if not os.path.exists(FLAGS.model):
         raise app.UsageError(f"--model: no file at {FLAGS.model!r}.")
     dataset = data.load(FLAGS.dataset, FLAGS.split, FLAGS.batch_size, data_dir=FLAGS.data_dir,

@@ -579,72 +579,34 @@ def sgn_wide_resnet(
     )
 
 
-def sgn_wrn_34_10(
-    input_shape=(32, 32, 3),
-    num_classes=10,
-    dropout=0.0,
-    sites="default",
-    beta=DEFAULT_BETA,
-    normalization="l2_relative",
-    mean=CIFAR10_MEAN,
-    std=CIFAR10_STD,
-    feedback_at_inference=False,
-    name="sgn_wrn_34_10",
-):
-    """WRN-34-10 (about 46.2M parameters), the usual robust-CIFAR10 backbone.
+def _wrn_preset(depth, width, parameters):
+    """A named shortcut for `sgn_wide_resnet(depth=depth, width=width, ...)`."""
+    preset_name = f"sgn_wrn_{depth}_{width}"
 
-    Same as `sgn_wide_resnet(depth=34, width=10, ...)`; see it for the Args.
+    def builder(input_shape=(32, 32, 3), num_classes=10, name=preset_name, **kwargs):
+        return sgn_wide_resnet(depth=depth, width=width, input_shape=input_shape,
+                               num_classes=num_classes, name=name, **kwargs)
+
+    builder.__name__ = builder.__qualname__ = preset_name
+    builder.__doc__ = f"""WRN-{depth}-{width} (about {parameters} parameters).
+
+    Same as `sgn_wide_resnet(depth={depth}, width={width}, ...)`; see it for the Args.
 
     Example:
 
     ```python
-    import keras_sgn.models
-    model = keras_sgn.models.get("sgn_wrn_34_10")
+    model = keras_sgn.models.get("{preset_name}")
     ```
 
     Reference:
         Zagoruyko, Komodakis. "Wide Residual Networks", BMVC 2016.
         Aboutalebi et al. "Self-Gradient Networks", arXiv 2011.09364.
     """
-    return sgn_wide_resnet(
-        depth=34, width=10, input_shape=input_shape, num_classes=num_classes,
-        dropout=dropout, sites=sites, beta=beta, normalization=normalization,
-        mean=mean, std=std, feedback_at_inference=feedback_at_inference, name=name,
-    )
+    return builder
 
 
-def sgn_wrn_28_10(
-    input_shape=(32, 32, 3),
-    num_classes=10,
-    dropout=0.0,
-    sites="default",
-    beta=DEFAULT_BETA,
-    normalization="l2_relative",
-    mean=CIFAR10_MEAN,
-    std=CIFAR10_STD,
-    feedback_at_inference=False,
-    name="sgn_wrn_28_10",
-):
-    """WRN-28-10 (about 36.5M parameters).
-
-    Same as `sgn_wide_resnet(depth=28, width=10, ...)`; see it for the Args.
-
-    Example:
-
-    ```python
-    import keras_sgn.models
-    model = keras_sgn.models.get("sgn_wrn_28_10", num_classes=100)
-    ```
-
-    Reference:
-        Zagoruyko, Komodakis. "Wide Residual Networks", BMVC 2016.
-        Aboutalebi et al. "Self-Gradient Networks", arXiv 2011.09364.
-    """
-    return sgn_wide_resnet(
-        depth=28, width=10, input_shape=input_shape, num_classes=num_classes,
-        dropout=dropout, sites=sites, beta=beta, normalization=normalization,
-        mean=mean, std=std, feedback_at_inference=feedback_at_inference, name=name,
-    )
+sgn_wrn_34_10 = _wrn_preset(34, 10, "46.2M")
+sgn_wrn_28_10 = _wrn_preset(28, 10, "36.5M")
 
 
 def sgn_small_cnn(

@@ -132,6 +132,7 @@ class SGNModel(keras.Model):
                 `step_size`, `attack_steps`, `clean_weight`...).
         """
         self.method = sgn_methods.get(method, **method_options)
+        self.method.jit_compile = bool(jit_compile_attack)
         attacks.check_attack_args(self.method.epsilon, eval_steps, self.method.norm,
                                   restarts=eval_restarts)
         self.attack_seed = int(seed)
