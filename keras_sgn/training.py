@@ -5,16 +5,15 @@ everything a run does is also available from Python.
 """
 
 import dataclasses
-import json
 import math
 import os
-import tempfile
 import time
 
 import keras
 import tensorflow as tf
 
 from keras_sgn import data as sgn_data
+from keras_sgn.io_utils import atomic_save_model, atomic_write_json  # noqa: F401
 from keras_sgn import evaluation
 from keras_sgn import methods as sgn_methods
 from keras_sgn import models as sgn_models
@@ -252,40 +251,6 @@ def make_optimizer(name, schedule, weight_decay):
     return keras.optimizers.Adam(schedule, weight_decay=weight_decay or None)
 
 
-def _atomic_write_text(path, text):
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path, obj):
-    _atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
-
-
-def atomic_save_model(model, path):
-    """Save to a temporary file in the same folder, then rename: a reader (or a
-    crash) never sees a half-written model at `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
-    suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
-    os.close(fd)
-    try:
-        if suffix == ".weights.h5":
-            model.save_weights(tmp, overwrite=True)
-        else:
-            model.save(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-
-
 class SafeCheckpoint(keras.callbacks.Callback):
     """Keeps `last.weights.h5` every epoch and the best model by `monitor`,
     both replaced atomically. Robust overfitting is real: the best epoch by
@@ -415,7 +380,7 @@ def train(config):
         "clean_accuracy": report["clean_accuracy"],
         "robust_accuracy": report["robust_accuracy"],
         "per_attack": report["per_attack"],
-        "protocol": report["protocol"] + " (test split)",
+        "protocol": {**report["protocol"], "split": "test"},
         "n_test_examples": report["n_examples"],
         "epochs": config.epochs,
         "best_epoch": checkpoint.best_epoch,

@@ -53,10 +53,11 @@ def test_saved_model_loads_in_a_fresh_process(trained_run):
     assert "SGNModel (2, 10)" in result.stdout
 
 
-def test_evaluate_writes_a_report(trained_run, tmp_path):
+def test_evaluate_writes_the_three_reports(trained_run, tmp_path):
     out, _ = trained_run
     result = _run("evaluate.py", f"--model={out / 'model.keras'}", "--dataset=digits",
-                  "--epsilon=0.1", "--n_examples=64", "--steps=3", f"--output_dir={tmp_path}")
+                  "--epsilon=0.1", "--n_examples=64", "--attacks=pgd-ce:steps=3;apgd-dlr:steps=5",
+                  "--sanity_examples=32", "--square_queries=50", f"--output_dir={tmp_path}")
     assert result.returncode == 0, result.stderr[-3000:]
     report = json.loads((tmp_path / "report.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
@@ -64,6 +65,18 @@ def test_evaluate_writes_a_report(trained_run, tmp_path):
     # Same model, same 64 test images: the clean accuracy must agree exactly.
     assert report["clean_accuracy"] == pytest.approx(summary["clean_accuracy"])
     assert 0.0 <= report["robust_accuracy"] <= report["clean_accuracy"]
+    assert set(report["per_attack"]) == {"pgd-ce:steps=3", "apgd-dlr:steps=5"}
+    assert len(report["sanity_checks"]) == 6 and "protocol" in report
+    assert "worst case over all attacks" in (tmp_path / "report.md").read_text()
+    assert (tmp_path / "accuracy_vs_epsilon.png").exists()
+
+
+def test_evaluate_refuses_bad_arguments_before_loading(tmp_path):
+    result = _run("evaluate.py", f"--model={tmp_path / 'missing.keras'}", "--dataset=digits",
+                  "--attacks=pgd-zz")
+    assert result.returncode != 0 and "pgd-zz" in result.stderr
+    result = _run("evaluate.py", f"--model={tmp_path / 'missing.keras'}", "--dataset=digits")
+    assert result.returncode != 0 and "--model" in result.stderr
 
 
 @pytest.mark.parametrize("flag,parameter", [

@@ -1,15 +1,17 @@
-"""Evaluate a saved model's clean and robust accuracy on a dataset split.
+"""Evaluate a saved model's robustness: attack suite, worst case, sanity checks.
 
-    python tools/evaluate.py --model=runs/digits-sgn/model.keras --dataset=digits \
-        --epsilon=0.1 --output_dir=runs/digits-sgn/eval
+    python tools/evaluate.py --model=runs/demo/model.keras --dataset=digits \
+        --attacks=standard --output_dir=runs/demo/eval
+
+Writes OUTPUT_DIR/report.json, report.md and accuracy_vs_epsilon.png.
 """
 
-import json
 import os
 
 from absl import app
 from absl import flags
 
+from keras_sgn import attacks
 from keras_sgn import evaluation
 from keras_sgn import training
 
@@ -19,38 +21,52 @@ flags.DEFINE_string("dataset", "cifar10", "Dataset name.")
 flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets.")
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate on.")
 flags.DEFINE_integer("n_examples", None, "Evaluate the first N examples only.")
-flags.DEFINE_float("epsilon", None, "Threat radius (pixel units); default follows --dataset.")
 flags.DEFINE_enum("norm", "linf", ["linf", "l2"], "Threat-model norm.")
-flags.DEFINE_integer("steps", 20, "PGD steps.")
-flags.DEFINE_integer("restarts", 1, "PGD random restarts.")
+flags.DEFINE_float("epsilon", None, "Threat radius (pixel units); default follows --dataset "
+                   "(L-inf) or 0.5 (L2).")
+flags.DEFINE_string("attacks", "standard", "'quick', 'standard', or attacks separated by ';' "
+                    "with options after ':', e.g. 'apgd-ce;pgd-cw:steps=50,restarts=5;square'. "
+                    f"Attacks: {', '.join(sorted(evaluation.ATTACKS))}.")
+flags.DEFINE_bool("cascade", True, "Run each attack only on points still robust (AutoAttack).")
+flags.DEFINE_bool("sanity_checks", True, "Run the gradient-masking sanity checks.")
+flags.DEFINE_integer("sanity_examples", 256, "Examples used by the sanity checks.")
+flags.DEFINE_integer("square_queries", 1000, "Query budget of the sanity checks' Square attack.")
 flags.DEFINE_integer("batch_size", 128, "Evaluation batch size.")
-flags.DEFINE_integer("seed", 0, "Seed of the random starts.")
-flags.DEFINE_string("output_dir", None, "Where report.json goes (default: next to the model).")
+flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
+flags.DEFINE_string("output_dir", None, "Where the reports go (default: beside the model).")
 
 
 def main(argv):
     del argv
+    epsilon = FLAGS.epsilon
+    if epsilon is None:
+        epsilon = 0.5 if FLAGS.norm == "l2" else training.DATASET_RECIPES.get(
+            FLAGS.dataset, {}).get("epsilon", 8 / 255)
+    # Bad arguments fail here, before loading anything.
+    attacks.check_attack_args(epsilon, 1, FLAGS.norm)
+    attack_specs = evaluation.parse_attacks(FLAGS.attacks)
+    if not os.path.exists(FLAGS.model):
+        raise app.UsageError(f"--model: no saved model at {FLAGS.model!r} (give the path of a "
+                             "model.keras written by tools/train.py).")
+
     import keras
     import keras_sgn  # noqa: F401  (registers the custom objects)
     from keras_sgn import data
 
-    epsilon = FLAGS.epsilon
-    if epsilon is None:
-        epsilon = training.DATASET_RECIPES[FLAGS.dataset]["epsilon"]
-    from keras_sgn import attacks
-
-    attacks.check_attack_args(epsilon, FLAGS.steps, FLAGS.norm, restarts=FLAGS.restarts)
-    if not os.path.exists(FLAGS.model):
-        raise app.UsageError(f"--model: no file at {FLAGS.model!r}.")
     dataset = data.load(FLAGS.dataset, FLAGS.split, FLAGS.batch_size, data_dir=FLAGS.data_dir,
                         n_examples=FLAGS.n_examples)
     model = keras.saving.load_model(FLAGS.model, safe_mode=True)
-    report = evaluation.evaluate(model, dataset, epsilon=epsilon, norm=FLAGS.norm,
-                                 steps=FLAGS.steps, restarts=FLAGS.restarts, seed=FLAGS.seed)
+    report = evaluation.evaluate_robustness(
+        model, dataset, epsilon=epsilon, norm=FLAGS.norm, attacks=attack_specs,
+        n_examples=FLAGS.n_examples, cascade=FLAGS.cascade,
+        run_sanity_checks=FLAGS.sanity_checks, n_sanity_examples=FLAGS.sanity_examples,
+        square_queries=FLAGS.square_queries, seed=FLAGS.seed)
     report.update(model=FLAGS.model, dataset=FLAGS.dataset, split=FLAGS.split)
     output_dir = FLAGS.output_dir or os.path.dirname(os.path.abspath(FLAGS.model))
-    training.atomic_write_json(os.path.join(output_dir, "report.json"), report)
-    print(json.dumps(report, indent=2))
+    evaluation.write_report(report, output_dir)
+    print(evaluation.markdown_report(report))
+    print(f"Wrote {output_dir}/report.json, report.md"
+          + (", accuracy_vs_epsilon.png" if FLAGS.sanity_checks else ""))
 
 
 if __name__ == "__main__":

@@ -76,8 +76,11 @@ def main(argv):
     fields = {f: FLAGS[f].value for f in training.TrainConfig.__dataclass_fields__}
     summary = training.train(training.TrainConfig(**fields))
     print(json.dumps(summary, indent=2))
+    protocol = summary["protocol"]
     print(f"clean accuracy {summary['clean_accuracy']:.4f}, robust accuracy "
-          f"{summary['robust_accuracy']:.4f} ({summary['protocol']})")
+          f"{summary['robust_accuracy']:.4f} ({protocol['norm']} eps={protocol['epsilon']:.4g}, "
+          f"worst case per example over {' and '.join(summary['per_attack'])}, "
+          f"{summary['n_test_examples']} test images)")
 
 
 if __name__ == "__main__":

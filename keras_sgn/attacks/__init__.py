@@ -12,6 +12,7 @@ from keras_sgn.attacks.core import (  # noqa: F401
     check_attack_args,
     check_image_range,
     cross_entropy_loss,
+    dlr_loss,
     fgsm,
     input_gradient,
     kl_loss,
@@ -20,5 +21,14 @@ from keras_sgn.attacks.core import (  # noqa: F401
     pgd,
     project,
     random_start,
+    targeted_dlr_loss,
     worst_case_pgd,
 )
+from keras_sgn.attacks.apgd import (  # noqa: F401
+    APGD_LOSSES,
+    apgd,
+    apgd_checkpoints,
+    apgd_run,
+    worst_case_apgd,
+)
+from keras_sgn.attacks.square import p_selection, square  # noqa: F401

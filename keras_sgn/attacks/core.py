@@ -45,7 +45,37 @@ def kl_loss(target_probabilities, logits):
     return tf.reduce_sum(p * (tf.math.log(p + _TINY) - log_q), axis=-1)
 
 
-LOSSES = {"ce": cross_entropy_loss, "cw": margin_loss, "kl": kl_loss}
+def dlr_loss(labels, logits):
+    """Per-example Difference of Logits Ratio (Croce & Hein 2020), to maximise.
+
+    `-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)` with `pi` sorting the
+    logits in decreasing order: the margin, made invariant to shifting and
+    scaling the logits. Needs at least 3 classes.
+    """
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    logits = tf.cast(logits, tf.float32)
+    is_true = tf.one_hot(labels, tf.shape(logits)[-1], on_value=True, off_value=False)
+    true_logit = tf.gather(logits, labels, axis=1, batch_dims=1)
+    other_logit = tf.reduce_max(tf.where(is_true, logits.dtype.min, logits), axis=-1)
+    top = tf.math.top_k(logits, 3).values
+    return -(true_logit - other_logit) / (top[:, 0] - top[:, 2] + _TINY)
+
+
+def targeted_dlr_loss(labels, logits, target_labels):
+    """Per-example targeted DLR (Croce & Hein 2020), to maximise towards `target_labels`.
+
+    `-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)`. Needs at least 4 classes.
+    """
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    target_labels = tf.cast(tf.reshape(target_labels, [-1]), tf.int32)
+    logits = tf.cast(logits, tf.float32)
+    true_logit = tf.gather(logits, labels, axis=1, batch_dims=1)
+    target_logit = tf.gather(logits, target_labels, axis=1, batch_dims=1)
+    top = tf.math.top_k(logits, 4).values
+    return -(true_logit - target_logit) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _TINY)
+
+
+LOSSES = {"ce": cross_entropy_loss, "cw": margin_loss, "kl": kl_loss, "dlr": dlr_loss}
 
 
 def _per_example_l2(tensor):
@@ -107,7 +137,10 @@ def input_gradient(forward, x_adv, target, loss_fn):
         tape.watch(x_adv)
         logits = forward(x_adv)
         loss = tf.reduce_sum(loss_fn(target, logits))
-    return tape.gradient(loss, x_adv), logits
+    # A model that cuts the input gradient (stop_gradient) yields zeros, not
+    # None: the attack then fails visibly instead of crashing.
+    gradient = tape.gradient(loss, x_adv, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return gradient, logits
 
 
 def perturb(forward, x, target, *, epsilon, step_size, steps, norm="linf",
@@ -145,12 +178,21 @@ def perturb(forward, x, target, *, epsilon, step_size, steps, norm="linf",
 # Public attacks for evaluation (and for users).
 
 
-def check_attack_args(epsilon, steps=1, norm="linf", loss="ce", restarts=1, step_size=None):
-    """Validate attack arguments up front; errors name the parameter and the fix."""
+_LOSS_NAMES = {"ce": "cross-entropy", "cw": "margin", "dlr": "difference of logits ratio"}
+
+
+def check_attack_args(epsilon, steps=1, norm="linf", loss="ce", restarts=1, step_size=None,
+                      losses=("ce", "cw")):
+    """Validate attack arguments up front; errors name the parameter and the fix.
+
+    `losses` lists the loss names the calling attack accepts.
+    """
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {NORMS}, got {norm!r}.")
-    if loss not in ("ce", "cw"):
-        raise ValueError(f"loss must be 'ce' (cross-entropy) or 'cw' (margin), got {loss!r}.")
+    if loss not in losses:
+        names = [f"{name!r} ({_LOSS_NAMES.get(name, name)})" for name in losses]
+        choices = " or ".join([", ".join(names[:-1]), names[-1]] if len(names) > 1 else names)
+        raise ValueError(f"loss must be {choices}, got {loss!r}.")
     if not float(epsilon) >= 0.0:
         raise ValueError(
             f"epsilon must be >= 0 (pixel units, e.g. 8/255 for CIFAR10 L-inf), got {epsilon}."

@@ -1,0 +1,298 @@
+"""Square Attack (Andriushchenko et al., ECCV 2020): gradient-free, score-based.
+
+The attack only reads the model's logits, so it is not fooled by masked or
+obfuscated gradients; RobustBench/AutoAttack run it as the black-box member of
+their ensemble. It performs a random search on the margin loss
+`z_y - max_{j != y} z_j` (minimised; an example is done once it is negative,
+i.e. misclassified): every iteration proposes, for each still-unfooled
+example, a change restricted to a random square window and keeps it only if the
+margin decreases.
+
+The random search runs in numpy (a seeded `np.random.Generator`), the forward
+passes through one `tf.function` of the model per model and image shape, run
+with `training=False`.
+"""
+
+import weakref
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from keras_sgn.attacks.core import check_attack_args, check_image_range, margin_loss, project
+
+_TINY = 1e-12
+# Resampling cap for the L-inf window signs (the published code loops until the
+# window changes the image; it would loop forever when no sign can change it).
+_MAX_SIGN_RESAMPLES = 10
+
+_FORWARDS = weakref.WeakKeyDictionary()
+
+
+def p_selection(p_init, iteration, n_queries):
+    """The published piecewise-constant schedule of `p`, the fraction of pixels
+    changed per iteration: halved at iterations 10, 50, 200, 500, 1000, 2000,
+    4000, 6000 and 8000 of a 10,000-query budget, rescaled to `n_queries`."""
+    it = int(iteration / n_queries * 10000)
+    for bound, divisor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32),
+                           (4000, 64), (6000, 128), (8000, 256), (10000, 512)):
+        if it <= bound:
+            return p_init / divisor
+    return p_init  # as published: past the budget the schedule restarts
+
+
+def _margin_function(model, image_shape):
+    """A `tf.function` (x, y) -> `z_y - max_{j != y} z_j`, one per model and image shape."""
+    per_model = _FORWARDS.setdefault(model, {})
+    if image_shape not in per_model:
+        def margins(x, y):
+            return -margin_loss(y, model(x, training=False))
+
+        per_model[image_shape] = tf.function(margins, input_signature=[
+            tf.TensorSpec((None,) + image_shape, tf.float32),
+            tf.TensorSpec((None,), tf.int32),
+        ])
+    function = per_model[image_shape]
+    return lambda x, y: function(tf.constant(x, tf.float32), tf.constant(y, tf.int32)).numpy()
+
+
+def _window_masks(n, h, w, s, rng):
+    """Per-example square windows of side `s` at uniform positions: bool (n, h, w, 1)."""
+    top = rng.integers(0, h - s + 1, size=n)
+    left = rng.integers(0, w - s + 1, size=n)
+    rows = np.arange(h)[None, :, None]
+    cols = np.arange(w)[None, None, :]
+    inside = ((rows >= top[:, None, None]) & (rows < top[:, None, None] + s)
+              & (cols >= left[:, None, None]) & (cols < left[:, None, None] + s))
+    return inside[..., None]
+
+
+def _eta_rectangle(a, b):
+    """Published `pseudo_gaussian_pert_rectangles`: nested centred rectangles
+    weighted `1 / (k + 1)^2`, unit Frobenius norm (shape `(a, b)`)."""
+    delta = np.zeros([a, b])
+    if a == 0 or b == 0:
+        return delta
+    corner = [a // 2, b // 2]
+    for k in range(max(a // 2 + 1, b // 2 + 1)):
+        delta[max(corner[0], 0):min(corner[0] + 2 * k + 1, a),
+              max(corner[1], 0):min(corner[1] + 2 * k + 1, b)] += 1.0 / (k + 1) ** 2
+        corner[0] -= 1
+        corner[1] -= 1
+    return delta / np.sqrt(np.sum(delta ** 2))
+
+
+def _eta(s, rng):
+    """Published `meta_pseudo_gaussian_pert`: two opposite pseudo-Gaussian halves
+    of an `s x s` square, unit norm, transposed with probability 1/2."""
+    delta = np.zeros([s, s])
+    delta[:s // 2] = _eta_rectangle(s // 2, s)
+    delta[s // 2:] = -_eta_rectangle(s - s // 2, s)
+    delta /= np.sqrt(np.sum(delta ** 2))
+    if rng.random() > 0.5:
+        delta = delta.T
+    return delta
+
+
+def _l2_norms(delta):
+    return np.sqrt(np.sum(delta ** 2, axis=(1, 2, 3), keepdims=True))
+
+
+def _linf_init(x, epsilon, rng):
+    """Vertical stripes: one random +-epsilon per column and channel."""
+    n, _, w, c = x.shape
+    stripes = epsilon * rng.choice([-1.0, 1.0], size=(n, 1, w, c))
+    return np.clip(x + stripes, 0.0, 1.0)
+
+
+def _linf_candidates(x, x_best, epsilon, p, rng):
+    """Each example: a random window set to a random +-epsilon per channel."""
+    n, h, w, c = x.shape
+    s = int(round(np.sqrt(p * h * w)))  # p * n_features / channels = p * h * w
+    s = min(max(s, 1), h, w)
+    mask = _window_masks(n, h, w, s, rng)
+    delta = x_best - x
+    redraw = np.ones(n, bool)
+    x_new = x_best.copy()
+    # As published, redraw the signs of windows whose proposal would not change
+    # the image (e.g. the window already holds those signs), a few times at most.
+    for _ in range(_MAX_SIGN_RESAMPLES):
+        signs = epsilon * rng.choice([-1.0, 1.0], size=(int(redraw.sum()), 1, 1, c))
+        proposal = np.clip(x[redraw] + np.where(mask[redraw], signs, delta[redraw]), 0.0, 1.0)
+        x_new[redraw] = proposal
+        unchanged = np.all(np.abs(proposal - x_best[redraw]) < 1e-7, axis=(1, 2, 3))
+        redraw[np.flatnonzero(redraw)[~unchanged]] = False
+        if not redraw.any():
+            break
+    return x_new
+
+
+def _l2_init(x, epsilon, rng):
+    """Published L2 init: a grid of `h // 5`-sided pseudo-Gaussian bumps with random
+    signs per example and channel, rescaled to the L2 sphere, clipped to [0, 1]."""
+    n, h, w, c = x.shape
+    s = max(h // 5, 1)
+    start = max((h - s * 5) // 2, 0)
+    delta = np.zeros_like(x)
+    top = start
+    for _ in range(h // s):
+        left = start
+        for _ in range(w // s):
+            bump = _eta(s, rng)[None, :, :, None] * rng.choice([-1.0, 1.0], size=(n, 1, 1, c))
+            rows, cols = delta[:, top:top + s, left:left + s].shape[1:3]
+            delta[:, top:top + s, left:left + s] += bump[:, :rows, :cols]
+            left += s
+        top += s
+    return np.clip(x + delta / (_l2_norms(delta) + _TINY) * epsilon, 0.0, 1.0)
+
+
+def _l2_candidates(x, x_best, epsilon, p, rng):
+    """Published L2 update: move the perturbation mass of two windows (shared by the
+    batch) into the first one, add a fresh pseudo-Gaussian square there, and
+    rescale the whole perturbation to the L2 sphere (then clip to [0, 1])."""
+    n, h, w, c = x.shape
+    s = max(int(round(np.sqrt(p * h * w))), 3)
+    if s % 2 == 0:
+        s += 1
+    s = min(s, h, w)
+    top, left = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+    top2, left2 = rng.integers(0, h - s + 1), rng.integers(0, w - s + 1)
+    window = (slice(None), slice(top, top + s), slice(left, left + s))
+    window2 = (slice(None), slice(top2, top2 + s), slice(left2, left2 + s))
+
+    delta = x_best - x
+    both = np.zeros((1, h, w, 1), bool)
+    both[window] = True
+    both[window2] = True
+    # Per-channel norms of the mass in the two windows, and of the whole image.
+    norms_windows = np.sqrt(np.sum(np.where(both, delta, 0.0) ** 2, axis=(1, 2), keepdims=True))
+    norm_image = _l2_norms(delta)
+    norms_window = np.sqrt(np.sum(delta[window] ** 2, axis=(1, 2), keepdims=True))
+
+    new = _eta(s, rng)[None, :, :, None] * rng.choice([-1.0, 1.0], size=(n, 1, 1, c))
+    new = new + delta[window] / (norms_window + _TINY)
+    budget = np.maximum(epsilon ** 2 - norm_image ** 2, 0.0) / c + norms_windows ** 2
+    new = new / (np.sqrt(np.sum(new ** 2, axis=(1, 2), keepdims=True)) + _TINY) * np.sqrt(budget)
+    delta = delta.copy()
+    delta[window2] = 0.0
+    delta[window] = new
+    return np.clip(x + delta / (_l2_norms(delta) + _TINY) * epsilon, 0.0, 1.0)
+
+
+def square(model, x, y, epsilon=8 / 255, norm="linf", n_queries=5000, p_init=None, seed=0,
+           verbose=False):
+    """Square Attack: score-based random search for adversarial examples, no gradients.
+
+    Minimises the margin `z_y - max_{j != y} z_j` of the logits by random search.
+    L-inf: starts from vertical stripes of +-epsilon (one random sign per column
+    and channel); each iteration sets a random square window of every unfooled
+    example to a random +-epsilon per channel. L2: starts from a grid of
+    pseudo-Gaussian bumps on the epsilon-sphere; each iteration moves the
+    perturbation mass of two random windows into the first one plus a fresh
+    pseudo-Gaussian square. The square side follows the published schedule of
+    `p` (fraction of pixels changed, halved at iterations 10, 50, 200, 500,
+    1000, 2000, 4000, 6000, 8000 of a 10,000-query budget, rescaled to
+    `n_queries`). A proposal is kept only if it strictly decreases the margin.
+
+    Query accounting: one query per example per forward pass. The first query
+    is the initial perturbation; an example stops as soon as it is
+    misclassified, and the attack stops when every example is or when
+    `n_queries` is reached. As in the reference implementations, examples the
+    model already misclassifies are found by one unperturbed forward pass (not
+    counted) and returned unchanged.
+
+    Follows the authors' numpy code (L-inf: one window per example; L2: one
+    window pair per iteration shared by the batch, per-channel window norms),
+    with these deviations, none of which changes the threat model: window
+    positions are uniform over all `h - s + 1` offsets (the reference draws
+    from `h - s`, so the last offset is never used, and caps the L-inf side at
+    `h - 1`); the L-inf sign redraw for a window that would leave the image
+    unchanged is capped at 10 draws (the reference loops until it changes,
+    forever when no sign can); the L2 window side is capped at the image size
+    and the L2 init bump side is at least 1 (images smaller than 5 pixels).
+
+    Args:
+        model: a Keras model returning logits for images `(batch, H, W, C)`; it is
+            run with `training=False`.
+        x: images in [0, 1], shape `(batch, H, W, C)` (channels last).
+        y: integer labels, shape `(batch,)`.
+        epsilon: radius of the threat ball in pixel units (>= 0).
+        norm: `"linf"` or `"l2"`.
+        n_queries: query budget per example (integer >= 1).
+        p_init: initial fraction of pixels changed per iteration, in (0, 1];
+            default 0.8 (AutoAttack's setting for both norms).
+        seed: integer seed of the random search (same seed, same result).
+        verbose: show a progress bar over queries with the robust fraction
+            (share of examples not yet misclassified).
+
+    Returns:
+        Adversarial images (float32 tensor), within the `norm`-ball of radius
+        `epsilon` around `x` and in [0, 1].
+
+    Example:
+
+    ```python
+    x_adv = keras_sgn.attacks.square(model, x, y, epsilon=8/255, n_queries=1000)
+    robust_accuracy = np.mean(np.argmax(model(x_adv), -1) == y)
+    ```
+
+    Reference:
+        Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a
+        query-efficient black-box adversarial attack via random search",
+        ECCV 2020. https://github.com/max-andr/square-attack
+    """
+    check_attack_args(epsilon, 1, norm)
+    if isinstance(n_queries, bool) or int(n_queries) != n_queries or n_queries < 1:
+        raise ValueError(f"n_queries must be an integer >= 1, got {n_queries!r}.")
+    p_init = 0.8 if p_init is None else p_init
+    if not 0.0 < float(p_init) <= 1.0:
+        raise ValueError(f"p_init must be in (0, 1] (fraction of pixels changed), got {p_init}.")
+    check_image_range(x)
+    x = np.asarray(x, np.float32)
+    if x.ndim != 4:
+        raise ValueError(f"x must be images of shape (batch, H, W, C), got shape {x.shape}.")
+    y = np.asarray(y).reshape(-1).astype(np.int32)
+    if len(y) != len(x):
+        raise ValueError(f"y must hold one label per image: {len(y)} labels for {len(x)} images.")
+    n_queries, epsilon = int(n_queries), float(epsilon)
+    if len(x) == 0 or epsilon == 0.0:
+        return tf.constant(x)
+
+    rng = np.random.default_rng(seed)
+    margins_of = _margin_function(model, x.shape[1:])
+    if norm == "linf":
+        init, candidates = _linf_init, _linf_candidates
+    else:
+        init, candidates = _l2_init, _l2_candidates
+    x64 = x.astype(np.float64)
+
+    x_best = x64.copy()
+    margin = margins_of(x, y)  # clean check, not counted as a query
+    todo = np.flatnonzero(margin > 0)
+    if todo.size:
+        x_best[todo] = init(x64[todo], epsilon, rng)
+        margin[todo] = margins_of(x_best[todo], y[todo])
+
+    progbar = None
+    if verbose:
+        progbar = keras.utils.Progbar(n_queries, stateful_metrics=["robust"])
+        progbar.update(1, [("robust", float(np.mean(margin > 0)))])
+    queries = 1
+    for iteration in range(n_queries - 1):
+        todo = np.flatnonzero(margin > 0)
+        if todo.size == 0:
+            break
+        p = p_selection(float(p_init), iteration, n_queries)
+        x_new = candidates(x64[todo], x_best[todo], epsilon, p, rng)
+        new_margin = margins_of(x_new, y[todo])
+        improved = new_margin < margin[todo]
+        x_best[todo[improved]] = x_new[improved]
+        margin[todo[improved]] = new_margin[improved]
+        queries = iteration + 2
+        if progbar is not None:
+            progbar.update(queries, [("robust", float(np.mean(margin > 0)))])
+    if progbar is not None and queries < n_queries:  # stopped early: every example fooled
+        progbar.update(n_queries, [("robust", float(np.mean(margin > 0)))], finalize=True)
+
+    x_adv = tf.constant(x_best, tf.float32)
+    return project(x_adv, tf.constant(x), epsilon, norm)
