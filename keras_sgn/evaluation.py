@@ -157,6 +157,13 @@ def _ce_plus_margin(labels, logits):
     return attack_lib.cross_entropy_loss(labels, logits) + attack_lib.margin_loss(labels, logits)
 
 
+def _count_examples(dataset):
+    """Examples in a finite tf.data dataset (for the progress bar), else None."""
+    if not isinstance(dataset, tf.data.Dataset) or dataset.cardinality() < 0:
+        return None
+    return int(dataset.map(lambda x, y: tf.shape(y)[0]).reduce(0, lambda a, b: a + b))
+
+
 def _input_gradient_norms(model, x, y, batch_size=128):
     """Per-example L1 norm of the input gradient of CE + margin (NaN if non-finite)."""
     norms = []
@@ -307,7 +314,10 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
     per_attack = {spec.label: [] for spec in specs}
     seconds = {spec.label: 0.0 for spec in specs}
     sanity_x, sanity_y = [], []
-    progress = keras.utils.Progbar(n_examples, unit_name="example") if verbose else None
+    progress = None
+    if verbose:
+        progress = keras.utils.Progbar(n_examples or _count_examples(dataset),
+                                       unit_name="example")
     seen = 0
     for batch_index, (x, y) in enumerate(_batches(dataset, n_examples)):
         if run_sanity_checks and sum(len(b) for b in sanity_y) < n_sanity_examples:

@@ -30,3 +30,31 @@ def digits_arrays():
         return np.concatenate(xs), np.concatenate(ys)
 
     return arrays
+
+
+def _digits_classifier(digits_arrays, hidden, epochs, learning_rate, batch_size):
+    keras.utils.set_random_seed(0)
+    x, y = digits_arrays("train")
+    layers = [keras.Input((8, 8, 1)), keras.layers.Flatten()]
+    if hidden:
+        layers.append(keras.layers.Dense(hidden, activation="relu"))
+    model = keras.Sequential(layers + [keras.layers.Dense(10)])
+    model.compile(keras.optimizers.Adam(learning_rate),
+                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=epochs, batch_size=batch_size, verbose=0)
+    x_test, y_test = digits_arrays("test")
+    return model, x_test, y_test
+
+
+@pytest.fixture(scope="session")
+def digits_mlp(digits_arrays):
+    """A small dense classifier trained normally on digits: (model, x_test, y_test)."""
+    return _digits_classifier(digits_arrays, hidden=64, epochs=30, learning_rate=1e-3,
+                              batch_size=64)
+
+
+@pytest.fixture(scope="session")
+def digits_linear(digits_arrays):
+    """A linear softmax classifier on the 64 pixels: (model, x_test, y_test)."""
+    return _digits_classifier(digits_arrays, hidden=0, epochs=20, learning_rate=0.01,
+                              batch_size=128)

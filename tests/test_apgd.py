@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_sgn import attacks
+from tests.helpers import accuracy, exact_linf_worst_case
 
 # The package's `apgd` is the function; the module holds the compiled-attack cache.
 apgd_module = importlib.import_module("keras_sgn.attacks.apgd")
@@ -15,58 +16,18 @@ apgd_module = importlib.import_module("keras_sgn.attacks.apgd")
 LINEAR_EPSILON = 0.1
 
 
-def _accuracy(model, x, y):
-    return float(np.mean(np.argmax(model(x, training=False), -1) == y))
-
-
 def _fooled(model, x_adv, y):
     return np.argmax(model(x_adv, training=False), -1) != y
 
 
 @pytest.fixture(scope="module")
-def linear(digits_arrays):
-    """A linear softmax classifier trained on digits, and its exact L-inf worst case."""
-    keras.utils.set_random_seed(0)
-    x, y = digits_arrays("train")
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(10)])
-    model.compile(keras.optimizers.Adam(0.01),
-                  keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=20, batch_size=128, verbose=0)
-    x_test, y_test = digits_arrays("test")
+def linear(digits_linear):
+    """The linear digits classifier and its exact L-inf worst case."""
+    model, x_test, y_test = digits_linear
     weights, bias = [np.asarray(v, np.float64) for v in model.layers[-1].weights]
-
-    # For each wrong class j the margin (w_y - w_j).x' + b_y - b_j is linear, so its minimum
-    # over the ball intersected with the [0, 1] box is attained coordinate-wise at
-    # lo = max(-eps, -x) or hi = min(eps, 1 - x): the worst vertex `x + where(c > 0, lo, hi)`.
-    flat = x_test.reshape(len(x_test), -1).astype(np.float64)
-    lo = np.maximum(-LINEAR_EPSILON, -flat)
-    hi = np.minimum(LINEAR_EPSILON, 1.0 - flat)
-    margin = np.full(len(flat), np.inf)
-    vertex = flat.copy()
-    for j in range(10):
-        c = weights[:, y_test].T - weights[:, j][None]
-        m_j = (c * flat).sum(1) + bias[y_test] - bias[j] + np.minimum(c * lo, c * hi).sum(1)
-        m_j[y_test == j] = np.inf
-        worse = m_j < margin
-        vertex[worse] = (flat + np.where(c > 0, lo, hi))[worse]
-        margin = np.minimum(margin, m_j)
+    margin, vertex = exact_linf_worst_case(weights, bias, x_test, y_test, LINEAR_EPSILON)
     return dict(model=model, x=x_test, y=y_test, weights=weights, bias=bias,
                 margin=margin, vertex=vertex)
-
-
-@pytest.fixture(scope="module")
-def mlp(digits_arrays):
-    """A small nonlinear classifier trained normally on digits (seconds)."""
-    keras.utils.set_random_seed(0)
-    x, y = digits_arrays("train")
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(64, activation="relu"),
-                              keras.layers.Dense(10)])
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=30, batch_size=64, verbose=0)
-    x_test, y_test = digits_arrays("test")
-    return model, x_test, y_test
 
 
 def test_linear_ground_truth_is_a_nontrivial_case(linear):
@@ -120,21 +81,21 @@ def test_apgd_reaches_the_exact_worst_case_of_a_linear_model(linear, loss, targe
         assert np.all(ce(flat)[missed] >= ce(linear["vertex"])[missed] - 1e-4)
 
 
-def test_apgd_is_at_least_as_strong_as_pgd_with_the_same_budget(mlp):
-    model, x, y = mlp
+def test_apgd_is_at_least_as_strong_as_pgd_with_the_same_budget(digits_mlp):
+    model, x, y = digits_mlp
     epsilon = 0.1
-    pgd = _accuracy(model, attacks.pgd(model, x, y, epsilon=epsilon, steps=20), y)
-    apgd_ce = _accuracy(model, attacks.apgd(model, x, y, epsilon=epsilon, steps=20), y)
-    apgd_dlr = _accuracy(model, attacks.apgd(model, x, y, epsilon=epsilon, steps=20,
+    pgd = accuracy(model, attacks.pgd(model, x, y, epsilon=epsilon, steps=20), y)
+    apgd_ce = accuracy(model, attacks.apgd(model, x, y, epsilon=epsilon, steps=20), y)
+    apgd_dlr = accuracy(model, attacks.apgd(model, x, y, epsilon=epsilon, steps=20,
                                              loss="dlr"), y)
-    assert _accuracy(model, x, y) > 0.9
+    assert accuracy(model, x, y) > 0.9
     assert pgd > 0.1  # not saturated: there is room to be stronger
     assert apgd_ce <= pgd + 0.01
     assert apgd_dlr <= pgd + 0.02
 
 
-def test_restarts_never_weaken_the_attack(mlp):
-    model, x, y = mlp
+def test_restarts_never_weaken_the_attack(digits_mlp):
+    model, x, y = digits_mlp
     kwargs = dict(epsilon=0.03, steps=5, seed=5)
     one = ~_fooled(model, attacks.apgd(model, x, y, **kwargs), y)
     three = ~_fooled(model, attacks.apgd(model, x, y, restarts=3, **kwargs), y)
@@ -150,8 +111,8 @@ def test_restarts_never_weaken_the_attack(mlp):
     ("l2", 0.5, "ce", False),
     ("l2", 0.5, "dlr", True),
 ])
-def test_adversarial_examples_stay_in_the_ball_and_in_range(mlp, norm, epsilon, loss, targeted):
-    model, x, y = mlp
+def test_adversarial_examples_stay_in_the_ball_and_in_range(digits_mlp, norm, epsilon, loss, targeted):
+    model, x, y = digits_mlp
     x, y = x[:128], y[:128]
     x_adv = attacks.apgd(model, x, y, epsilon=epsilon, norm=norm, loss=loss, targeted=targeted,
                          n_target_classes=3, steps=10, restarts=2).numpy()
@@ -162,25 +123,25 @@ def test_adversarial_examples_stay_in_the_ball_and_in_range(mlp, norm, epsilon, 
         assert np.abs(delta).max() <= epsilon + 1e-6
     else:
         assert np.linalg.norm(delta, axis=1).max() <= epsilon + 1e-5
-    assert _accuracy(model, x_adv, y) < _accuracy(model, x, y) - 0.2
+    assert accuracy(model, x_adv, y) < accuracy(model, x, y) - 0.2
 
 
-def test_jit_compiled_attack_runs_and_stays_in_the_ball(mlp):
-    model, x, y = mlp
+def test_jit_compiled_attack_runs_and_stays_in_the_ball(digits_mlp):
+    model, x, y = digits_mlp
     x, y = x[:32], y[:32]
     x_adv = attacks.apgd(model, x, y, epsilon=0.1, steps=3, loss="dlr", jit_compile=True).numpy()
     assert np.abs(x_adv - x).max() <= 0.1 + 1e-6
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
-    assert _accuracy(model, x_adv, y) < _accuracy(model, x, y)
+    assert accuracy(model, x_adv, y) < accuracy(model, x, y)
 
 
-def test_zero_epsilon_returns_the_clean_images(mlp):
-    model, x, y = mlp
+def test_zero_epsilon_returns_the_clean_images(digits_mlp):
+    model, x, y = digits_mlp
     np.testing.assert_allclose(attacks.apgd(model, x[:8], y[:8], epsilon=0.0, steps=3), x[:8])
 
 
-def test_one_compiled_attack_per_configuration(mlp):
-    model, x, y = mlp
+def test_one_compiled_attack_per_configuration(digits_mlp):
+    model, x, y = digits_mlp
     attacks.apgd(model, x[:16], y[:16], epsilon=0.05, steps=4)
     compiled = apgd_module._COMPILED[model]
     n_functions = len(compiled)
@@ -222,8 +183,8 @@ def test_dlr_losses_on_handcrafted_logits():
     (dict(rho=1.5), "rho"),
     (dict(momentum=-0.1), "momentum"),
 ])
-def test_bad_attack_arguments_name_the_parameter(mlp, kwargs, parameter):
-    model, x, y = mlp
+def test_bad_attack_arguments_name_the_parameter(digits_mlp, kwargs, parameter):
+    model, x, y = digits_mlp
     with pytest.raises(ValueError, match=parameter):
         attacks.apgd(model, x[:2], y[:2], **kwargs)
 
@@ -242,7 +203,7 @@ def test_dlr_needs_enough_classes():
     assert attacks.apgd(two, x, y, loss="ce", targeted=True, steps=2).shape == x.shape
 
 
-def test_images_outside_unit_range_are_refused(mlp):
-    model, x, y = mlp
+def test_images_outside_unit_range_are_refused(digits_mlp):
+    model, x, y = digits_mlp
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         attacks.apgd(model, x[:4] * 255.0, y[:4])

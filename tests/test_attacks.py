@@ -6,29 +6,12 @@ import pytest
 import tensorflow as tf
 
 from keras_sgn import attacks
-
-
-@pytest.fixture(scope="module")
-def trained(digits_arrays):
-    """A small dense classifier trained normally on digits (seconds)."""
-    keras.utils.set_random_seed(0)
-    x, y = digits_arrays("train")
-    model = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
-                              keras.layers.Dense(64, activation="relu"),
-                              keras.layers.Dense(10)])
-    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-    model.fit(x, y, epochs=30, batch_size=64, verbose=0)
-    x_test, y_test = digits_arrays("test")
-    return model, x_test, y_test
-
-
-def _accuracy(model, x, y):
-    return float(np.mean(np.argmax(model(x, training=False), -1) == y))
+from tests.helpers import accuracy
 
 
 @pytest.mark.parametrize("norm,epsilon", [("linf", 0.1), ("l2", 0.5)])
-def test_adversarial_examples_stay_in_the_ball_and_in_range(trained, norm, epsilon):
-    model, x, y = trained
+def test_adversarial_examples_stay_in_the_ball_and_in_range(digits_mlp, norm, epsilon):
+    model, x, y = digits_mlp
     x_adv = attacks.pgd(model, x, y, epsilon=epsilon, steps=5, norm=norm, restarts=2).numpy()
     assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
     delta = (x_adv - x).reshape(len(x), -1)
@@ -44,24 +27,24 @@ def test_adversarial_examples_stay_in_the_ball_and_in_range(trained, norm, epsil
     assert size.max() <= epsilon + 1e-5 and size.mean() > 0
 
 
-def test_pgd_lowers_accuracy_and_more_steps_never_help(trained):
-    model, x, y = trained
-    clean = _accuracy(model, x, y)
-    fgsm = _accuracy(model, attacks.fgsm(model, x, y, epsilon=0.1), y)
-    pgd5 = _accuracy(model, attacks.pgd(model, x, y, epsilon=0.1, steps=5), y)
-    pgd20 = _accuracy(model, attacks.pgd(model, x, y, epsilon=0.1, steps=20), y)
-    cw20 = _accuracy(model, attacks.pgd(model, x, y, epsilon=0.1, steps=20, loss="cw"), y)
+def test_pgd_lowers_accuracy_and_more_steps_never_help(digits_mlp):
+    model, x, y = digits_mlp
+    clean = accuracy(model, x, y)
+    fgsm = accuracy(model, attacks.fgsm(model, x, y, epsilon=0.1), y)
+    pgd5 = accuracy(model, attacks.pgd(model, x, y, epsilon=0.1, steps=5), y)
+    pgd20 = accuracy(model, attacks.pgd(model, x, y, epsilon=0.1, steps=20), y)
+    cw20 = accuracy(model, attacks.pgd(model, x, y, epsilon=0.1, steps=20, loss="cw"), y)
     assert clean > 0.9
     assert pgd5 < clean - 0.2
     assert pgd20 <= pgd5 + 0.01
     assert pgd20 <= fgsm + 0.01
     assert cw20 < clean - 0.2
     # A bigger ball is never better for the model.
-    assert _accuracy(model, attacks.pgd(model, x, y, epsilon=0.2, steps=20), y) <= pgd20 + 0.01
+    assert accuracy(model, attacks.pgd(model, x, y, epsilon=0.2, steps=20), y) <= pgd20 + 0.01
 
 
-def test_restarts_never_weaken_the_attack(trained):
-    model, x, y = trained
+def test_restarts_never_weaken_the_attack(digits_mlp):
+    model, x, y = digits_mlp
     one = np.argmax(model(attacks.pgd(model, x, y, epsilon=0.05, steps=3, seed=5)), -1) == y
     three = np.argmax(model(attacks.pgd(model, x, y, epsilon=0.05, steps=3, seed=5,
                                         restarts=3)), -1) == y
@@ -70,8 +53,8 @@ def test_restarts_never_weaken_the_attack(trained):
     assert three.mean() <= one.mean()
 
 
-def test_zero_epsilon_returns_the_clean_images(trained):
-    model, x, y = trained
+def test_zero_epsilon_returns_the_clean_images(digits_mlp):
+    model, x, y = digits_mlp
     np.testing.assert_allclose(attacks.pgd(model, x[:8], y[:8], epsilon=0.0, steps=3), x[:8])
 
 
@@ -88,13 +71,13 @@ def test_margin_loss_on_handcrafted_logits():
     (dict(loss="hinge"), "loss"),
     (dict(restarts=0), "restarts"),
 ])
-def test_bad_attack_arguments_name_the_parameter(trained, kwargs, parameter):
-    model, x, y = trained
+def test_bad_attack_arguments_name_the_parameter(digits_mlp, kwargs, parameter):
+    model, x, y = digits_mlp
     with pytest.raises(ValueError, match=parameter):
         attacks.pgd(model, x[:2], y[:2], **kwargs)
 
 
-def test_images_outside_unit_range_are_refused(trained):
-    model, x, y = trained
+def test_images_outside_unit_range_are_refused(digits_mlp):
+    model, x, y = digits_mlp
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         attacks.pgd(model, x[:4] * 255.0, y[:4])

@@ -135,3 +135,16 @@ def test_evaluate_robustness_report_and_files(honest_and_masked, tmp_path):
     text = (tmp_path / "report.md").read_text()
     assert "worst case over all attacks" in text and "Sanity checks" in text
     assert (tmp_path / "accuracy_vs_epsilon.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_feedback_at_inference_models_are_attacked_through_the_feedback(digits_arrays):
+    from keras_sgn import models
+
+    x, y = digits_arrays("test", 32)
+    model = models.get("sgn_small_cnn", width=4, feedback_at_inference=True, beta=0.05)
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
+    report = evaluation.evaluate_robustness(model, dataset, epsilon=0.1,
+                                            attacks="pgd-ce:steps=2", run_sanity_checks=False,
+                                            verbose=False)
+    assert report["protocol"]["through_feedback_at_inference"] is True
+    assert "attacked through inference-time feedback: yes" in evaluation.markdown_report(report)

@@ -1,0 +1,44 @@
+"""Shared test helpers: accuracy, threat-model checks, exact linear ground truth."""
+
+import numpy as np
+
+
+def accuracy(model, x, y):
+    return float(np.mean(np.argmax(model(x, training=False), -1) == y))
+
+
+def assert_in_ball(x_adv, x, epsilon, norm):
+    """Adversarial images lie in the norm ball around `x` and in [0, 1]."""
+    x_adv = np.asarray(x_adv)
+    assert x_adv.shape == x.shape and x_adv.dtype == np.float32
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    delta = (x_adv - x).reshape(len(x), -1)
+    if norm == "linf":
+        assert np.abs(delta).max() <= epsilon + 1e-6
+    else:
+        assert np.linalg.norm(delta, axis=1).max() <= epsilon + 1e-5
+    return delta
+
+
+def exact_linf_worst_case(weights, bias, x, y, epsilon):
+    """Exact L-inf worst case of a linear classifier, the [0, 1] box included.
+
+    For each wrong class j the margin `(w_y - w_j).x' + b_y - b_j` is linear, so
+    its minimum over the ball intersected with the box is attained coordinate-wise
+    at `lo = max(-eps, -x)` or `hi = min(eps, 1 - x)`. Returns `(margin, vertex)`:
+    the smallest margin per example (robust iff > 0) and the point attaining it.
+    """
+    weights, bias = np.asarray(weights, np.float64), np.asarray(bias, np.float64)
+    flat = x.reshape(len(x), -1).astype(np.float64)
+    lo = np.maximum(-epsilon, -flat)
+    hi = np.minimum(epsilon, 1.0 - flat)
+    margin = np.full(len(flat), np.inf)
+    vertex = flat.copy()
+    for j in range(weights.shape[1]):
+        c = weights[:, y].T - weights[:, j][None]
+        m_j = (c * flat).sum(1) + bias[y] - bias[j] + np.minimum(c * lo, c * hi).sum(1)
+        m_j[y == j] = np.inf
+        worse = m_j < margin
+        vertex[worse] = (flat + np.where(c > 0, lo, hi))[worse]
+        margin = np.minimum(margin, m_j)
+    return margin, vertex
