@@ -4,6 +4,10 @@
     python tools/benchmark.py --model=sgn_small_cnn --batch_size=128 --output=small.json
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow start-up chatter out of the report
+
 import json
 
 from absl import app

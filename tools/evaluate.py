@@ -8,6 +8,8 @@ Writes OUTPUT_DIR/report.json, report.md and accuracy_vs_epsilon.png.
 
 import os
 
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow start-up chatter out of the report
+
 from absl import app
 from absl import flags
 

@@ -5,6 +5,10 @@
 Writes OUTPUT_DIR/results.json, results.md, robust_vs_epochs.png, robust_vs_time.png.
 """
 
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow start-up chatter out of the report
+
 from absl import app
 from absl import flags
 

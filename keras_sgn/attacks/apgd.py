@@ -21,7 +21,6 @@ is AutoAttack's APGD-T.
 """
 
 import math
-import weakref
 
 import numpy as np
 import tensorflow as tf
@@ -213,23 +212,20 @@ def worst_case_apgd(forward, x, y, *, epsilon, norm="linf", loss="ce", steps=100
     return tf.stop_gradient(best)
 
 
-_COMPILED = weakref.WeakKeyDictionary()
+def _compiled_apgd(model, image_shape, norm, loss, steps, restarts, targeted, n_target_classes,
+                   jit_compile):
+    """One trace per model, configuration and image shape (epsilon, seed, rho and momentum
+    are tensors, so changing them does not retrace)."""
+    def attack(x, y, epsilon, seed, rho, momentum):
+        return worst_case_apgd(
+            lambda images: model(images, training=False), x, y, epsilon=epsilon, norm=norm,
+            loss=loss, steps=steps, restarts=restarts, targeted=targeted,
+            n_target_classes=n_target_classes, seed=seed, rho=rho, momentum=momentum)
 
-
-def _compiled_apgd(model, norm, loss, steps, restarts, targeted, n_target_classes, jit_compile):
-    """One tf.function per model and static configuration (epsilon, seed, rho, momentum are
-    tensors, so changing them does not retrace)."""
-    per_model = _COMPILED.setdefault(model, {})
-    key = (norm, loss, steps, restarts, targeted, n_target_classes, jit_compile)
-    if key not in per_model:
-        def attack(x, y, epsilon, seed, rho, momentum):
-            return worst_case_apgd(
-                lambda images: model(images, training=False), x, y, epsilon=epsilon, norm=norm,
-                loss=loss, steps=steps, restarts=restarts, targeted=targeted,
-                n_target_classes=n_target_classes, seed=seed, rho=rho, momentum=momentum)
-
-        per_model[key] = tf.function(attack, jit_compile=jit_compile, reduce_retracing=True)
-    return per_model[key]
+    scalar = tf.TensorSpec([], tf.float32)
+    return core.compiled_for(
+        model, ("apgd", norm, loss, steps, restarts, targeted, n_target_classes), attack,
+        image_shape, [scalar, tf.TensorSpec([2], tf.int32), scalar, scalar], jit_compile)
 
 
 def apgd(model, x, y, epsilon=8 / 255, norm="linf", loss="ce", steps=100, restarts=1,
@@ -303,7 +299,7 @@ def apgd(model, x, y, epsilon=8 / 255, norm="linf", loss="ce", steps=100, restar
     if targeted and num_classes < 2:
         raise ValueError("targeted=True needs a model with at least 2 classes.")
     n_targets = min(int(n_target_classes), num_classes - 1) if targeted else 1
-    attack = _compiled_apgd(model, norm, loss, int(steps), int(restarts), bool(targeted),
-                            n_targets, bool(jit_compile))
+    attack = _compiled_apgd(model, x.shape[1:], norm, loss, int(steps), int(restarts),
+                            bool(targeted), n_targets, bool(jit_compile))
     return attack(x, y, tf.constant(epsilon, tf.float32), tf.constant([int(seed), 0], tf.int32),
                   tf.constant(rho, tf.float32), tf.constant(momentum, tf.float32))

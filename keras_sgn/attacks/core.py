@@ -249,19 +249,38 @@ def worst_case_pgd(forward, x, y, *, epsilon, step_size, steps, norm="linf",
 _COMPILED = weakref.WeakKeyDictionary()
 
 
-def _compiled_attack(model, norm, steps, loss, use_random_start, restarts, jit_compile):
-    """One tf.function per model and static configuration (no retracing per eps)."""
-    per_model = _COMPILED.setdefault(model, {})
-    key = (norm, steps, loss, use_random_start, restarts, jit_compile)
-    if key not in per_model:
-        def attack(x, y, epsilon, step_size, seed):
-            return worst_case_pgd(
-                lambda images: model(images, training=False), x, y, epsilon=epsilon,
-                step_size=step_size, steps=steps, norm=norm, loss_fn=LOSSES[loss],
-                use_random_start=use_random_start, restarts=restarts, seed=seed)
+def compiled_for(model, key, attack, image_shape, scalar_specs, jit_compile=False):
+    """One `tf.function` per model, static configuration `key` and image shape.
 
-        per_model[key] = tf.function(attack, jit_compile=jit_compile, reduce_retracing=True)
+    `attack(x, y, *scalars)` is traced once with an unknown batch dimension, so
+    the evaluation's shrinking subsets of still-robust points reuse the trace;
+    the numeric settings (`scalar_specs`, e.g. epsilon and the seed) are tensors,
+    so changing them does not retrace either.
+    """
+    per_model = _COMPILED.setdefault(model, {})
+    key = (key, tuple(image_shape), jit_compile)
+    if key not in per_model:
+        signature = [tf.TensorSpec([None, *image_shape], tf.float32),
+                     tf.TensorSpec([None], tf.int32), *scalar_specs]
+        per_model[key] = tf.function(attack, input_signature=signature,
+                                     jit_compile=jit_compile)
     return per_model[key]
+
+
+_SCALAR = tf.TensorSpec([], tf.float32)
+_SEED = tf.TensorSpec([2], tf.int32)
+
+
+def _compiled_attack(model, image_shape, norm, steps, loss, use_random_start, restarts,
+                     jit_compile):
+    def attack(x, y, epsilon, step_size, seed):
+        return worst_case_pgd(
+            lambda images: model(images, training=False), x, y, epsilon=epsilon,
+            step_size=step_size, steps=steps, norm=norm, loss_fn=LOSSES[loss],
+            use_random_start=use_random_start, restarts=restarts, seed=seed)
+
+    return compiled_for(model, ("pgd", norm, steps, loss, use_random_start, restarts), attack,
+                        image_shape, [_SCALAR, _SCALAR, _SEED], jit_compile)
 
 
 def pgd(model, x, y, epsilon=8 / 255, step_size=None, steps=10, norm="linf", loss="ce",
@@ -299,10 +318,10 @@ def pgd(model, x, y, epsilon=8 / 255, step_size=None, steps=10, norm="linf", los
     check_attack_args(epsilon, steps, norm, loss, restarts, step_size)
     check_image_range(x)
     step_size = epsilon / 4 if step_size is None else step_size
-    attack = _compiled_attack(model, norm, int(steps), loss, bool(random_start),
-                              int(restarts), bool(jit_compile))
     x = tf.convert_to_tensor(x, tf.float32)
-    y = tf.cast(tf.convert_to_tensor(y), tf.int32)
+    attack = _compiled_attack(model, x.shape[1:], norm, int(steps), loss, bool(random_start),
+                              int(restarts), bool(jit_compile))
+    y = tf.cast(tf.reshape(tf.convert_to_tensor(y), [-1]), tf.int32)
     seed_tensor = tf.constant([int(seed), 0], tf.int32)
     return attack(x, y, tf.constant(epsilon, tf.float32), tf.constant(step_size, tf.float32),
                   seed_tensor)
