@@ -36,6 +36,7 @@ def test_analysis_times_to_target_and_differences():
     pgd, sgn, fast = (analysis["methods"][m] for m in ("pgd", "sgn", "fast"))
     assert pgd["time_to_target"] == pytest.approx(30.0) and pgd["speedup_to_target_vs_pgd"] == 1
     assert sgn["time_to_target"] == pytest.approx(3.0)  # epoch 1 (2 s) and epoch 2 (4 s)
+    assert sgn["epochs_to_target"] == pytest.approx(1.5) and pgd["epochs_to_target"] == 3
     assert sgn["speedup_to_target_vs_pgd"] == pytest.approx(10.0)
     assert sgn["robust_minus_pgd"] == pytest.approx(0.675 - 0.6)
     assert fast["reached_target"] == 0 and fast["time_to_target"] is None
