@@ -17,13 +17,15 @@ setup(
     long_description=(HERE / "README.md").read_text(encoding="utf-8"),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_sgn", "keras_sgn.*"]),
+    # The zoo entries and the small models shipped with the package (keras_sgn.zoo).
+    package_data={"keras_sgn": ["zoo_entries/*.json", "pretrained/*/*"]},
     python_requires=">=3.10",
     install_requires=[
         "tensorflow>=2.16,<2.22",
         "keras>=3.3,<3.16",
         "tensorflow-datasets>=4.9,<5",
         "keras-tuner>=1.4,<2",
-        "huggingface-hub>=0.23",
+        "huggingface-hub>=2.4,<3",  # the zoo relies on its 2.x errors and transport
         "absl-py>=2.0",
         "tensorboard>=2.16",
         "scikit-learn>=1.3",

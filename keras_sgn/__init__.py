@@ -27,6 +27,10 @@ from keras_sgn import models  # noqa: E402
 from keras_sgn import training  # noqa: E402
 from keras_sgn.layers import SelfGradient  # noqa: E402
 from keras_sgn.models import SGNModel  # noqa: E402
+# The zoo module imports only the standard library at import time; huggingface_hub
+# is imported when a model is downloaded. keras_sgn.hub (publishing) is not imported here.
+from keras_sgn import zoo  # noqa: E402
+from keras_sgn.zoo import list_pretrained, load_pretrained  # noqa: E402
 
-__all__ = ["attacks", "data", "evaluation", "layers", "methods", "models", "training",
-           "SelfGradient", "SGNModel", "__version__"]
+__all__ = ["attacks", "data", "evaluation", "layers", "methods", "models", "training", "zoo",
+           "SelfGradient", "SGNModel", "list_pretrained", "load_pretrained", "__version__"]
