@@ -5,17 +5,42 @@ import os
 import tempfile
 
 
-def atomic_write_text(path, text):
-    """Write `text` to a temporary file beside `path`, fsync, then rename."""
+def _temporary_beside(path, suffix):
+    """A temporary file in `path`'s folder with the permissions a plain `open`
+    would give (mkstemp makes 0600 files, unreadable to a shared cluster)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=os.path.basename(path))
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)
+    return fd, tmp
+
+
+def fsync_directory(directory):
+    """Make a rename in `directory` durable (where the platform allows it)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_text(path, text):
+    """Write `text` to a temporary file beside `path`, fsync, then rename."""
+    fd, tmp = _temporary_beside(path, os.path.basename(path))
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_directory(os.path.dirname(os.path.abspath(path)))
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -29,17 +54,18 @@ def atomic_write_json(path, obj):
 def atomic_save_model(model, path):
     """Save to a temporary file in the same folder, then rename: a reader (or a
     crash) never sees a half-written model at `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
     suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    fd, tmp = _temporary_beside(path, suffix)
     os.close(fd)
     try:
         if suffix == ".weights.h5":
             model.save_weights(tmp, overwrite=True)
         else:
             model.save(tmp, overwrite=True)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_directory(os.path.dirname(os.path.abspath(path)))
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

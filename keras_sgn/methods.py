@@ -14,9 +14,15 @@ attack primitives of `keras_sgn.attacks` and are driven by
 | sgn       | self-gradient feedback (DESIGN section 2)     | 2                |
 | sgn-pgd   | self-gradient with a PGD-k input attack       | k+1              |
 
-Gradients are taken of the loss divided by the number of replicas, because
-`tf.distribute` sums gradients across replicas; reported losses are per-replica
-means, which metrics then average correctly.
+Distribution (any `tf.distribute` strategy): every replica's gradient is taken
+of its per-replica mean loss times `local_batch / global_batch`, because
+`tf.distribute` sums gradients across replicas; that is the mean over the
+global batch, as one replica would compute it, even when the last batch splits
+unevenly. Reported losses are per-replica means, which metrics weighted by the
+batch size then average correctly. Random starts are drawn for the *global*
+batch from a seed that does not depend on the replica, and each replica takes
+its own rows (`replica_random_start`): replicas draw distinct starts, and N
+replicas see exactly the starts one replica would see at the same global batch.
 """
 
 import contextlib
@@ -33,17 +39,80 @@ def _replicas():
     return tf.distribute.get_strategy().num_replicas_in_sync
 
 
+def replica_share(x):
+    """`(offset, local, total)`: where this replica's examples sit in the global
+    batch. `x` is this replica's batch (rows are examples).
+
+    Outside a multi-replica strategy this is `(0, n, n)`. With a static batch
+    dimension (drop_remainder, TPU) the shares are equal and no communication
+    is needed; otherwise the replicas' sizes are all-gathered, so an uneven last
+    batch (e.g. 41 examples over 2 replicas) is placed exactly. Replicas hold
+    consecutive rows of the global batch in replica-id order, which is how
+    `tf.distribute` splits a batched dataset.
+    """
+    n = tf.shape(x)[0]
+    context = tf.distribute.get_replica_context()
+    replicas = _replicas()
+    if context is None or replicas == 1:
+        return tf.constant(0, tf.int32), n, n
+    replica = tf.cast(context.replica_id_in_sync_group, tf.int32)
+    if x.shape[0] is not None:
+        return replica * n, n, n * replicas
+    sizes = context.all_gather(tf.reshape(n, [1]), axis=0)
+    return tf.reduce_sum(sizes[:replica]), n, tf.reduce_sum(sizes)
+
+
+def _global_rows(x, draw):
+    """`draw(x_global)` evaluated on the global batch and sliced back to this
+    replica's rows; `x_global` holds `x` at this replica's rows (zeros elsewhere).
+    `draw` must treat examples independently (random starts do)."""
+    offset, n, total = replica_share(x)
+    rank = len(x.shape)
+    padded = tf.pad(x, [[offset, total - offset - n]] + [[0, 0]] * (rank - 1))
+    begin = tf.pad(tf.reshape(offset, [1]), [[0, rank - 1]])
+    return tf.slice(draw(padded), begin, tf.shape(x))
+
+
+def replica_random_start(x, epsilon, norm, seed):
+    """`attacks.random_start` for this replica's rows of the global batch.
+
+    `seed` must be the same on every replica (`SGNModel._step_seed()`): the
+    start is drawn for the whole global batch and each replica keeps its rows,
+    so replicas get distinct starts and the result does not depend on the
+    number of replicas. With one replica it is exactly `attacks.random_start`.
+    """
+    return _global_rows(x, lambda images: attacks.random_start(images, epsilon, norm, seed))
+
+
+def _replica_normal(x, seed):
+    """Standard normal noise shaped like `x`, drawn for the global batch (see
+    `replica_random_start`)."""
+    return _global_rows(x, lambda images: tf.random.stateless_normal(
+        tf.shape(images), seed, dtype=images.dtype))
+
+
 def _mean_ce(y, logits):
-    return tf.reduce_mean(attacks.cross_entropy_loss(y, logits))
+    # divide_no_nan: a replica may receive no examples of an uneven last batch.
+    losses = attacks.cross_entropy_loss(y, logits)
+    return tf.math.divide_no_nan(tf.reduce_sum(losses),
+                                 tf.cast(tf.size(losses), losses.dtype))
+
+
+def _global_weight(x, dtype=tf.float32):
+    """This replica's share of the global batch, `local / global`: gradients of
+    `share * local mean`, summed over replicas, are those of the global mean."""
+    _, n, total = replica_share(x)
+    return tf.math.divide_no_nan(tf.cast(n, dtype), tf.cast(total, dtype))
 
 
 def _regularization(model):
     return tf.add_n(model.losses) if model.losses else 0.0
 
 
-def _scaled_for_gradient(model, loss):
-    """Scale a per-replica mean loss for cross-replica summing and loss scaling."""
-    loss = loss / tf.cast(_replicas(), loss.dtype)
+def _scaled_for_gradient(model, loss, x):
+    """Scale a per-replica mean loss for cross-replica summing (by this
+    replica's share of the global batch `x` belongs to) and loss scaling."""
+    loss = loss * _global_weight(x, loss.dtype)
     optimizer = getattr(model, "optimizer", None)
     return optimizer.scale_loss(loss) if optimizer is not None else loss
 
@@ -125,7 +194,7 @@ def _train_on(model, x_train, y):
     with tf.GradientTape() as tape:
         logits = model(x_train, training=True)
         loss = _mean_ce(y, logits) + _regularization(model)
-        scaled = _scaled_for_gradient(model, loss)
+        scaled = _scaled_for_gradient(model, loss, x_train)
     return loss, logits, tape.gradient(scaled, variables)
 
 
@@ -160,7 +229,7 @@ class AdversarialTraining(TrainingMethod):
         return self.attack_steps + 1
 
     def gradients(self, model, x, y, seed):
-        start = (attacks.random_start(x, self.epsilon, self.norm, seed)
+        start = (replica_random_start(x, self.epsilon, self.norm, seed)
                  if self.random_start else x)
         x_adv = self._perturb(_forward_eval(model), x, y, start, step_size=self.step_size,
                               steps=self.attack_steps)
@@ -203,13 +272,13 @@ class Free(TrainingMethod):
 
     def step(self, model, x, y, seed):
         variables = model.trainable_variables
-        x_adv = attacks.random_start(x, self.epsilon, self.norm, seed)
+        x_adv = replica_random_start(x, self.epsilon, self.norm, seed)
         for _ in range(self.replays):
             with tf.GradientTape() as tape:
                 tape.watch(x_adv)
                 logits = model(x_adv, training=True)
                 loss = _mean_ce(y, logits) + _regularization(model)
-                scaled = _scaled_for_gradient(model, loss)
+                scaled = _scaled_for_gradient(model, loss, x)
             grads = tape.gradient(scaled, variables + [x_adv])
             model.optimizer.apply_gradients(zip(grads[:-1], variables))
             x_adv = tf.stop_gradient(attacks.project(
@@ -240,7 +309,7 @@ class Trades(TrainingMethod):
         clean_probabilities = tf.stop_gradient(tf.nn.softmax(
             tf.cast(model(x, training=False), tf.float32)))
         start = tf.clip_by_value(
-            x + 0.001 * tf.random.stateless_normal(tf.shape(x), seed), 0.0, 1.0)
+            x + 0.001 * _replica_normal(x, seed), 0.0, 1.0)
         x_adv = self._perturb(_forward_eval(model), x, clean_probabilities, start,
                               step_size=self.step_size, steps=self.attack_steps,
                               loss_fn=attacks.kl_loss)
@@ -248,10 +317,10 @@ class Trades(TrainingMethod):
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             adv_logits = model(x_adv, training=True)
-            robust = tf.reduce_mean(attacks.kl_loss(tf.nn.softmax(tf.cast(logits, tf.float32)),
-                                                    adv_logits))
+            kl = attacks.kl_loss(tf.nn.softmax(tf.cast(logits, tf.float32)), adv_logits)
+            robust = tf.math.divide_no_nan(tf.reduce_sum(kl), tf.cast(tf.size(kl), kl.dtype))
             loss = _mean_ce(y, logits) + self.trades_beta * robust + _regularization(model)
-            scaled = _scaled_for_gradient(model, loss)
+            scaled = _scaled_for_gradient(model, loss, x)
         return loss, adv_logits, tape.gradient(scaled, variables)
 
 
@@ -320,7 +389,7 @@ class SelfGradientTraining(TrainingMethod):
 
         start = x
         if perturb_input and self.random_start:
-            start = attacks.random_start(x, self.epsilon, self.norm, seed)
+            start = replica_random_start(x, self.epsilon, self.norm, seed)
         if perturb_input and self.input_attack == "pgd":
             start = self._perturb(forward, x, y, start, step_size=self.step_size,
                                   steps=self.attack_steps - 1)
@@ -347,10 +416,10 @@ class SelfGradientTraining(TrainingMethod):
             loss = (1.0 - self.clean_weight) * feedback_loss + _regularization(model)
             if self.second_order and self.clean_weight > 0.0:
                 loss += self.clean_weight * first["loss"]
-            scaled = _scaled_for_gradient(model, loss)
+            scaled = _scaled_for_gradient(model, loss, x)
         grads = tape.gradient(scaled, variables)
         if want_pass_one_weights:
-            weight = self.clean_weight / _replicas()
+            weight = self.clean_weight * _global_weight(x)
             optimizer = getattr(model, "optimizer", None)
             weight = optimizer.scale_loss(weight) if optimizer is not None else weight
             grads = [

@@ -5,9 +5,16 @@ size, learning rate, schedule, optimizer and weight decay follow --dataset
 unless given. Offline quick run:
 
     python tools/train.py --dataset=digits --method=sgn --output_dir=runs/digits-sgn
+
+Distribution (`--batch_size` is always the global batch): `--strategy=auto`
+(TPU if --tpu, else the cluster of TF_CONFIG, else all local GPUs), `mirrored`,
+`multi_worker` (every worker runs the same command with its own TF_CONFIG),
+`tpu --tpu=NAME`. A run killed at any moment resumes from `output_dir/backup`
+when the same command is rerun; on SIGTERM it saves, then exits with code 42.
 """
 
 import json
+import sys
 
 from absl import app
 from absl import flags
@@ -55,11 +62,21 @@ flags.DEFINE_integer("test_restarts", _DEFAULTS.test_restarts, "Restarts of the 
 flags.DEFINE_integer("n_train", None, "Use only the first N training examples.")
 flags.DEFINE_integer("n_eval", None, "Use only the first N validation/test examples.")
 flags.DEFINE_enum("strategy", _DEFAULTS.strategy, list(training.STRATEGIES),
-                  "Distribution strategy.")
+                  "Distribution strategy: auto (best local choice), default, one_device, "
+                  "mirrored (all local GPUs), multi_worker (cluster from TF_CONFIG), tpu.")
+flags.DEFINE_string("tpu", None, "TPU for --strategy=tpu (or auto): its name, 'local' on a "
+                    "TPU VM, or grpc://host:8470.")
+flags.DEFINE_integer("backup_every_steps", 0, "Also back up the training state every N "
+                     "steps (0: at every epoch end only).")
+flags.DEFINE_integer("preemption_exit_code", training.TrainingPreempted.exit_code,
+                     "Exit code after a SIGTERM-triggered save (the job should be restarted "
+                     "with the same command).")
 flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices (testing "
                      "--strategy=mirrored without GPUs).")
 flags.DEFINE_integer("seed", _DEFAULTS.seed, "Random seed.")
 flags.DEFINE_bool("jit_compile", False, "XLA-compile the attacks (per replica).")
+flags.DEFINE_bool("sync_batch_norm", True, "With several replicas, BatchNorm statistics "
+                  "over the global batch (as with one replica) instead of per replica.")
 flags.DEFINE_bool("mixed_precision", False, "mixed_float16 on GPU, mixed_bfloat16 elsewhere.")
 flags.DEFINE_string("output_dir", _DEFAULTS.output_dir, "Where the run writes its files.")
 flags.DEFINE_integer("verbose", 1, "Keras verbosity (0 silent, 1 progress bar, 2 lines).")
@@ -74,8 +91,21 @@ def main(argv):
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
     fields = {f: FLAGS[f].value for f in training.TrainConfig.__dataclass_fields__}
-    summary = training.train(training.TrainConfig(**fields))
+    config = training.TrainConfig(**fields)
+    config.resolved()  # bad flags fail before any TensorFlow work
+    # MultiWorkerMirroredStrategy must exist before other TensorFlow work.
+    strategy = training.get_strategy(config.strategy, tpu=config.tpu)
+    try:
+        summary = training.train(config, strategy=strategy)
+    except training.TrainingPreempted as stop:
+        print(stop, flush=True)
+        sys.stdout.flush()
+        sys.exit(FLAGS.preemption_exit_code)
     print(json.dumps(summary, indent=2))
+    if not summary.get("chief", True):
+        print(f"worker {summary['task']} done ({summary['epochs']} epochs); the chief writes "
+              "the model and summary.")
+        return
     protocol = summary["protocol"]
     print(f"clean accuracy {summary['clean_accuracy']:.4f}, robust accuracy "
           f"{summary['robust_accuracy']:.4f} ({protocol['norm']} eps={protocol['epsilon']:.4g}, "

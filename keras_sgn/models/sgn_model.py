@@ -166,13 +166,24 @@ class SGNModel(keras.Model):
     def metrics(self):
         return [self._loss_metric, self._accuracy_metric, self._robust_metric]
 
-    def _step_seed(self, offset=0):
-        """A stateless seed distinct per step and per replica."""
+    def _step_seed(self, offset=0, per_replica=False):
+        """A stateless seed `[attack_seed + offset, step]`, distinct per step.
+
+        By default it is the SAME on every replica: training methods draw a
+        random start for the whole global batch from it and each replica keeps
+        its own rows (`keras_sgn.methods.replica_random_start`), so replicas
+        draw distinct starts and N replicas train exactly like one replica at
+        the same global batch. `per_replica=True` folds the replica id in
+        (`+ replica * 7919`) for draws that are not sliced from a global batch
+        (validation PGD with several restarts).
+        """
         step = tf.cast(self.optimizer.iterations, tf.int32)
-        context = tf.distribute.get_replica_context()
-        replica = 0 if context is None else context.replica_id_in_sync_group
-        replica = tf.cast(replica, tf.int32)
-        return tf.stack([self.attack_seed + offset + replica * 7919, step])
+        seed = tf.constant(self.attack_seed + offset, tf.int32)
+        if per_replica:
+            context = tf.distribute.get_replica_context()
+            replica = 0 if context is None else context.replica_id_in_sync_group
+            seed += tf.cast(replica, tf.int32) * 7919
+        return tf.stack([seed, step])
 
     def _require_compiled(self):
         if self.method is None:
@@ -196,7 +207,10 @@ class SGNModel(keras.Model):
         logits = self(x, training=False)
         x_adv = self.attack(x, y)
         adv_logits = self(x_adv, training=False)
-        loss = tf.reduce_mean(attacks.cross_entropy_loss(y, logits))
+        # divide_no_nan: a replica may get no example from a small last batch.
+        per_example = attacks.cross_entropy_loss(y, logits)
+        loss = tf.math.divide_no_nan(tf.reduce_sum(per_example),
+                                     tf.cast(tf.size(per_example), per_example.dtype))
         self._loss_metric.update_state(loss, sample_weight=tf.shape(x)[0])
         self._accuracy_metric.update_state(y, logits)
         self._robust_metric.update_state(y, adv_logits)
@@ -204,16 +218,33 @@ class SGNModel(keras.Model):
 
     def attack(self, x, y):
         """The validation attack: PGD-`eval_steps` at the method's epsilon, step
-        epsilon/4, random start, restarts keeping each example's worst case."""
-        method = self.method
+        epsilon/4, random start, restarts keeping each example's worst case.
 
-        def run(x, y, seed):
-            return attacks.worst_case_pgd(
-                lambda images: self(images, training=False), x, y,
-                epsilon=method.epsilon, step_size=method.epsilon / 4,
-                steps=self.eval_steps, norm=method.norm, restarts=self.eval_restarts,
-                seed=seed)
+        With one restart the random start is drawn for the global batch and
+        sliced per replica, like in training, so `val_robust_accuracy` does not
+        depend on the number of replicas; with several restarts each replica
+        draws its own starts (`_step_seed(per_replica=True)`).
+        """
+        method = self.method
+        forward = lambda images: self(images, training=False)  # noqa: E731
+
+        if self.eval_restarts == 1:
+            def run(x, y, start):
+                return attacks.perturb(forward, x, y, start=start, epsilon=method.epsilon,
+                                       step_size=method.epsilon / 4, steps=self.eval_steps,
+                                       norm=method.norm)
+
+            randomness = sgn_methods.replica_random_start(x, method.epsilon, method.norm,
+                                                          self._step_seed(1000))
+        else:
+            def run(x, y, seed):
+                return attacks.worst_case_pgd(
+                    forward, x, y, epsilon=method.epsilon, step_size=method.epsilon / 4,
+                    steps=self.eval_steps, norm=method.norm, restarts=self.eval_restarts,
+                    seed=seed)
+
+            randomness = self._step_seed(1000, per_replica=True)
 
         if self.jit_compile_attack:
             run = tf.function(run, jit_compile=True)
-        return run(x, y, self._step_seed(1000))
+        return run(x, y, randomness)
