@@ -1,0 +1,120 @@
+"""Search the self-gradient feedback hyperparameters with KerasTuner.
+
+Maximises val_robust_accuracy (PGD on the first --n_eval validation images,
+BatchNorm in inference mode). Searched unless fixed: --sites, --beta (per
+site, log scale), --normalization, --input_step (alpha / epsilon),
+--clean_weight, --second_order, --learning_rate, --weight_decay. Each of these
+flags takes a value (fixes it), choices `a|b|c` or a range `low:high`; --space
+sets several at once (`name=spec;name=spec`). Rerunning with the same
+--directory/--project_name resumes the search (finished trials are kept).
+
+    python tools/tune.py --dataset=digits --tuner=random --max_trials=8 \\
+        --max_epochs=10 --output_dir=runs/tune-digits
+    python tools/train.py --flagfile=runs/tune-digits/best_recipe.flags \\
+        --output_dir=runs/digits-best
+
+Distributed: the same command with KERASTUNER_TUNER_ID=chief (serves the
+oracle, then writes the results) and KERASTUNER_TUNER_ID=tuner0, tuner1...
+(run trials), sharing KERASTUNER_ORACLE_IP/KERASTUNER_ORACLE_PORT and --directory.
+"""
+
+from absl import app
+from absl import flags
+
+from keras_sgn import training
+from keras_sgn import tuning
+
+FLAGS = flags.FLAGS
+_DEFAULTS = training.TrainConfig()
+
+flags.DEFINE_enum("tuner", "hyperband", list(tuning.TUNERS), "Search algorithm.")
+flags.DEFINE_integer("max_trials", 20, "Maximum number of trials (a cap on Hyperband's "
+                     "own budget).")
+flags.DEFINE_integer("max_epochs", None, "Epochs of a full trial (Hyperband's max_epochs; "
+                     "the learning-rate schedule spans them); default follows --dataset.")
+flags.DEFINE_integer("factor", 3, "Hyperband reduction factor.")
+flags.DEFINE_integer("hyperband_iterations", 1, "Hyperband iterations.")
+flags.DEFINE_integer("num_initial_points", None, "Bayesian: random trials before the "
+                     "Gaussian process (default max(3, max_trials // 2)).")
+flags.DEFINE_bool("include_default", True, "Random/Bayesian: trial 0 is the default setting.")
+flags.DEFINE_string("directory", "tuning", "Folder of the search projects.")
+flags.DEFINE_string("project_name", None, "Project (default {dataset}-{model}-{tuner}); an "
+                    "existing one is resumed.")
+flags.DEFINE_bool("overwrite", False, "Start the project afresh instead of resuming it.")
+flags.DEFINE_string("output_dir", None, "Where the results go (default: "
+                    "DIRECTORY/PROJECT/results).")
+flags.DEFINE_integer("tuner_seed", 1, "Seed of the search algorithm (0: a random one).")
+flags.DEFINE_bool("tensorboard", True, "TensorBoard + HParams logs under the project.")
+
+# The base training recipe (same meaning as in tools/train.py).
+flags.DEFINE_string("dataset", _DEFAULTS.dataset, "cifar10, cifar100, svhn_cropped, mnist, "
+                    "fashion_mnist or digits (offline).")
+flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets.")
+flags.DEFINE_string("model", None, "Model name; default follows --dataset.")
+flags.DEFINE_enum("method", _DEFAULTS.method, list(tuning.METHODS), "Training method.")
+flags.DEFINE_float("epsilon", None, "Threat radius in pixel units; default follows --dataset.")
+flags.DEFINE_enum("norm", _DEFAULTS.norm, ["linf", "l2"], "Threat-model norm.")
+flags.DEFINE_integer("attack_steps", None, "Steps of the sgn-pgd input attack.")
+flags.DEFINE_integer("batch_size", None, "GLOBAL batch size.")
+flags.DEFINE_enum("optimizer", None, list(training.OPTIMIZERS), "Optimizer.")
+flags.DEFINE_enum("lr_schedule", None, list(training.SCHEDULES), "Learning-rate schedule.")
+flags.DEFINE_integer("eval_steps", _DEFAULTS.eval_steps, "PGD steps of the objective.")
+flags.DEFINE_integer("n_train", None, "Train each trial on the first N training images.")
+flags.DEFINE_integer("n_eval", None, "Measure the objective on the first N validation images.")
+flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of every trial's training.")
+flags.DEFINE_bool("jit_compile", False, "XLA-compile the attacks.")
+flags.DEFINE_enum("strategy", "default", list(training.STRATEGIES), "Strategy of each trial.")
+flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices.")
+flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one line per epoch.")
+
+# The space: a value fixes, `a|b` chooses, `low:high` ranges.
+flags.DEFINE_string("space", "", "Several entries: 'beta=0.001:0.05;sites=input|input,stage1'.")
+flags.DEFINE_string("sites", None, "e.g. 'input,stage1' or 'input|input,stage1|default'.")
+flags.DEFINE_string("beta", None, "e.g. 0.01, 'stage1=0.02,stage2=0.005' or '0.001:0.1'.")
+flags.DEFINE_string("normalization", None, "l2_relative, sign, raw or 'l2_relative|sign'.")
+flags.DEFINE_string("input_step", None, "Input step alpha / epsilon, e.g. 1.25 or "
+                    "'0.5|1.0|1.25'.")
+flags.DEFINE_string("clean_weight", None, "e.g. 0 or '0|0.1|0.25'.")
+flags.DEFINE_string("second_order", None, "true, false or 'false|true'.")
+flags.DEFINE_string("learning_rate", None, "e.g. 0.002 or '0.0005:0.01'.")
+flags.DEFINE_string("weight_decay", None, "e.g. 0 or '0|0.0005'.")
+
+
+def main(argv):
+    del argv
+    if FLAGS.logical_cpus > 1:
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
+    base = ("dataset", "data_dir", "model", "method", "epsilon", "norm", "attack_steps",
+            "batch_size", "optimizer", "lr_schedule", "eval_steps", "n_train", "n_eval",
+            "seed", "jit_compile", "verbose")
+    config = training.TrainConfig(epochs=FLAGS.max_epochs,
+                                  **{name: FLAGS[name].value for name in base})
+    space = tuning.space_from_strings(FLAGS.space, **{name: FLAGS[name].value
+                                                      for name in tuning.TUNABLE})
+    strategy = None if FLAGS.strategy == "default" else training.get_strategy(FLAGS.strategy)
+    result = tuning.tune(
+        config, space, tuner=FLAGS.tuner, max_trials=FLAGS.max_trials,
+        directory=FLAGS.directory, project_name=FLAGS.project_name,
+        output_dir=FLAGS.output_dir, overwrite=FLAGS.overwrite, seed=FLAGS.tuner_seed,
+        distribution_strategy=strategy, factor=FLAGS.factor,
+        hyperband_iterations=FLAGS.hyperband_iterations,
+        num_initial_points=FLAGS.num_initial_points, include_default=FLAGS.include_default,
+        tensorboard=FLAGS.tensorboard, verbose=FLAGS.verbose)
+    if result["role"] == "worker":
+        print("Worker finished: the chief holds the results.")
+        return
+    best, paths = result["best"], result["paths"]
+    print(result["table"])
+    print(f"\nBest: trial {best['trial_id']}, {tuning.OBJECTIVE}={best[tuning.OBJECTIVE]:.4f}")
+    for name, path in paths.items():
+        print(f"  {name}: {path}")
+    print(f"Train the winner: python tools/train.py --flagfile={paths['best_recipe.flags']} "
+          "--output_dir=runs/best")
+
+
+if __name__ == "__main__":
+    app.run(main)
