@@ -31,16 +31,21 @@ def fsync_directory(directory):
         os.close(fd)
 
 
+def _commit(tmp, path):
+    """fsync `tmp`, rename it over `path`, fsync the folder: all or nothing."""
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    fsync_directory(os.path.dirname(os.path.abspath(path)))
+
+
 def atomic_write_text(path, text):
     """Write `text` to a temporary file beside `path`, fsync, then rename."""
     fd, tmp = _temporary_beside(path, os.path.basename(path))
     try:
         with os.fdopen(fd, "w") as f:
             f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_directory(os.path.dirname(os.path.abspath(path)))
+        _commit(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
@@ -62,10 +67,7 @@ def atomic_save_model(model, path):
             model.save_weights(tmp, overwrite=True)
         else:
             model.save(tmp, overwrite=True)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        fsync_directory(os.path.dirname(os.path.abspath(path)))
+        _commit(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

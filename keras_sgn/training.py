@@ -414,6 +414,15 @@ def synchronize_batch_norm(model):
     return changed
 
 
+def use_logical_cpus(count):
+    """Split the first CPU into `count` logical devices, to try `mirrored`
+    without GPUs. Must run before TensorFlow initialises its devices."""
+    if count > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * count)
+
+
 def check_global_batch_size(batch_size, strategy):
     replicas = strategy.num_replicas_in_sync
     if batch_size % replicas:

@@ -84,12 +84,7 @@ flags.DEFINE_integer("verbose", 1, "Keras verbosity (0 silent, 1 progress bar, 2
 
 def main(argv):
     del argv
-    if FLAGS.logical_cpus > 1:
-        import tensorflow as tf
-
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
+    training.use_logical_cpus(FLAGS.logical_cpus)
     fields = {f: FLAGS[f].value for f in training.TrainConfig.__dataclass_fields__}
     config = training.TrainConfig(**fields)
     config.resolved()  # bad flags fail before any TensorFlow work

@@ -82,12 +82,7 @@ flags.DEFINE_string("weight_decay", None, "e.g. 0 or '0|0.0005'.")
 
 def main(argv):
     del argv
-    if FLAGS.logical_cpus > 1:
-        import tensorflow as tf
-
-        cpu = tf.config.list_physical_devices("CPU")[0]
-        tf.config.set_logical_device_configuration(
-            cpu, [tf.config.LogicalDeviceConfiguration()] * FLAGS.logical_cpus)
+    training.use_logical_cpus(FLAGS.logical_cpus)
     base = ("dataset", "data_dir", "model", "method", "epsilon", "norm", "attack_steps",
             "batch_size", "optimizer", "lr_schedule", "eval_steps", "n_train", "n_eval",
             "seed", "jit_compile", "verbose")
