@@ -77,6 +77,16 @@ def test_evaluate_refuses_bad_arguments_before_loading(tmp_path):
     assert result.returncode != 0 and "pgd-zz" in result.stderr
     result = _run("evaluate.py", f"--model={tmp_path / 'missing.keras'}", "--dataset=digits")
     assert result.returncode != 0 and "--model" in result.stderr
+    result = _run("evaluate.py", "--model=sgn-cnn-digitz", "--dataset=digits")
+    assert result.returncode != 0 and "sgn-cnn-digits" in result.stderr  # the close match
+
+
+def test_evaluate_takes_a_zoo_name(tmp_path):
+    result = _run("evaluate.py", "--model=sgn-cnn-digits", "--dataset=digits", "--n_examples=32",
+                  "--attacks=pgd-ce:steps=2", "--nosanity_checks", f"--output_dir={tmp_path}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["model"] == "sgn-cnn-digits" and report["clean_accuracy"] > 0.9
 
 
 @pytest.mark.parametrize("flag,parameter", [

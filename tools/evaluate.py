@@ -16,9 +16,11 @@ from absl import flags
 from keras_sgn import attacks
 from keras_sgn import evaluation
 from keras_sgn import training
+from keras_sgn import zoo
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Path of a saved model (.keras).", required=True)
+flags.DEFINE_string("model", None, "Path of a saved model (.keras) or a zoo name "
+                    "(keras_sgn.list_pretrained()).", required=True)
 flags.DEFINE_string("dataset", "cifar10", "Dataset name.")
 flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets.")
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate on.")
@@ -47,9 +49,13 @@ def main(argv):
     # Bad arguments fail here, before loading anything.
     attacks.check_attack_args(epsilon, 1, FLAGS.norm)
     attack_specs = evaluation.parse_attacks(FLAGS.attacks)
-    if not os.path.exists(FLAGS.model):
-        raise app.UsageError(f"--model: no saved model at {FLAGS.model!r} (give the path of a "
-                             "model.keras written by tools/train.py).")
+    from_zoo = not os.path.exists(FLAGS.model)
+    if from_zoo:
+        try:
+            zoo.get_entry(FLAGS.model)
+        except zoo.UnknownModelError as error:
+            raise app.UsageError(f"--model: no saved model at {FLAGS.model!r}, and not a zoo "
+                                 f"name either. {error}") from None
 
     import keras
     import keras_sgn  # noqa: F401  (registers the custom objects)
@@ -57,14 +63,18 @@ def main(argv):
 
     dataset = data.load(FLAGS.dataset, FLAGS.split, FLAGS.batch_size, data_dir=FLAGS.data_dir,
                         n_examples=FLAGS.n_examples)
-    model = keras.saving.load_model(FLAGS.model, safe_mode=True)
+    if from_zoo:
+        model = zoo.load_pretrained(FLAGS.model)
+    else:
+        model = keras.saving.load_model(FLAGS.model, safe_mode=True)
     report = evaluation.evaluate_robustness(
         model, dataset, epsilon=epsilon, norm=FLAGS.norm, attacks=attack_specs,
         n_examples=FLAGS.n_examples, cascade=FLAGS.cascade,
         run_sanity_checks=FLAGS.sanity_checks, n_sanity_examples=FLAGS.sanity_examples,
         square_queries=FLAGS.square_queries, seed=FLAGS.seed)
     report.update(model=FLAGS.model, dataset=FLAGS.dataset, split=FLAGS.split)
-    output_dir = FLAGS.output_dir or os.path.dirname(os.path.abspath(FLAGS.model))
+    output_dir = FLAGS.output_dir or (os.path.join("runs", FLAGS.model, "eval") if from_zoo
+                                      else os.path.dirname(os.path.abspath(FLAGS.model)))
     evaluation.write_report(report, output_dir)
     print(evaluation.markdown_report(report))
     print(f"Wrote {output_dir}/report.json, report.md"
