@@ -63,12 +63,8 @@ def run_method(config, test_steps=20, verbose=0):
     test_ds = sgn_data.load(config.dataset, "test", 256, data_dir=config.data_dir,
                             n_examples=config.n_eval)
     steps_per_epoch = sum(1 for _ in train_ds)
-    model = training.build_model(config, info)
-    schedule = training.learning_rate_schedule(config.lr_schedule, config.learning_rate,
-                                               steps_per_epoch * epochs)
-    model.compile(optimizer=training.make_optimizer(config.optimizer, schedule,
-                                                    config.weight_decay),
-                  method=config.method, seed=config.seed, **config.method_options())
+    model = training.compile_for_training(training.build_model(config, info), config,
+                                          steps_per_epoch, epochs=epochs)
     evaluator = _EpochEvaluator(test_ds, config.epsilon, config.norm, test_steps, config.seed)
     model.fit(train_ds, epochs=epochs, callbacks=[evaluator], verbose=verbose, shuffle=False)
     return {"method": config.method, "seed": config.seed, "epochs": epochs,

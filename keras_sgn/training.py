@@ -772,12 +772,31 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
             self.delete()
 
 
-def build_model(config, info):
+def build_model(config, info, **model_kwargs):
+    """The model of `config` for dataset `info`; `model_kwargs` reach the
+    builder (e.g. `width=8` of `sgn_small_cnn`)."""
     return sgn_models.get(
         config.model, input_shape=info.image_shape, num_classes=info.num_classes,
         mean=info.mean, std=info.std, sites=parse_sites(config.sites),
         beta=parse_beta(config.beta), normalization=config.normalization,
-        feedback_at_inference=config.feedback_at_inference)
+        feedback_at_inference=config.feedback_at_inference, **model_kwargs)
+
+
+def compile_for_training(model, config, steps_per_epoch, strategy=None, epochs=None):
+    """Compile `model` as every run of `config` does (learning-rate schedule
+    over the whole run, optimizer, method and attack options), then apply the
+    `tf.distribute` fixes. Call it under the strategy's scope."""
+    strategy = strategy or tf.distribute.get_strategy()
+    epochs = config.epochs if epochs is None else epochs
+    schedule = learning_rate_schedule(config.lr_schedule, config.learning_rate,
+                                      steps_per_epoch * epochs)
+    model.compile(optimizer=make_optimizer(config.optimizer, schedule, config.weight_decay),
+                  method=config.method, seed=config.seed, eval_steps=config.eval_steps,
+                  jit_compile_attack=config.jit_compile, **config.method_options())
+    prepare_distributed_fit(model, strategy)
+    if config.sync_batch_norm and strategy.num_replicas_in_sync > 1:
+        synchronize_batch_norm(model)
+    return model
 
 
 def _plot_history(history, path):
@@ -905,17 +924,8 @@ def train(config, strategy=None):
     try:
         os.makedirs(write_dir, exist_ok=True)
         with strategy.scope():
-            model = build_model(config, info)
-            schedule = learning_rate_schedule(config.lr_schedule, config.learning_rate,
-                                              steps_per_epoch * config.epochs)
-            model.compile(optimizer=make_optimizer(config.optimizer, schedule,
-                                                   config.weight_decay),
-                          method=config.method, seed=config.seed,
-                          eval_steps=config.eval_steps,
-                          jit_compile_attack=config.jit_compile, **config.method_options())
-        prepare_distributed_fit(model, strategy)
-        if config.sync_batch_norm and strategy.num_replicas_in_sync > 1:
-            synchronize_batch_norm(model)
+            model = compile_for_training(build_model(config, info), config, steps_per_epoch,
+                                         strategy)
         checkpoint = SafeCheckpoint(os.path.join(write_dir, "model.keras"),
                                     os.path.join(write_dir, "checkpoints", "last.weights.h5"))
         backup = PreemptionCheckpoint(

@@ -385,14 +385,8 @@ class SGNHyperModel(keras_tuner.HyperModel):
     def _build_model(self, config, sites=None):
         if sites is not None:
             config = dataclasses.replace(config, sites=sites)
-        if not self.model_kwargs:
-            return training.build_model(config, self.info)  # exactly what train() builds
-        return sgn_models.get(
-            config.model, input_shape=self.info.image_shape, num_classes=self.info.num_classes,
-            mean=self.info.mean, std=self.info.std,
-            sites=training.parse_sites(config.sites),
-            beta=training.parse_beta(config.beta), normalization=config.normalization,
-            feedback_at_inference=config.feedback_at_inference, **self.model_kwargs)
+        # Exactly what train() builds (model_kwargs: builder-only options).
+        return training.build_model(config, self.info, **(self.model_kwargs or {}))
 
     def train_data(self):
         """The training split as `tools/train.py` reads it (full batches only).
@@ -440,18 +434,10 @@ class SGNHyperModel(keras_tuner.HyperModel):
         model = self._build_model(config)
         if not model.built:  # subclassed backbones: create the weights (reloads need them)
             model(tf.zeros((1,) + tuple(self.info.image_shape)))
-        schedule = training.learning_rate_schedule(
-            config.lr_schedule, config.learning_rate, self.steps_per_epoch() * config.epochs)
-        model.compile(optimizer=training.make_optimizer(config.optimizer, schedule,
-                                                        config.weight_decay),
-                      method=config.method, seed=config.seed, eval_steps=config.eval_steps,
-                      jit_compile_attack=config.jit_compile, **config.method_options())
+        # As train() compiles, so a trial (under a strategy too) trains like train.py.
+        training.compile_for_training(model, config, self.steps_per_epoch(), strategy)
         # Built now, a Hyperband continuation also reloads its parent's optimizer state.
         model.optimizer.build(model.trainable_variables)
-        # As train() does, so a trial under a strategy trains like train.py would.
-        training.prepare_distributed_fit(model, strategy)
-        if config.sync_batch_norm and strategy.num_replicas_in_sync > 1:
-            training.synchronize_batch_norm(model)
         return model
 
     def fit(self, hp, model, *args, **kwargs):
