@@ -33,7 +33,7 @@ setup(
         "matplotlib>=3.7",
         "numpy>=1.26",
     ],
-    extras_require={"test": ["pytest>=8"]},
+    extras_require={"test": ["pytest>=8", "ruff>=0.6"]},
     license="Apache-2.0",
     classifiers=[
         "Programming Language :: Python :: 3",

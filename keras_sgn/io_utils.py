@@ -39,16 +39,21 @@ def _commit(tmp, path):
     fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
-def atomic_write_text(path, text):
-    """Write `text` to a temporary file beside `path`, fsync, then rename."""
+def atomic_write_bytes(path, payload):
+    """Write `payload` to a temporary file beside `path`, fsync, then rename."""
     fd, tmp = _temporary_beside(path, os.path.basename(path))
     try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
         _commit(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_write_text(path, text):
+    """`atomic_write_bytes` of `text` encoded as UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_write_json(path, obj):

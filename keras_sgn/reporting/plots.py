@@ -1,0 +1,33 @@
+"""Headless plotting with atomic saves: the one place that touches matplotlib's backend."""
+
+import os
+
+from keras_sgn.io_utils import atomic_write_bytes
+
+
+def new_figure(nrows=1, ncols=1, figsize=(6.4, 4.2), **kwargs):
+    """`(figure, axes)` on the non-interactive Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt.subplots(nrows, ncols, figsize=figsize, **kwargs)
+
+
+def save_figure(fig, path, dpi=120):
+    """Write `fig` as a PNG at `path` atomically (a reader never sees half an
+    image), then close it to free its memory."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buffer = io.BytesIO()
+    try:
+        fig.tight_layout()
+        fig.savefig(buffer, dpi=dpi, format="png")
+    finally:
+        plt.close(fig)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    atomic_write_bytes(path, buffer.getvalue())
+    return path
