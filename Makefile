@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test test-slow clean
+.PHONY: install demo test test-slow lint data clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,30 @@ test: install
 # End-to-end tests marked slow (kept out of `make test`).
 test-slow: install
 	$(PY) -m pytest -q -m slow tests
+
+lint: install
+	$(PY) -m ruff check keras_sgn tools tests
+
+# Fashion-MNIST, the real-data benchmark (keras_sgn.data reads it offline): the Debian package
+# where apt-get can install it (root), else the ways to get the files. Quick when present.
+FASHION_MNIST_DIR := /usr/share/datasets/fashion-mnist
+FASHION_MNIST_FILES := $(addprefix $(FASHION_MNIST_DIR)/,train-images-idx3-ubyte.gz \
+	train-labels-idx1-ubyte.gz t10k-images-idx3-ubyte.gz t10k-labels-idx1-ubyte.gz)
+
+data:
+	@if ls $(FASHION_MNIST_FILES) >/dev/null 2>&1; then \
+		echo "Fashion-MNIST: present in $(FASHION_MNIST_DIR)"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		apt-get install -y dataset-fashion-mnist \
+			|| { apt-get update && apt-get install -y dataset-fashion-mnist; }; \
+	else \
+		echo "Fashion-MNIST is not installed, and apt-get cannot install it here (needs root" \
+			"on Debian/Ubuntu). Any one of these makes it available to keras_sgn.data:"; \
+		echo "  - sudo apt-get install dataset-fashion-mnist"; \
+		echo "  - on a machine with network: python -c 'import keras;" \
+			"keras.datasets.fashion_mnist.load_data()', then copy ~/.keras/datasets/fashion-mnist/"; \
+		echo "  - the four IDX .gz files in a folder, passed as data_dir= (--data_dir)"; \
+	fi
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info

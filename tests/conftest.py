@@ -7,9 +7,85 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+import functools  # noqa: E402
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
+
+# Real-data tests: `@pytest.mark.real_data("fashion_mnist")` (the default name). Without the
+# data they are skipped with the command that enables them; in CI (.ci/run sets this switch)
+# a skipped real-data test is a failure.
+REAL_DATA_SWITCH = "KERAS_SGN_REQUIRE_REAL_DATA"
+ENABLE_REAL_DATA = "make data"
+_skipped_real_data = []
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers",
+        "real_data(name='fashion_mnist'): needs that dataset's files on this machine; skipped "
+        f"without them (enable with `{ENABLE_REAL_DATA}`), a failure when {REAL_DATA_SWITCH}=1.")
+
+
+def _real_data_required() -> bool:
+    return os.environ.get(REAL_DATA_SWITCH, "") not in ("", "0")
+
+
+@functools.lru_cache(maxsize=None)
+def _real_data_missing(name):
+    """None if `name` is on this machine, else the first line of the reason."""
+    from keras_sgn import data
+
+    try:
+        data.locate(name)
+    except data.DatasetNotAvailableError as error:
+        return str(error).splitlines()[0]
+    return None
+
+
+def pytest_runtest_setup(item):
+    marker = item.get_closest_marker("real_data")
+    if marker is None:
+        return
+    name = marker.args[0] if marker.args else marker.kwargs.get("name", "fashion_mnist")
+    missing = _real_data_missing(name)
+    if missing:
+        pytest.skip(f"real data: {missing} Run `{ENABLE_REAL_DATA}` to enable this test.")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if (not report.skipped or hasattr(report, "wasxfail")
+            or item.get_closest_marker("real_data") is None):
+        return
+    reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+    if _real_data_required():
+        report.outcome = "failed"
+        report.longrepr = f"{REAL_DATA_SWITCH}=1, but this real-data test was skipped: {reason}"
+    else:
+        _skipped_real_data.append(item.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _skipped_real_data:
+        return
+    terminalreporter.write_sep("-", f"{len(_skipped_real_data)} real-data tests skipped")
+    for nodeid in _skipped_real_data:
+        terminalreporter.write_line(f"SKIPPED {nodeid}")
+    terminalreporter.write_line(
+        f"The data is not on this machine. Run `{ENABLE_REAL_DATA}` (Debian: apt-get install "
+        "dataset-fashion-mnist) to enable them.")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_data_cache(tmp_path_factory):
+    """The decoded-array cache of keras_sgn.data in a session folder, not the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("KERAS_SGN_CACHE", str(tmp_path_factory.mktemp("keras_sgn_cache")))
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,6 @@
-"""Tests for keras_sgn.data (no network: digits is bundled, tfds datasets are mocked)."""
+"""Tests for keras_sgn.data (no network: digits is bundled, tfds datasets are mocked).
+
+The real MNIST-family files (search order, integrity, cache) are tested in test_data_files.py."""
 
 import dataclasses
 import hashlib
@@ -9,11 +11,12 @@ import time
 
 import numpy as np
 import pytest
-
 import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_sgn import data
+from keras_sgn.data import catalog, sources, tfds_source
+from keras_sgn.data import digits as data_digits
 
 
 def _collect(ds):
@@ -94,8 +97,8 @@ def test_digits_batches_shapes_dtypes_ranges():
 
 
 def test_digits_splits_disjoint_complete_stable():
-    sizes, images, indices = {}, [], []
-    all_images, all_labels, splits = data._digits_arrays()
+    sizes, indices = {}, []
+    all_images, all_labels, splits = data_digits.arrays()
     for split in data.SPLITS:
         x, y = _collect(data.load("digits", split, batch_size=500, shuffle=False))
         sizes[split] = len(x)
@@ -202,12 +205,19 @@ def test_validation_happens_before_any_loading(monkeypatch, tmp_path):
     def boom(*a, **k):
         raise AssertionError("loaded data before validating arguments")
 
-    monkeypatch.setattr(data, "_tfds_source", boom)
-    monkeypatch.setattr(data, "_digits_arrays", boom)
+    monkeypatch.setattr(tfds_source, "dataset", boom)
+    monkeypatch.setattr(data_digits, "arrays", boom)
+    monkeypatch.setattr(sources, "locate", boom)
     with pytest.raises(ValueError, match="batch_size"):
         data.load("cifar10", "train", batch_size=0, data_dir=str(tmp_path))
     with pytest.raises(ValueError, match="n_examples"):
         data.load("cifar10", "test", n_examples=-1, data_dir=str(tmp_path))
+    with pytest.raises(ValueError, match="seed"):
+        data.load("fashion_mnist", "test", seed="0")
+    with pytest.raises(ValueError, match="augment"):
+        data.load("mnist", "train", augment=True)
+    with pytest.raises(ValueError, match="shuffle"):
+        data.load("digits", "train", shuffle=1)
 
 
 # ----------------------------------------------------------------------------- tfds (mocked)
@@ -219,11 +229,11 @@ def _mocked(num_examples=10):
 
 
 def test_tfds_split_strings():
-    assert data._tfds_split("cifar10", "train") == "train[:49000]"
-    assert data._tfds_split("cifar10", "validation") == "train[49000:]"
-    assert data._tfds_split("cifar10", "test") == "test"
-    assert data._tfds_split("svhn_cropped", "train") == "train[:72257]"
-    assert data._tfds_split("mnist", "validation") == "train[59000:]"
+    assert tfds_source.split_string("cifar10", "train") == "train[:49000]"
+    assert tfds_source.split_string("cifar10", "validation") == "train[49000:]"
+    assert tfds_source.split_string("cifar10", "test") == "test"
+    assert tfds_source.split_string("svhn_cropped", "train") == "train[:72257]"
+    assert tfds_source.split_string("mnist", "validation") == "train[59000:]"
 
 
 def test_cifar10_mocked_all_splits(no_network):
@@ -276,11 +286,19 @@ def test_augmentation_is_pad_crop_flip_and_keeps_range(name, flip, no_network):
     np.testing.assert_array_equal(val, plain)  # validation: no augmentation, no shuffle
 
 
-def test_explicit_augment_on_eval_split_and_mnist_has_no_augment(no_network):
+def _looks_like_prepared_tfds(root, name, version="3.0.1"):
+    """The layout `locate` takes for a prepared tfds copy (the content is mocked)."""
+    (root / name / version).mkdir(parents=True)
+    (root / name / version / "dataset_info.json").write_text("{}")
+    return str(root)
+
+
+def test_explicit_augment_on_eval_split_and_mnist_has_no_augment(no_network, tmp_path):
     with _mocked(4):
         x, _ = _collect(data.load("cifar100", "test", batch_size=4, augment=True))
         assert x.shape == (4, 32, 32, 3)
-        x, _ = _collect(data.load("fashion_mnist", "train", batch_size=4))
+        tfds_dir = _looks_like_prepared_tfds(tmp_path, "fashion_mnist")
+        x, _ = _collect(data.load("fashion_mnist", "train", batch_size=4, data_dir=tfds_dir))
         assert x.shape == (4, 28, 28, 1)
         with pytest.raises(ValueError, match="augment"):
             data.load("mnist", "train", augment=True)
@@ -301,7 +319,18 @@ def test_missing_tfds_dataset_raises_clear_error(tmp_path, no_network):
         assert needle in msg, (needle, msg)
 
 
-def test_missing_dataset_uses_env_var_and_reports_versions(tmp_path, monkeypatch, no_network):
+@pytest.fixture
+def no_local_copies(monkeypatch, tmp_path_factory):
+    """No Keras cache, tfds folder or system folder of this machine is searched."""
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(home / "tensorflow_datasets"))
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", {"mnist": (), "fashion_mnist": ()})
+
+
+def test_missing_dataset_uses_env_var_and_reports_versions(tmp_path, monkeypatch, no_network,
+                                                           no_local_copies):
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     (tmp_path / "mnist" / "0.0.1").mkdir(parents=True)
     with pytest.raises(data.DatasetNotAvailableError) as e:
@@ -336,11 +365,11 @@ def tiny_prepared_mnist(tmp_path, monkeypatch):
     tfds.dataset_builders.TfDataBuilder(
         name="mnist", version=str(ref.version), split_datasets=splits,
         features=ref.info.features, data_dir=str(tmp_path)).download_and_prepare()
-    monkeypatch.setitem(data._TFDS_SIZES, "mnist", {"train": 60, "test": 20})
-    monkeypatch.setattr(data, "_TFDS_VALIDATION_SIZE", 10)
-    data._info.cache_clear()
+    monkeypatch.setitem(catalog.ORIGINAL_SIZES, "mnist", {"train": 60, "test": 20})
+    monkeypatch.setattr(catalog, "VALIDATION_SIZE", 10)
+    catalog.cached_info.cache_clear()
     yield tmp_path
-    data._info.cache_clear()
+    catalog.cached_info.cache_clear()
 
 
 def test_real_tfds_files_splits_disjoint(tiny_prepared_mnist, monkeypatch, no_network):

@@ -1,0 +1,63 @@
+"""Datasets for keras-sgn: tf.data pipelines of float32 images in [0, 1].
+
+Conventions (DESIGN.md section 4):
+
+* Images are float32 in **[0, 1]**, NHWC. Mean/std normalisation is *not* applied here; it is
+  a layer inside the model, so that the adversarial budget epsilon is in pixel units. The
+  per-channel statistics are exposed through :func:`info` for building that layer.
+* Labels are int32 class indices.
+* Every dataset has three splits: ``"train"``, ``"validation"`` (a fixed held-out part of the
+  original training set, never seen by ``"train"``) and ``"test"`` (the original test set).
+
+Supported datasets (:data:`DATASETS`):
+
+* ``mnist``, ``fashion_mnist``: from the original files, found without network by
+  :func:`locate` (``data_dir``, ``$TFDS_DATA_DIR``, the Keras cache, Debian's
+  ``/usr/share/datasets/fashion-mnist``): a prepared tfds folder, the four IDX files (checked
+  by the sha256 of their decompressed bytes) or Keras' ``mnist.npz``. The IDX files are put in
+  tfds' stored order, so every source gives the same splits: validation is the last 1,000
+  images of the stored training split. Decoded arrays are cached on disk (checked by sha256,
+  see :mod:`keras_sgn.data.cache`), so loads after the first are fast.
+* tensorflow-datasets: ``cifar10``, ``cifar100``, ``svhn_cropped``. These are never
+  downloaded: they must already be prepared in ``data_dir`` (or ``$TFDS_DATA_DIR``, or
+  ``~/tensorflow_datasets``), otherwise :class:`DatasetNotAvailableError` is raised with
+  instructions. Validation is the last 1,000 images of the stored training split.
+* ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 real images, values 0..16,
+  loaded from the scikit-learn installation, no network), as ``(8, 8, 1)`` images ``value / 16``.
+
+Example::
+
+    import keras_sgn.data
+    train = keras_sgn.data.load("digits", "train", batch_size=64)
+    for images, labels in train.take(1):
+        print(images.shape, labels.shape)   # (64, 8, 8, 1) (64,)
+"""
+
+from keras_sgn.data.catalog import (
+    CIFAR10_MEAN,
+    CIFAR10_STD,
+    DATASETS,
+    SPLITS,
+    VALIDATION_SIZE,
+    DatasetInfo,
+    info,
+)
+from keras_sgn.data.errors import DatasetIntegrityError, DatasetNotAvailableError
+from keras_sgn.data.pipeline import load
+from keras_sgn.data.sources import LOCAL_FILE_DATASETS, Source, locate
+
+__all__ = [
+    "CIFAR10_MEAN",
+    "CIFAR10_STD",
+    "DATASETS",
+    "LOCAL_FILE_DATASETS",
+    "SPLITS",
+    "VALIDATION_SIZE",
+    "DatasetInfo",
+    "DatasetIntegrityError",
+    "DatasetNotAvailableError",
+    "Source",
+    "info",
+    "load",
+    "locate",
+]

@@ -1,0 +1,173 @@
+"""What each dataset is: names, splits, image shapes, classes, pixel statistics, split sizes.
+
+This is the one place the per-dataset constants live (mean/std of the training images in
+[0, 1], the original split sizes, the size of the held-out validation part). Nothing here reads
+image data, except ``digits``, whose statistics are computed once from its bundled training
+split.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import difflib
+import functools
+import types
+from typing import Mapping, Tuple
+
+from keras_sgn.data import digits
+
+#: Names accepted by :func:`info` and :func:`keras_sgn.data.load`.
+DATASETS: Tuple[str, ...] = (
+    "cifar10",
+    "cifar100",
+    "svhn_cropped",
+    "mnist",
+    "fashion_mnist",
+    "digits",
+)
+
+#: Splits accepted by :func:`keras_sgn.data.load`.
+SPLITS: Tuple[str, ...] = ("train", "validation", "test")
+
+#: Images held out from the END of the stored training split as "validation". tfds stores its
+#: training splits in a fixed, shuffled order (and the IDX files are put in that same order,
+#: see :mod:`keras_sgn.data.idx`), so the last N images are a fixed, class-mixed sample.
+VALIDATION_SIZE = 1_000
+
+#: Original sizes of the splits we use (the "extra" split of SVHN is not used).
+ORIGINAL_SIZES = {
+    "cifar10": {"train": 50_000, "test": 10_000},
+    "cifar100": {"train": 50_000, "test": 10_000},
+    "svhn_cropped": {"train": 73_257, "test": 26_032},
+    "mnist": {"train": 60_000, "test": 10_000},
+    "fashion_mnist": {"train": 60_000, "test": 10_000},
+}
+
+# "augment" is the kind of training augmentation: "crop_flip" (pad + random crop + random
+# horizontal flip), "crop" (pad + random crop; SVHN digits are not mirror symmetric) or None.
+# mean/std: per channel, of the training images scaled to [0, 1] (None: computed, see digits).
+_Spec = collections.namedtuple("_Spec", "num_classes image_shape mean std augment")
+_SPECS = {
+    "cifar10": _Spec(10, (32, 32, 3), (0.4914, 0.4822, 0.4465), (0.2471, 0.2435, 0.2616),
+                     "crop_flip"),
+    "cifar100": _Spec(100, (32, 32, 3), (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762),
+                      "crop_flip"),
+    "svhn_cropped": _Spec(10, (32, 32, 3), (0.4377, 0.4438, 0.4728), (0.1980, 0.2010, 0.1970),
+                          "crop"),
+    "mnist": _Spec(10, (28, 28, 1), (0.1307,), (0.3081,), None),
+    "fashion_mnist": _Spec(10, (28, 28, 1), (0.2860,), (0.3530,), None),
+    "digits": _Spec(10, (8, 8, 1), None, None, None),
+}
+
+#: CIFAR-10 statistics, for the normalisation layer of models trained on it.
+CIFAR10_MEAN: Tuple[float, ...] = _SPECS["cifar10"].mean
+CIFAR10_STD: Tuple[float, ...] = _SPECS["cifar10"].std
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetInfo:
+    """Static description of a supported dataset.
+
+    Attributes:
+        name: Dataset name, one of :data:`DATASETS`.
+        num_classes: Number of classes.
+        image_shape: ``(height, width, channels)`` of one image.
+        mean: Per-channel mean of the training images scaled to [0, 1].
+        std: Per-channel standard deviation of the training images scaled to [0, 1].
+        num_examples: Number of examples in each split (``"train"``, ``"validation"``,
+            ``"test"``) as loaded by :func:`keras_sgn.data.load`.
+        augment: Whether :func:`keras_sgn.data.load` augments the training split by default.
+        flip: Whether that augmentation includes random horizontal flips (CIFAR) or only
+            pad-and-crop (SVHN).
+    """
+
+    name: str
+    num_classes: int
+    image_shape: Tuple[int, int, int]
+    mean: Tuple[float, ...]
+    std: Tuple[float, ...]
+    num_examples: Mapping[str, int] = dataclasses.field(hash=False)
+    augment: bool
+    flip: bool = False
+
+
+def check_name(name) -> str:
+    """``name`` if it is a supported dataset, else a ValueError listing them (and close ones)."""
+    if isinstance(name, str) and name in _SPECS:
+        return name
+    valid = ", ".join(repr(n) for n in DATASETS)
+    msg = f"name={name!r} is not a supported dataset; valid names are: {valid}."
+    if isinstance(name, str):
+        lowered = {n.lower(): n for n in DATASETS}
+        key = name.lower().replace("-", "")
+        close = difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.5)
+        if close:
+            msg += " Did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?"
+    raise ValueError(msg)
+
+
+def check_split(split) -> str:
+    """``split`` if it is one of :data:`SPLITS`, else a ValueError with the likely meaning."""
+    if isinstance(split, str) and split in SPLITS:
+        return split
+    msg = f"split={split!r} is not valid; use one of " + ", ".join(repr(s) for s in SPLITS) + "."
+    if isinstance(split, str):
+        aliases = {"val": "validation", "valid": "validation", "dev": "validation",
+                   "eval": "test", "training": "train"}
+        guess = aliases.get(split.lower()) or next(
+            iter(difflib.get_close_matches(split.lower(), SPLITS, n=1, cutoff=0.5)), None)
+        if guess:
+            msg += f" Did you mean split={guess!r}?"
+        if "[" in split or "%" in split:
+            msg += (" tfds slicing syntax is not accepted here; use n_examples= to take the "
+                    "first n examples of a split.")
+    raise ValueError(msg)
+
+
+def split_sizes(name: str) -> dict:
+    """``{split: number of examples}`` as :func:`keras_sgn.data.load` gives them."""
+    if name == "digits":
+        return dict(digits.SIZES)
+    original = ORIGINAL_SIZES[name]
+    return {"train": original["train"] - VALIDATION_SIZE, "validation": VALIDATION_SIZE,
+            "test": original["test"]}
+
+
+def info(name: str) -> DatasetInfo:
+    """Returns the static description of a dataset (no data is loaded, except for ``digits``,
+    whose mean/std are computed once from its small bundled training split).
+
+    Args:
+        name: One of :data:`DATASETS`.
+
+    Returns:
+        A :class:`DatasetInfo`.
+
+    Raises:
+        ValueError: if ``name`` is not supported.
+
+    Example::
+
+        >>> keras_sgn.data.info("cifar10").mean
+        (0.4914, 0.4822, 0.4465)
+    """
+    return cached_info(check_name(name))
+
+
+@functools.lru_cache(maxsize=None)
+def cached_info(name: str) -> DatasetInfo:
+    """:func:`info` for a checked name, computed once (call ``cache_clear()`` after changing
+    :data:`ORIGINAL_SIZES` or :data:`VALIDATION_SIZE`)."""
+    spec = _SPECS[name]
+    mean, std = digits.train_statistics() if name == "digits" else (spec.mean, spec.std)
+    return DatasetInfo(
+        name=name,
+        num_classes=spec.num_classes,
+        image_shape=tuple(spec.image_shape),
+        mean=tuple(float(m) for m in mean),
+        std=tuple(float(s) for s in std),
+        num_examples=types.MappingProxyType(split_sizes(name)),
+        augment=spec.augment is not None,
+        flip=spec.augment == "crop_flip",
+    )
