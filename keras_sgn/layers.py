@@ -17,7 +17,8 @@ with keras_sgn.layers.inject_sites({name: delta}):
 ```
 
 The context is thread-local because `tf.distribute.MirroredStrategy` runs each
-replica's step in its own thread.
+replica's step in its own thread. The passes themselves (`self_gradient_pass`,
+`feedback_deltas`) live in `keras_sgn.feedback`.
 """
 
 import contextlib
@@ -33,6 +34,12 @@ _STATE = threading.local()
 
 def _current():
     return getattr(_STATE, "value", None)
+
+
+def active_site_mode():
+    """`"record"`, `"inject"` or `"plain"` inside a site context, else None."""
+    state = _current()
+    return None if state is None else state[0]
 
 
 @contextlib.contextmanager
@@ -60,6 +67,12 @@ def inject_sites(deltas):
     return _site_mode("inject", dict(deltas))
 
 
+def plain_sites():
+    """Context in which every site is the identity, even in a model with
+    `feedback_at_inference=True`. Training methods run their own passes in it."""
+    return _site_mode("plain", None)
+
+
 def sites_of(model):
     """All `SelfGradient` layers of `model`, nested models included, in order."""
     found = []
@@ -79,41 +92,6 @@ def has_input_site(model):
     return any(site.input_site for site in sites_of(model))
 
 
-def _per_example_reduce(fn, tensor):
-    axes = list(range(1, len(tensor.shape)))
-    return fn(tensor, axis=axes, keepdims=True)
-
-
-def normalize_gradient(gradient, activation, normalization, epsilon=1e-12):
-    """`N(g)` of DESIGN section 2, computed per example in float32.
-
-    Args:
-        gradient: `dL/da` at the site, shape `(batch, ...)`.
-        activation: the site's activation `a`, same shape.
-        normalization: `"l2_relative"` (`||a||_2 * g / ||g||_2`), `"sign"`
-            (`std(a) * sign(g)`) or `"raw"` (`g`).
-    """
-    gradient = tf.cast(gradient, tf.float32)
-    activation = tf.cast(activation, tf.float32)
-    if normalization == "l2_relative":
-        grad_norm = tf.sqrt(_per_example_reduce(tf.reduce_sum, tf.square(gradient)))
-        act_norm = tf.sqrt(_per_example_reduce(tf.reduce_sum, tf.square(activation)))
-        return act_norm * gradient / (grad_norm + epsilon)
-    if normalization == "sign":
-        std = tf.sqrt(
-            _per_example_reduce(
-                tf.reduce_mean,
-                tf.square(activation - _per_example_reduce(tf.reduce_mean, activation)),
-            )
-        )
-        return std * tf.sign(gradient)
-    if normalization == "raw":
-        return gradient
-    raise ValueError(
-        f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}."
-    )
-
-
 @keras.saving.register_keras_serializable(package="keras_sgn")
 class SelfGradient(keras.layers.Layer):
     """A self-gradient feedback site: identity except inside a training step.
@@ -122,7 +100,7 @@ class SelfGradient(keras.layers.Layer):
     records the tensor it passes on, so one backward pass yields the loss
     gradient at every site; under `inject_sites(deltas)` it adds
     `deltas[self.name]`, which the training step builds as
-    `beta * N(dL/da)` (see `normalize_gradient`).
+    `beta * N(dL/da)` (see `keras_sgn.feedback`).
 
     The input site (`input_site=True`, placed on the raw image before input
     normalisation) is a marker: its perturbation is the attack step
@@ -132,7 +110,8 @@ class SelfGradient(keras.layers.Layer):
     Args:
         beta: strength of the feedback at this hidden site, a fraction of the
             activation's size for `"l2_relative"`. Must be >= 0.
-        normalization: `"l2_relative"` (default), `"sign"` or `"raw"`.
+        normalization: `"l2_relative"` (default), `"sign"` or `"raw"` (each
+            example's own loss gradient, whatever the batch it sits in).
         input_site: whether this site is the input image (site 0).
         **kwargs: standard `keras.layers.Layer` arguments (`name`, `dtype`...).
 
@@ -154,10 +133,11 @@ class SelfGradient(keras.layers.Layer):
         super().__init__(**kwargs)
         beta = float(beta)
         if not beta >= 0.0:
-            raise ValueError(f"beta must be >= 0 (a feedback strength), got {beta}.")
+            raise ValueError(f"beta must be >= 0 (a feedback strength). Received: beta={beta}.")
         if normalization not in NORMALIZATIONS:
             raise ValueError(
-                f"normalization must be one of {NORMALIZATIONS}, got {normalization!r}."
+                f"normalization must be one of {NORMALIZATIONS}. Received: "
+                f"normalization={normalization!r}."
             )
         self.beta = beta
         self.normalization = normalization
@@ -193,61 +173,14 @@ class SelfGradient(keras.layers.Layer):
         return config
 
 
-def plain_sites():
-    """Context in which every site is the identity, even in a model with
-    `feedback_at_inference=True`. Training methods run their own passes in it."""
-    return _site_mode("plain", None)
+# Moved to keras_sgn.feedback; still importable from here. Resolved lazily
+# because keras_sgn.feedback imports this module.
+_MOVED_TO_FEEDBACK = ("self_gradient_pass", "feedback_deltas", "normalize_gradient")
 
 
-def self_gradient_pass(forward, x, labels=None, variables=()):
-    """The self-gradient pass: ONE backward pass gives dL/dx, dL/da_s at every
-    hidden site, and (if `variables` are given) the weight gradients.
+def __getattr__(name):
+    if name in _MOVED_TO_FEEDBACK:
+        from keras_sgn import feedback
 
-    Args:
-        forward: callable images -> logits, called under `record_sites()`.
-        x: the (possibly randomly started) input images.
-        labels: integer labels; None uses the model's own predictions
-            (feedback at inference time).
-        variables: weights whose gradients of the same loss are also wanted.
-
-    Returns:
-        A dict with `logits`, `loss` (batch mean cross-entropy), `input_gradient`,
-        `activations` and `site_gradients` (dicts keyed by site name) and
-        `variable_gradients` (a list aligned with `variables`).
-    """
-    from keras_sgn import attacks  # same level of the house; import here to keep layers light
-
-    with tf.GradientTape() as tape:
-        tape.watch(x)
-        with record_sites() as activations:
-            logits = forward(x)
-        if labels is None:
-            labels = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        loss = tf.reduce_mean(attacks.cross_entropy_loss(labels, logits))
-    names = list(activations)
-    variables = list(variables)
-    gradients = tape.gradient(loss, [x] + [activations[n] for n in names] + variables)
-    return {
-        "logits": logits,
-        "loss": loss,
-        "input_gradient": gradients[0],
-        "activations": activations,
-        "site_gradients": dict(zip(names, gradients[1:1 + len(names)])),
-        "variable_gradients": gradients[1 + len(names):],
-    }
-
-
-def feedback_deltas(sites, activations, site_gradients, stop_gradient=True):
-    """`delta_s = beta_s * N(g_s)` for every hidden site reached by the pass."""
-    deltas = {}
-    for site in sites:
-        if site.input_site or site.name not in site_gradients or site.beta == 0.0:
-            continue
-        gradient = site_gradients[site.name]
-        if gradient is None:
-            continue
-        delta = site.beta * normalize_gradient(
-            gradient, activations[site.name], site.normalization
-        )
-        deltas[site.name] = tf.stop_gradient(delta) if stop_gradient else delta
-    return deltas
+        return getattr(feedback, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

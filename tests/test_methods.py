@@ -6,9 +6,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_sgn import attacks
-from keras_sgn import methods
-from keras_sgn import models
+from keras_sgn import attacks, methods, models
 from keras_sgn.layers import SelfGradient
 from keras_sgn.models import SGNModel
 
@@ -129,6 +127,40 @@ def test_images_outside_unit_range_fail_in_fit(digits_arrays):
     model.compile("adam", method="fast", epsilon=0.1)
     with pytest.raises(tf.errors.InvalidArgumentError, match=r"images \(x\) must be in \[0, 1\]"):
         model.fit(x * 16.0, y, batch_size=32, epochs=1, verbose=0)
+
+
+# name -> (step size / epsilon, attack steps, cost, multi_step, budget of 16 epochs), pinned.
+DEFAULTS = {
+    "standard": (0.25, 10, 1, False, 16),
+    "fast": (1.25, 1, 2, False, 16),
+    "pgd": (0.25, 10, 11, True, 16),
+    "free": (1.0, 10, 8, False, 2),
+    "trades": (0.25, 10, 11, True, 16),
+    "sgn": (1.25, 1, 2, False, 16),
+    "sgn-pgd": (0.25, 10, 11, True, 16),
+}
+
+
+@pytest.mark.parametrize("name", sorted(DEFAULTS))
+def test_each_method_keeps_its_contract(name):
+    assert methods.list_methods() == sorted(DEFAULTS)
+    method = methods.get(name, epsilon=0.2)
+    cls = methods.method_class(name)
+    step, steps, cost, multi_step, budget = DEFAULTS[name]
+    assert (method.step_size, method.attack_steps) == (pytest.approx(step * 0.2), steps)
+    assert (cls.default_step_size, cls.default_attack_steps) == (step, steps)
+    assert (method.cost, methods.expected_cost(name), cls.multi_step) == (cost, cost, multi_step)
+    assert methods.budget_epochs(name, 16) == method.budget_epochs(16) == budget
+    assert methods.default_step_size(name, 0.2) == pytest.approx(step * 0.2)
+    assert cls.name == method.name == name and cls.description
+    # get_config is the constructor's arguments: a clone has the same config.
+    config = method.get_config()
+    assert cls(**config).get_config() == config
+    assert methods.deserialize(methods.serialize(method)).get_config() == config
+    # Every run-configuration field maps onto a constructor argument.
+    assert set(cls.run_options.values()) <= set(config)
+    run = {field: 0.3 if field == "epsilon" else None for field in cls.run_options}
+    assert methods.options_from_run(name, {**run, "unrelated": 1}) == {"epsilon": 0.3}
 
 
 @pytest.mark.parametrize("kwargs,parameter", [

@@ -1,0 +1,68 @@
+"""Training methods: one framework, one attack core (DESIGN section 3).
+
+A method turns a batch `(x, y)` into a weight update. All methods share the
+attack primitives of `keras_sgn.attacks` and are driven by
+`SGNModel.train_step`, so they are compared like for like:
+
+| method    | what                                          | fwd+bwd per step |
+|-----------|-----------------------------------------------|------------------|
+| standard  | clean training                                | 1                |
+| fast      | FGSM with random start (Wong et al. 2020)     | 2                |
+| pgd       | PGD-k adversarial training (Madry et al. 2018)| k+1              |
+| free      | Free-AT, m replays (Shafahi et al. 2019)      | m                |
+| trades    | TRADES (Zhang et al. 2019)                    | k+1 (+1 fwd)     |
+| sgn       | self-gradient feedback (DESIGN section 2)     | 2                |
+| sgn-pgd   | self-gradient with a PGD-k input attack       | k+1              |
+
+Modules: `base` (the `TrainingMethod` contract and shared loss helpers),
+`replicas` (each replica's share of the global batch and replica-independent
+random starts), `adversarial` (standard, fast, pgd, free, trades),
+`self_gradient` (sgn, sgn-pgd) and `registry` (name -> class, and what callers
+ask about a method by name).
+
+Distribution (any `tf.distribute` strategy): every replica's gradient is that
+of its per-replica mean loss times `local_batch / global_batch`, so summed over
+replicas it is the global mean; random starts are drawn for the global batch
+and sliced per replica (`replica_random_start`). Reported losses are
+per-replica means, which metrics weighted by the batch size average correctly.
+"""
+
+from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
+from keras_sgn.methods.base import TrainingMethod
+from keras_sgn.methods.registry import (
+    METHODS,
+    budget_epochs,
+    default_step_size,
+    deserialize,
+    expected_cost,
+    get,
+    list_methods,
+    method_class,
+    options_from_run,
+    serialize,
+)
+from keras_sgn.methods.replicas import replica_random_start, replica_share
+from keras_sgn.methods.self_gradient import SelfGradientPGD, SelfGradientTraining
+
+__all__ = [
+    "METHODS",
+    "AdversarialTraining",
+    "Fast",
+    "Free",
+    "SelfGradientPGD",
+    "SelfGradientTraining",
+    "Standard",
+    "TrainingMethod",
+    "Trades",
+    "budget_epochs",
+    "default_step_size",
+    "deserialize",
+    "expected_cost",
+    "get",
+    "list_methods",
+    "method_class",
+    "options_from_run",
+    "replica_random_start",
+    "replica_share",
+    "serialize",
+]

@@ -1,0 +1,165 @@
+"""Clean training and the adversarial-training baselines: PGD (Madry et al.
+2018), Fast (FGSM-RS, Wong et al. 2020), Free (Shafahi et al. 2019) and TRADES
+(Zhang et al. 2019). Attacks run in inference mode, updates in training mode."""
+
+import tensorflow as tf
+
+from keras_sgn import attacks
+from keras_sgn.methods.base import (
+    AttackingMethod,
+    TrainingMethod,
+    check_option,
+    eval_forward,
+    mean_cross_entropy,
+    regularization,
+    scaled_for_gradient,
+)
+from keras_sgn.methods.replicas import replica_normal, replica_random_start
+
+
+def _train_on(model, x_train, y):
+    """Standard cross-entropy update on `x_train` (BatchNorm in training mode)."""
+    variables = model.trainable_variables
+    with tf.GradientTape() as tape:
+        logits = model(x_train, training=True)
+        loss = mean_cross_entropy(y, logits) + regularization(model)
+        scaled = scaled_for_gradient(model, loss, x_train)
+    return loss, logits, tape.gradient(scaled, variables)
+
+
+class Standard(TrainingMethod):
+    """Clean training (the cost unit)."""
+
+    name = "standard"
+    description = "clean training (no adversary)"
+    run_options = {"epsilon": "epsilon", "norm": "norm", "step_size": "step_size"}
+
+    def gradients(self, model, x, y, seed):
+        return _train_on(model, x, y)
+
+
+class AdversarialTraining(AttackingMethod):
+    """Train on PGD-k examples from a random start (Madry et al. 2018).
+
+    Args:
+        random_start: start the attack at a uniform random point of the ball.
+        **kwargs: `epsilon`, `norm`, `step_size` (epsilon/4), `attack_steps` (10).
+    """
+
+    name = "pgd"
+    description = "PGD adversarial training (Madry et al. 2018)"
+    multi_step = True
+    options = ("random_start",)
+
+    def __init__(self, random_start=True, **kwargs):
+        super().__init__(**kwargs)
+        self.random_start = bool(random_start)
+
+    def gradients(self, model, x, y, seed):
+        start = (replica_random_start(x, self.epsilon, self.norm, seed)
+                 if self.random_start else x)
+        x_adv = self.perturb(eval_forward(model), x, y, start, step_size=self.step_size,
+                             steps=self.attack_steps)
+        return _train_on(model, x_adv, y)
+
+
+class Fast(AdversarialTraining):
+    """FGSM with a random start and step 1.25 epsilon (Wong et al. 2020)."""
+
+    name = "fast"
+    description = "FGSM with random start (Wong et al. 2020)"
+    multi_step = False
+    default_step_size = 1.25
+    default_attack_steps = 1
+
+
+class Free(TrainingMethod):
+    """Free adversarial training (Shafahi et al. 2019): `replays` updates per
+    batch, each backward pass also updating the perturbation.
+
+    Deviation, stated: the perturbation starts at a uniform random point of the
+    ball for every new batch instead of being carried over from the previous
+    batch, which keeps the step free of per-replica state. Train for
+    `epochs / replays` epochs to match the cost of the other methods
+    (`budget_epochs`).
+
+    Args:
+        replays: minibatch replays m (updates per batch).
+        **kwargs: `epsilon`, `norm`, `step_size` (epsilon).
+    """
+
+    name = "free"
+    description = "Free adversarial training (Shafahi et al. 2019)"
+    default_step_size = 1.0
+    options = ("replays",)
+    run_options = {**TrainingMethod.run_options, "free_replays": "replays"}
+
+    def __init__(self, replays=8, **kwargs):
+        super().__init__(**kwargs)
+        check_option("replays", int(replays) == replays and replays >= 1,
+                     "an integer >= 1 (updates per batch; 8 in the paper)", replays)
+        self.replays = int(replays)
+
+    @property
+    def cost(self):
+        return self.replays
+
+    def budget_epochs(self, epochs):
+        return max(1, round(epochs / self.replays))
+
+    def step(self, model, x, y, seed):
+        variables = model.trainable_variables
+        x_adv = replica_random_start(x, self.epsilon, self.norm, seed)
+        for _ in range(self.replays):
+            with tf.GradientTape() as tape:
+                tape.watch(x_adv)
+                logits = model(x_adv, training=True)
+                loss = mean_cross_entropy(y, logits) + regularization(model)
+                scaled = scaled_for_gradient(model, loss, x)
+            grads = tape.gradient(scaled, variables + [x_adv])
+            model.optimizer.apply_gradients(zip(grads[:-1], variables))
+            x_adv = tf.stop_gradient(attacks.project(
+                attacks.ascent_step(x_adv, grads[-1], self.step_size, self.norm),
+                x, self.epsilon, self.norm))
+        return loss, logits
+
+
+class Trades(AttackingMethod):
+    """TRADES (Zhang et al. 2019): CE(f(x)) + beta KL(f(x) || f(x_adv)).
+
+    The inner attack maximises the KL from a start 0.001 N(0, 1) away from `x`.
+
+    Args:
+        trades_beta: weight of the KL (robustness) term.
+        **kwargs: `epsilon`, `norm`, `step_size` (epsilon/4), `attack_steps` (10).
+    """
+
+    name = "trades"
+    description = "TRADES (Zhang et al. 2019)"
+    multi_step = True
+    options = ("trades_beta",)
+    run_options = {**TrainingMethod.run_options, "trades_beta": "trades_beta"}
+
+    def __init__(self, trades_beta=6.0, **kwargs):
+        super().__init__(**kwargs)
+        check_option("trades_beta", float(trades_beta) >= 0,
+                     ">= 0 (weight of the KL term; 6 in the paper)", trades_beta)
+        self.trades_beta = float(trades_beta)
+
+    def gradients(self, model, x, y, seed):
+        clean_probabilities = tf.stop_gradient(tf.nn.softmax(
+            tf.cast(model(x, training=False), tf.float32)))
+        start = tf.clip_by_value(x + 0.001 * replica_normal(x, seed), 0.0, 1.0)
+        x_adv = self.perturb(eval_forward(model), x, clean_probabilities, start,
+                             step_size=self.step_size, steps=self.attack_steps,
+                             loss_fn=attacks.kl_loss)
+        variables = model.trainable_variables
+        with tf.GradientTape() as tape:
+            logits = model(x, training=True)
+            adv_logits = model(x_adv, training=True)
+            kl = attacks.kl_loss(tf.nn.softmax(tf.cast(logits, tf.float32)), adv_logits)
+            robust = tf.math.divide_no_nan(tf.reduce_sum(kl), tf.cast(tf.size(kl), kl.dtype))
+            loss = (mean_cross_entropy(y, logits) + self.trades_beta * robust
+                    + regularization(model))
+            scaled = scaled_for_gradient(model, loss, x)
+        return loss, adv_logits, tape.gradient(scaled, variables)

@@ -1,0 +1,91 @@
+"""The method registry: name -> class, and every question callers ask about a
+method by name (its options in a run configuration, cost, compute budget,
+default step), so no caller switches on method names."""
+
+import difflib
+
+from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
+from keras_sgn.methods.base import TrainingMethod
+from keras_sgn.methods.self_gradient import SelfGradientPGD, SelfGradientTraining
+
+METHODS = {
+    "standard": Standard,
+    "fast": Fast,
+    "pgd": AdversarialTraining,
+    "free": Free,
+    "trades": Trades,
+    "sgn": SelfGradientTraining,
+    "sgn-pgd": SelfGradientPGD,
+}
+
+
+def list_methods():
+    return sorted(METHODS)
+
+
+def get(method, **kwargs):
+    """A training method by name (`standard`, `fast`, `pgd`, `free`, `trades`,
+    `sgn`, `sgn-pgd`), configured by `kwargs`; a `TrainingMethod` passes through.
+
+    Example:
+
+    ```python
+    method = keras_sgn.methods.get("sgn", epsilon=8/255, clean_weight=0.2)
+    ```
+    """
+    if isinstance(method, TrainingMethod):
+        if kwargs:
+            raise ValueError("Pass method options either in the TrainingMethod or as "
+                             f"keyword arguments, not both (got {sorted(kwargs)}).")
+        return method
+    if method not in METHODS:
+        close = difflib.get_close_matches(str(method), METHODS, n=3)
+        hint = f" Did you mean {close}?" if close else ""
+        raise ValueError(
+            f"Unknown method {method!r}.{hint} Valid methods: {', '.join(list_methods())}.")
+    try:
+        instance = METHODS[method](**kwargs)
+    except TypeError as error:
+        raise ValueError(f"Bad option for method {method!r}: {error}") from None
+    instance.name = method
+    return instance
+
+
+def serialize(method):
+    return {"name": method.name, "config": method.get_config()}
+
+
+def deserialize(config):
+    return get(config["name"], **config["config"])
+
+
+def method_class(name):
+    """The class registered under `name` (close matches in the error)."""
+    if name not in METHODS:
+        get(name)  # raises the unknown-method error
+    return METHODS[name]
+
+
+def options_from_run(name, values):
+    """Constructor arguments of method `name` from run-configuration `values`
+    (a mapping such as `dataclasses.asdict(TrainConfig)`): only the fields the
+    method takes; `None` means the method's default."""
+    cls = method_class(name)
+    return {arg: values[field] for field, arg in cls.run_options.items()
+            if field in values and values[field] is not None}
+
+
+def expected_cost(name, **options):
+    """Forward+backward passes per step relative to standard training."""
+    return float(get(name, **options).cost)
+
+
+def budget_epochs(name, epochs, **options):
+    """Epochs that give method `name` the same compute budget as `epochs`
+    epochs of the others (Free-AT replays each batch, so it trains epochs/m)."""
+    return get(name, **options).budget_epochs(epochs)
+
+
+def default_step_size(name, epsilon, **options):
+    """The attack step the method uses when `step_size` is not given."""
+    return get(name, epsilon=epsilon, **options).step_size
