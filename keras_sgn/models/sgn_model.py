@@ -3,7 +3,7 @@
 import keras
 import tensorflow as tf
 
-from keras_sgn import attacks
+from keras_sgn import attacks, feedback
 from keras_sgn import layers as sgn_layers
 from keras_sgn import methods as sgn_methods
 
@@ -87,7 +87,7 @@ class SGNModel(keras.Model):
     # -- inference ----------------------------------------------------------
     def call(self, inputs, training=None, mask=None):
         if (not self.feedback_at_inference or training
-                or sgn_layers._current() is not None):
+                or sgn_layers.active_site_mode() is not None):
             return super().call(inputs, training=training, mask=mask)
         return self._call_with_feedback(inputs)
 
@@ -98,8 +98,8 @@ class SGNModel(keras.Model):
             return super(SGNModel, self).call(images, training=False)
 
         x = tf.convert_to_tensor(x)
-        first = sgn_layers.self_gradient_pass(forward, x)
-        deltas = sgn_layers.feedback_deltas(
+        first = feedback.self_gradient_pass(forward, x)
+        deltas = feedback.feedback_deltas(
             sgn_layers.sites_of(self), first["activations"], first["site_gradients"],
             stop_gradient=False)
         if self.feedback_epsilon > 0 and sgn_layers.has_input_site(self):
