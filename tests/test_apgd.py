@@ -111,7 +111,8 @@ def test_restarts_never_weaken_the_attack(digits_mlp):
     ("l2", 0.5, "ce", False),
     ("l2", 0.5, "dlr", True),
 ])
-def test_adversarial_examples_stay_in_the_ball_and_in_range(digits_mlp, norm, epsilon, loss, targeted):
+def test_adversarial_examples_stay_in_the_ball_and_in_range(digits_mlp, norm, epsilon, loss,
+                                                            targeted):
     model, x, y = digits_mlp
     x, y = x[:128], y[:128]
     x_adv = attacks.apgd(model, x, y, epsilon=epsilon, norm=norm, loss=loss, targeted=targeted,
@@ -147,10 +148,118 @@ def test_one_trace_per_configuration(digits_mlp):
     assert function.experimental_get_tracing_count() == 1
 
 
-def test_step_size_checkpoints_are_the_published_ones():
+def _reference_checkpoints(steps):
+    """The reference's checkpoint counter (fra31/auto-attack, APGDAttack), transcribed."""
+    k = max(int(0.22 * steps), 1)
+    shortest, shortening = max(int(0.06 * steps), 1), max(int(0.03 * steps), 1)
+    points, counter = [], 0
+    for i in range(steps):
+        counter += 1
+        if counter == k:
+            points.append(i + 1)
+            k, counter = max(k - shortening, shortest), 0
+    return tuple(points)
+
+
+def test_step_size_checkpoints_are_the_reference_ones():
     assert attacks.apgd_checkpoints(100) == (22, 41, 57, 70, 80, 87, 93, 99)
-    assert attacks.apgd_checkpoints(10) == (3, 5, 6, 7, 8, 9, 10)
+    assert attacks.apgd_checkpoints(50) == (11, 21, 30, 38, 45)
+    assert attacks.apgd_checkpoints(10) == (2, 3, 4, 5, 6, 7, 8, 9, 10)
     assert attacks.apgd_checkpoints(1) == (1,)
+    for steps in range(1, 301):
+        assert attacks.apgd_checkpoints(steps) == _reference_checkpoints(steps), steps
+
+
+def test_step_size_rule_is_the_reference_one():
+    rule = attacks.step_size_halved
+    # Oscillation: the loss increased in at most rho of the interval (<=, not <).
+    assert bool(rule(15.0, 20.0, 0.75, True, 1.0, 0.0))
+    assert not bool(rule(16.0, 20.0, 0.75, True, 1.0, 0.0))
+    # Stall: only when the step size was kept at the previous checkpoint.
+    assert bool(rule(20.0, 20.0, 0.75, False, 1.0, 1.0))
+    assert not bool(rule(20.0, 20.0, 0.75, True, 1.0, 1.0))
+    assert not bool(rule(20.0, 20.0, 0.75, False, 1.5, 1.0))
+
+
+def _reference_apgd(forward, x, labels, loss_fn, epsilon, norm, steps, seed, rho=0.75):
+    """One APGD run as the reference's `attack_single_run` does it, transcribed: its
+    loss history (zero-filled, indexed like torch so index -1 wraps), checkpoint
+    counter, step-size rule and restarts. The geometry (start, steps, projection)
+    comes from the core, tested on its own. Returns the first misclassified
+    iterate, else the iterate of highest loss."""
+    x = tf.constant(x)
+    x_adv = core.sphere_start(x, epsilon, norm, seed)
+
+    def evaluate(point):
+        gradient, logits = core.input_gradient(forward, point, labels, loss_fn)
+        gradient = tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
+        fooled = np.argmax(logits.numpy(), -1) != labels.numpy()
+        return gradient, loss_fn(labels, logits).numpy(), fooled
+
+    def rows(mask):
+        return tf.reshape(tf.constant(mask), [-1, 1, 1, 1])
+
+    grad, loss_best, fooled = evaluate(x_adv)
+    x_best, grad_best, x_fooled = x_adv, grad, x_adv
+    step_size = np.full(len(loss_best), 2.0 * epsilon, np.float32)
+    loss_steps = np.zeros((steps, len(loss_best)), np.float32)
+    loss_best_last, reduced_last = loss_best.copy(), np.ones(len(loss_best), bool)
+    k, counter = max(int(0.22 * steps), 1), 0
+    x_old = x_adv
+    for i in range(steps):
+        a = 0.75 if i > 0 else 1.0
+        eta = tf.reshape(tf.constant(step_size), [-1, 1, 1, 1])
+        x_1 = core.project(core.ascent_step(x_adv, grad, eta, norm), x, epsilon, norm)
+        x_1 = core.project(x_adv + a * (x_1 - x_adv) + (1.0 - a) * (x_adv - x_old), x, epsilon,
+                           norm)
+        x_old, x_adv = x_adv, x_1
+        grad, loss, now_fooled = evaluate(x_adv)
+        x_fooled = tf.where(rows(now_fooled & ~fooled), x_adv, x_fooled)
+        fooled |= now_fooled
+        loss_steps[i] = loss
+        improved = loss > loss_best
+        x_best, grad_best = tf.where(rows(improved), x_adv, x_best), tf.where(
+            rows(improved), grad, grad_best)
+        loss_best = np.where(improved, loss, loss_best)
+        counter += 1
+        if counter == k:
+            increases = sum((loss_steps[i - c] > loss_steps[i - c - 1]).astype(np.float32)
+                            for c in range(k))
+            reduce = (increases <= k * rho) | (~reduced_last & (loss_best_last >= loss_best))
+            reduced_last, loss_best_last = reduce, loss_best.copy()
+            step_size = np.where(reduce, step_size / 2.0, step_size)
+            x_adv = tf.where(rows(reduce), x_best, x_adv)
+            grad = tf.where(rows(reduce), grad_best, grad)
+            k, counter = max(k - max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)), 0
+    return tf.where(rows(fooled), x_fooled, x_best).numpy()
+
+
+@pytest.mark.parametrize("norm,epsilon,loss", [("linf", 0.05, "dlr"), ("linf", 0.05, "ce"),
+                                               ("l2", 0.4, "dlr")])
+def test_apgd_run_follows_the_reference_loop(linear, norm, epsilon, loss):
+    model = linear["model"]
+    x, labels = linear["x"][:48], tf.constant(linear["y"][:48].astype(np.int32))
+    forward = lambda images: model(images, training=False)  # noqa: E731
+    seed = tf.constant([3, 1], tf.int32)
+    ours, _ = attacks.apgd_run(forward, tf.constant(x), labels, attacks.LOSSES[loss],
+                               epsilon=epsilon, norm=norm, steps=30, seed=seed)
+    reference = _reference_apgd(forward, x, labels, attacks.LOSSES[loss], epsilon, norm, 30,
+                                seed)
+    np.testing.assert_allclose(ours.numpy(), reference, atol=1e-6)
+
+
+@pytest.mark.parametrize("norm,epsilon", [("linf", 0.1), ("l2", 0.5)])
+def test_apgd_starts_on_the_surface_of_the_ball(norm, epsilon):
+    # A constant model: no gradient, no progress, so APGD returns its start.
+    model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                              keras.layers.Dense(3, kernel_initializer="zeros")])
+    x = np.full((16, 4, 4, 1), 0.5, np.float32)
+    y = np.zeros(16, np.int32)  # logits all 0: class 0 is predicted, nothing is fooled
+    delta = (attacks.apgd(model, x, y, epsilon=epsilon, norm=norm, steps=3).numpy() - x)
+    delta = delta.reshape(16, -1)
+    size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+    np.testing.assert_allclose(size, epsilon, rtol=1e-5)
+    assert len(np.unique(delta.round(6), axis=0)) == 16  # a different direction per example
 
 
 def test_dlr_losses_on_handcrafted_logits():

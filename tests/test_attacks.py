@@ -1,4 +1,8 @@
-"""The attack core: threat-model constraints, strength, and argument checks."""
+"""The attack core: threat-model constraints, strength, worst iterate, caches, checks."""
+
+import gc
+import importlib
+import weakref
 
 import keras
 import numpy as np
@@ -7,6 +11,9 @@ import tensorflow as tf
 
 from keras_sgn import attacks
 from tests.helpers import accuracy, assert_in_ball
+
+# The package's `pgd` is the function; the core module holds the compiled-attack cache.
+core = importlib.import_module("keras_sgn.attacks.core")
 
 
 @pytest.mark.parametrize("norm,epsilon", [("linf", 0.1), ("l2", 0.5)])
@@ -76,3 +83,68 @@ def test_images_outside_unit_range_are_refused(digits_mlp):
     model, x, y = digits_mlp
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         attacks.pgd(model, x[:4] * 255.0, y[:4])
+
+
+def _narrow_window_model():
+    """One pixel in, two logits: class 1 wins only for x in (0.56, 0.66), and the loss
+    peaks at 0.61, so signed-gradient steps of 0.1 from 0.5 go 0.6 (fooled), 0.7 (not),
+    0.6 (fooled), ... (the last iterate of an even number of steps is not fooled)."""
+    def logits(images):
+        pixel = tf.reshape(images, [-1, 1])
+        return tf.concat([tf.zeros_like(pixel), 0.5 - 200.0 * tf.square(pixel - 0.61)], 1)
+
+    return keras.Sequential([keras.Input((1, 1, 1)), keras.layers.Lambda(logits)])
+
+
+@pytest.mark.parametrize("loss,restarts", [("ce", 1), ("cw", 1), ("ce", 2)])
+def test_pgd_keeps_an_example_fooled_at_an_earlier_step(loss, restarts):
+    model = _narrow_window_model()
+    x, y = np.full((1, 1, 1, 1), 0.5, np.float32), np.array([0])
+    assert accuracy(model, x, y) == 1.0
+    assert accuracy(model, x + 0.1, y) == 0.0 and accuracy(model, x + 0.2, y) == 1.0
+    for steps in (1, 2, 4):
+        x_adv = attacks.pgd(model, x, y, epsilon=0.3, step_size=0.1, steps=steps, loss=loss,
+                            random_start=False, restarts=restarts)
+        assert accuracy(model, x_adv, y) == 0.0, steps
+        np.testing.assert_allclose(x_adv, x + 0.1, atol=1e-6)  # the first fooled iterate
+
+
+def test_pgd_returns_the_highest_loss_iterate_of_an_unfooled_example():
+    model = _narrow_window_model()
+    x, y = np.full((1, 1, 1, 1), 0.2, np.float32), np.array([0])
+    # From 0.2 the ball of radius 0.25 never reaches the window; the loss grows towards 0.45.
+    x_adv = attacks.pgd(model, x, y, epsilon=0.25, step_size=0.1, steps=5, random_start=False)
+    np.testing.assert_allclose(x_adv, x + 0.25, atol=1e-6)
+
+
+def test_compiled_attacks_do_not_keep_their_model_alive():
+    def attacked_model():
+        model = keras.Sequential([keras.Input((4, 4, 1)), keras.layers.Flatten(),
+                                  keras.layers.Dense(8, activation="relu"),
+                                  keras.layers.BatchNormalization(), keras.layers.Dense(4)])
+        x = np.random.default_rng(0).uniform(size=(6, 4, 4, 1)).astype(np.float32)
+        y = np.arange(6) % 4
+        attacks.pgd(model, x, y, epsilon=0.1, steps=2)
+        attacks.apgd(model, x, y, epsilon=0.1, steps=2, loss="dlr", targeted=True)
+        attacks.fab(model, x, y, epsilon=0.1, steps=2)
+        attacks.square(model, x, y, epsilon=0.1, n_queries=3)
+        assert len(core._COMPILED[model]) == 4
+        return weakref.ref(model)
+
+    model_ref = attacked_model()
+    gc.collect()
+    assert model_ref() is None
+    assert all(key is not None for key in list(core._COMPILED.keys()))
+
+
+@pytest.mark.parametrize("norm,radius", [("linf", 0.1), ("l2", 0.5)])
+def test_sphere_start_is_on_the_surface_of_the_ball(norm, radius):
+    x = tf.fill([8, 4, 4, 1], 0.5)
+    start = attacks.sphere_start(x, radius, norm, tf.constant([1, 2])).numpy()
+    delta = (start - 0.5).reshape(8, -1)
+    size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
+    np.testing.assert_allclose(size, radius, rtol=1e-5)
+    again = attacks.sphere_start(x, radius, norm, tf.constant([1, 2])).numpy()
+    np.testing.assert_array_equal(start, again)
+    np.testing.assert_allclose(attacks.per_example_norm(tf.constant(start - 0.5), norm), size,
+                               rtol=1e-6)

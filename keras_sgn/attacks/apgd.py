@@ -5,22 +5,29 @@ gradients, ascent directions and the projection onto ball and [0, 1] are the
 same primitives PGD and the training methods use. Only the schedule is new:
 
 * the step size starts at `2 * epsilon` and is halved, per example, at the
-  checkpoints `w_j = ceil(p_j * steps)` (`p_0 = 0`, `p_1 = 0.22`,
-  `p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)`) when the loss increased
-  in fewer than `rho * (w_j - w_{j-1})` of the iterations since the last
-  checkpoint, or when the step size was not halved at the previous checkpoint
-  and the best loss has not improved since; a halving restarts from the best
-  point found so far;
+  checkpoints of the reference implementation: the first after
+  `max(int(0.22 * steps), 1)` iterations, each next interval
+  `max(int(0.03 * steps), 1)` shorter, down to `max(int(0.06 * steps), 1)`
+  (22, 41, 57, 70, 80, 87, 93, 99 for 100 steps). It is halved when the loss
+  increased in at most `rho` of the iterations since the last checkpoint, or
+  when the step size was not halved at the previous checkpoint (never at the
+  first) and the best loss has not improved since; a halving restarts from the
+  best point found so far;
 * each step is `z = P(x_k + eta * dir(grad))` followed by the momentum update
-  `x_{k+1} = P(x_k + alpha (z - x_k) + (1 - alpha)(x_k - x_{k-1}))`.
+  `x_{k+1} = P(x_k + alpha (z - x_k) + (1 - alpha)(x_k - x_{k-1}))`;
+* the start is a random point on the ball's surface (`core.sphere_start`).
+
+Parity with the reference code (fra31/auto-attack) where it differs from the
+paper's pseudo-code: the oscillation test is `<=`; each iterate's loss is
+compared with the previous iterate's, also across a restart from the best
+point; the first iterate is compared with 0 (the reference's zero-initialised
+loss history).
 
 Losses: cross-entropy (`"ce"`), the Difference of Logits Ratio (`"dlr"`), and
 with `targeted=True` the targeted DLR (or targeted cross-entropy) towards each
 of the `n_target_classes` most likely wrong classes of the clean input, which
 is AutoAttack's APGD-T.
 """
-
-import math
 
 import numpy as np
 import tensorflow as tf
@@ -31,18 +38,26 @@ APGD_LOSSES = ("ce", "dlr")
 
 
 def apgd_checkpoints(steps):
-    """The iterations `w_1 < w_2 < ...` (<= `steps`) at which the step size may be halved."""
-    points = []
-    p_prev, p = 0.0, 0.22
+    """The iterations `w_1 < w_2 < ...` (<= `steps`) at which the step size may be halved,
+    as the reference implementation places them."""
+    interval = max(int(0.22 * steps), 1)
+    shortening, shortest = max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    points = [interval]
     while True:
-        # Round before the ceiling so that e.g. 0.41 * 100 = 41.000000000000004 gives 41.
-        w = math.ceil(round(p * steps, 6))
-        if w > steps:
-            break
-        if w > 0 and (not points or w > points[-1]):
-            points.append(w)
-        p_prev, p = p, p + max(p - p_prev - 0.03, 0.06)
-    return tuple(points)
+        interval = max(interval - shortening, shortest)
+        if points[-1] + interval > steps:
+            return tuple(points)
+        points.append(points[-1] + interval)
+
+
+def step_size_halved(increases, interval, rho, reduced_last, loss_best, loss_best_last):
+    """APGD's rule at a checkpoint, per example: halve the step size if the loss
+    increased in at most `rho * interval` of the iterations since the last
+    checkpoint (oscillation), or if the step size was kept at the previous
+    checkpoint and the best loss has not improved since (stall)."""
+    oscillating = increases <= rho * interval
+    stalled = tf.logical_and(tf.logical_not(reduced_last), loss_best <= loss_best_last)
+    return tf.logical_or(oscillating, stalled)
 
 
 def _schedule(steps):
@@ -80,34 +95,29 @@ def apgd_run(forward, x, labels, loss_fn, *, epsilon, norm, steps, rho=0.75, mom
         `(x_adv, fooled)`: for each example the first misclassified iterate if
         any iterate was misclassified, otherwise the iterate of highest loss;
         and whether it is misclassified.
+
+    (Over 60 lines: the loop body reads the run's constants, the clean images,
+    the schedule and the forward pass, from this function's scope.)
     """
     expand_shape = tf.concat([[-1], tf.ones([len(x.shape) - 1], tf.int32)], 0)
 
     def expand(per_example):
         return tf.reshape(per_example, expand_shape)
 
-    def evaluate(x_adv):
-        gradient, logits = core.input_gradient(forward, x_adv, labels, loss_fn)
-        # DLR divides by a logit gap that can vanish; never let inf/nan reach the iterate.
-        gradient = tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
-        loss = loss_fn(labels, logits)
-        return tf.stop_gradient(gradient), tf.stop_gradient(loss), _predicted(logits) != labels
-
+    evaluate = _evaluator(forward, labels, loss_fn)
     is_checkpoint, interval = _schedule(steps)
     epsilon = tf.cast(epsilon, tf.float32)
-    momentum = tf.cast(momentum, tf.float32)
-    rho = tf.cast(rho, tf.float32)
+    momentum, rho = tf.cast(momentum, tf.float32), tf.cast(rho, tf.float32)
 
-    x0 = core.random_start(x, epsilon, norm, seed)
+    x0 = core.sphere_start(x, epsilon, norm, seed)
     grad0, loss0, fooled0 = evaluate(x0)
     batch_zeros = tf.zeros_like(loss0)
     state = dict(
-        x_cur=x0, x_prev=x0, grad=grad0, prev_loss=loss0,
-        eta=batch_zeros + 2.0 * epsilon,
-        x_best=x0, grad_best=grad0, loss_best=loss0,
-        x_fooled=x0, fooled=fooled0,
+        # prev_loss 0: the reference compares the first iterate with its zero-filled history.
+        x_cur=x0, x_prev=x0, grad=grad0, prev_loss=batch_zeros, eta=batch_zeros + 2.0 * epsilon,
+        x_best=x0, grad_best=grad0, loss_best=loss0, x_fooled=x0, fooled=fooled0,
         increases=batch_zeros,
-        reduced_last=tf.zeros_like(fooled0),
+        reduced_last=tf.ones_like(fooled0),  # no stall test at the first checkpoint
         loss_best_last=loss0,
     )
 
@@ -131,27 +141,40 @@ def apgd_run(forward, x, labels, loss_fn, *, epsilon, norm, steps, rho=0.75, mom
         s["grad_best"] = tf.where(expand(improved), grad, s["grad_best"])
         s["loss_best"] = tf.where(improved, loss, s["loss_best"])
         s["x_prev"], s["x_cur"], s["grad"], s["prev_loss"] = x_cur, x_new, grad, loss
-
-        # Checkpoint after iteration k = i + 1: halve eta and restart from the best point
-        # where the loss oscillated (condition 1) or stalled after an unchanged eta (2).
-        at_checkpoint = tf.gather(is_checkpoint, i + 1)
-        oscillating = s["increases"] < rho * tf.gather(interval, i + 1)
-        stalled = tf.logical_and(tf.logical_not(s["reduced_last"]),
-                                 s["loss_best"] <= s["loss_best_last"])
-        reduce = tf.logical_and(at_checkpoint, tf.logical_or(oscillating, stalled))
-        s["eta"] = tf.where(reduce, 0.5 * s["eta"], s["eta"])
-        s["x_cur"] = tf.where(expand(reduce), s["x_best"], s["x_cur"])
-        s["grad"] = tf.where(expand(reduce), s["grad_best"], s["grad"])
-        s["prev_loss"] = tf.where(reduce, s["loss_best"], s["prev_loss"])
-        s["reduced_last"] = tf.where(at_checkpoint, reduce, s["reduced_last"])
-        s["loss_best_last"] = tf.where(at_checkpoint, s["loss_best"], s["loss_best_last"])
-        s["increases"] = tf.where(at_checkpoint, 0.0, s["increases"])
+        # Checkpoint after iteration k = i + 1.
+        _checkpoint(s, tf.gather(is_checkpoint, i + 1), tf.gather(interval, i + 1), rho, expand)
         return i + 1, s
 
     _, state = tf.while_loop(lambda i, _: i < steps, body, (tf.constant(0), state),
                              maximum_iterations=steps)
     x_adv = tf.where(expand(state["fooled"]), state["x_fooled"], state["x_best"])
     return tf.stop_gradient(x_adv), state["fooled"]
+
+
+def _evaluator(forward, labels, loss_fn):
+    """`x_adv -> (gradient, loss, fooled)`, stopped, with non-finite gradients zeroed."""
+    def evaluate(x_adv):
+        gradient, logits = core.input_gradient(forward, x_adv, labels, loss_fn)
+        # DLR divides by a logit gap that can vanish; never let inf/nan reach the iterate.
+        gradient = tf.where(tf.math.is_finite(gradient), gradient, tf.zeros_like(gradient))
+        loss = loss_fn(labels, logits)
+        return tf.stop_gradient(gradient), tf.stop_gradient(loss), _predicted(logits) != labels
+
+    return evaluate
+
+
+def _checkpoint(s, at_checkpoint, interval, rho, expand):
+    """At a checkpoint, update the run's state `s` in place: halve the step size and
+    restart from the best point where `step_size_halved`. The next iterate's loss is
+    still compared with the last one's (not the best's), as in the reference."""
+    reduce = tf.logical_and(at_checkpoint, step_size_halved(
+        s["increases"], interval, rho, s["reduced_last"], s["loss_best"], s["loss_best_last"]))
+    s["eta"] = tf.where(reduce, 0.5 * s["eta"], s["eta"])
+    s["x_cur"] = tf.where(expand(reduce), s["x_best"], s["x_cur"])
+    s["grad"] = tf.where(expand(reduce), s["grad_best"], s["grad"])
+    s["reduced_last"] = tf.where(at_checkpoint, reduce, s["reduced_last"])
+    s["loss_best_last"] = tf.where(at_checkpoint, s["loss_best"], s["loss_best_last"])
+    s["increases"] = tf.where(at_checkpoint, 0.0, s["increases"])
 
 
 def _target_loss(loss, targeted, target_labels):
@@ -216,9 +239,9 @@ def _compiled_apgd(model, image_shape, norm, loss, steps, restarts, targeted, n_
                    jit_compile):
     """One trace per model, configuration and image shape (epsilon, seed, rho and momentum
     are tensors, so changing them does not retrace)."""
-    def attack(x, y, epsilon, seed, rho, momentum):
+    def attack(forward, x, y, epsilon, seed, rho, momentum):
         return worst_case_apgd(
-            lambda images: model(images, training=False), x, y, epsilon=epsilon, norm=norm,
+            forward, x, y, epsilon=epsilon, norm=norm,
             loss=loss, steps=steps, restarts=restarts, targeted=targeted,
             n_target_classes=n_target_classes, seed=seed, rho=rho, momentum=momentum)
 
@@ -226,6 +249,30 @@ def _compiled_apgd(model, image_shape, norm, loss, steps, restarts, targeted, n_
     return core.compiled_for(
         model, ("apgd", norm, loss, steps, restarts, targeted, n_target_classes), attack,
         image_shape, [scalar, tf.TensorSpec([2], tf.int32), scalar, scalar], jit_compile)
+
+
+def _check_apgd_args(epsilon, steps, norm, loss, restarts, n_target_classes, rho, momentum):
+    core.check_attack_args(epsilon, steps, norm, loss, restarts, losses=APGD_LOSSES)
+    if int(n_target_classes) != n_target_classes or n_target_classes < 1:
+        raise ValueError(f"n_target_classes must be an integer >= 1, got {n_target_classes}.")
+    if not 0.0 <= float(rho) <= 1.0:
+        raise ValueError(f"rho must be in [0, 1] (0.75 as published), got {rho}.")
+    if not 0.0 <= float(momentum) <= 1.0:
+        raise ValueError(f"momentum must be in [0, 1] (0.75 as published), got {momentum}.")
+
+
+def _checked_num_classes(model, x, loss, targeted):
+    """The model's number of classes, checked against what the loss needs."""
+    num_classes = int(model(x[:1], training=False).shape[-1])
+    needed = 4 if targeted else 3
+    if loss == "dlr" and num_classes < needed:
+        raise ValueError(
+            f"loss='dlr'{' with targeted=True' if targeted else ''} needs a model with at least "
+            f"{needed} classes (it uses the {needed} largest logits), got {num_classes}; "
+            "use loss='ce'.")
+    if targeted and num_classes < 2:
+        raise ValueError("targeted=True needs a model with at least 2 classes.")
+    return num_classes
 
 
 def apgd(model, x, y, epsilon=8 / 255, norm="linf", loss="ce", steps=100, restarts=1,
@@ -256,8 +303,8 @@ def apgd(model, x, y, epsilon=8 / 255, norm="linf", loss="ce", steps=100, restar
         n_target_classes: number of target classes (>= 1) for `targeted=True`;
             at most `num_classes - 1` are used.
         seed: integer seed of the random starts (reproducible attacks).
-        rho: fraction of the iterations between checkpoints in which the loss
-            must increase for the step size to be kept (0.75 as published).
+        rho: the step size is halved when the loss increased in at most this
+            fraction of the iterations since the last checkpoint (0.75 as published).
         momentum: weight `alpha` of the new step against the previous one
             (0.75 as published; 1 means no momentum).
         jit_compile: compile the attack with XLA.
@@ -275,29 +322,17 @@ def apgd(model, x, y, epsilon=8 / 255, norm="linf", loss="ce", steps=100, restar
     Reference:
         Croce & Hein, "Reliable evaluation of adversarial robustness with an
         ensemble of diverse parameter-free attacks", ICML 2020.
+
+    (Over 60 lines because of this docstring; the code is 15 lines.)
     """
-    core.check_attack_args(epsilon, steps, norm, loss, restarts, losses=APGD_LOSSES)
-    if int(n_target_classes) != n_target_classes or n_target_classes < 1:
-        raise ValueError(f"n_target_classes must be an integer >= 1, got {n_target_classes}.")
-    if not 0.0 <= float(rho) <= 1.0:
-        raise ValueError(f"rho must be in [0, 1] (0.75 as published), got {rho}.")
-    if not 0.0 <= float(momentum) <= 1.0:
-        raise ValueError(f"momentum must be in [0, 1] (0.75 as published), got {momentum}.")
+    _check_apgd_args(epsilon, steps, norm, loss, restarts, n_target_classes, rho, momentum)
     core.check_image_range(x)
     x = tf.convert_to_tensor(x, tf.float32)
     y = tf.cast(tf.reshape(tf.convert_to_tensor(y), [-1]), tf.int32)
     if x.shape[0] is not None and y.shape[0] is not None and x.shape[0] != y.shape[0]:
         raise ValueError(f"x and y must hold the same number of examples, got {x.shape[0]} "
                          f"images and {y.shape[0]} labels.")
-    num_classes = int(model(x[:1], training=False).shape[-1])
-    needed = 4 if targeted else 3
-    if loss == "dlr" and num_classes < needed:
-        raise ValueError(
-            f"loss='dlr'{' with targeted=True' if targeted else ''} needs a model with at least "
-            f"{needed} classes (it uses the {needed} largest logits), got {num_classes}; "
-            "use loss='ce'.")
-    if targeted and num_classes < 2:
-        raise ValueError("targeted=True needs a model with at least 2 classes.")
+    num_classes = _checked_num_classes(model, x, loss, targeted)
     n_targets = min(int(n_target_classes), num_classes - 1) if targeted else 1
     attack = _compiled_apgd(model, x.shape[1:], norm, loss, int(steps), int(restarts),
                             bool(targeted), n_targets, bool(jit_compile))

@@ -3,8 +3,10 @@
 Every gradient attack in the project is built from the same four pieces:
 `random_start`, `input_gradient`, `ascent_step` and `project`, looped by
 `perturb`. Training methods (`keras_sgn.methods`) call `perturb` for their
-inner maximisation; evaluation calls `pgd` / `fgsm`, which add argument
-checks, restarts with the per-example worst case, and compilation.
+inner maximisation (its last iterate); evaluation calls `pgd` / `fgsm`, which
+keep each example's worst iterate (`pgd_run`), add argument checks, restarts
+with the per-example worst case, and compilation (`compiled_for`: one trace
+per model and configuration, cached without keeping the model alive).
 
 Conventions (DESIGN section 4): images are float32 in [0, 1], epsilon is in
 pixel units, models return logits, and attacks run the model with
@@ -16,71 +18,30 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from keras_sgn.attacks.losses import (  # noqa: F401  (re-exported: their home before the split)
+    LOSSES,
+    cross_entropy_loss,
+    dlr_loss,
+    kl_loss,
+    margin_loss,
+    targeted_dlr_loss,
+)
+
 NORMS = ("linf", "l2")
 _TINY = 1e-12
-
-
-def cross_entropy_loss(labels, logits):
-    """Per-example softmax cross-entropy for integer `labels`."""
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    return tf.nn.sparse_softmax_cross_entropy_with_logits(
-        labels=labels, logits=tf.cast(logits, tf.float32)
-    )
-
-
-def margin_loss(labels, logits):
-    """Per-example Carlini-Wagner margin `max_{j != y} z_j - z_y` (to maximise)."""
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    logits = tf.cast(logits, tf.float32)
-    one_hot = tf.one_hot(labels, tf.shape(logits)[-1], dtype=logits.dtype)
-    true_logit = tf.reduce_sum(one_hot * logits, axis=-1)
-    other_logit = tf.reduce_max(logits - 1e9 * one_hot, axis=-1)
-    return other_logit - true_logit
-
-
-def kl_loss(target_probabilities, logits):
-    """Per-example `KL(p || softmax(logits))`, the TRADES inner objective."""
-    p = tf.cast(target_probabilities, tf.float32)
-    log_q = tf.nn.log_softmax(tf.cast(logits, tf.float32), axis=-1)
-    return tf.reduce_sum(p * (tf.math.log(p + _TINY) - log_q), axis=-1)
-
-
-def dlr_loss(labels, logits):
-    """Per-example Difference of Logits Ratio (Croce & Hein 2020), to maximise.
-
-    `-(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3 + 1e-12)` with `pi` sorting the
-    logits in decreasing order: the margin, made invariant to shifting and
-    scaling the logits. Needs at least 3 classes.
-    """
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    logits = tf.cast(logits, tf.float32)
-    is_true = tf.one_hot(labels, tf.shape(logits)[-1], on_value=True, off_value=False)
-    true_logit = tf.gather(logits, labels, axis=1, batch_dims=1)
-    other_logit = tf.reduce_max(tf.where(is_true, logits.dtype.min, logits), axis=-1)
-    top = tf.math.top_k(logits, 3).values
-    return -(true_logit - other_logit) / (top[:, 0] - top[:, 2] + _TINY)
-
-
-def targeted_dlr_loss(labels, logits, target_labels):
-    """Per-example targeted DLR (Croce & Hein 2020), to maximise towards `target_labels`.
-
-    `-(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2 + 1e-12)`. Needs at least 4 classes.
-    """
-    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
-    target_labels = tf.cast(tf.reshape(target_labels, [-1]), tf.int32)
-    logits = tf.cast(logits, tf.float32)
-    true_logit = tf.gather(logits, labels, axis=1, batch_dims=1)
-    target_logit = tf.gather(logits, target_labels, axis=1, batch_dims=1)
-    top = tf.math.top_k(logits, 4).values
-    return -(true_logit - target_logit) / (top[:, 0] - 0.5 * (top[:, 2] + top[:, 3]) + _TINY)
-
-
-LOSSES = {"ce": cross_entropy_loss, "cw": margin_loss, "kl": kl_loss, "dlr": dlr_loss}
 
 
 def _per_example_l2(tensor):
     axes = list(range(1, len(tensor.shape)))
     return tf.sqrt(tf.reduce_sum(tf.square(tensor), axis=axes, keepdims=True))
+
+
+def per_example_norm(delta, norm):
+    """The `norm` of each example's perturbation `delta`, shape `(batch,)`."""
+    flat = tf.reshape(delta, [tf.shape(delta)[0], -1])
+    if norm == "linf":
+        return tf.reduce_max(tf.abs(flat), axis=1)
+    return tf.sqrt(tf.reduce_sum(tf.square(flat), axis=1))
 
 
 def project(x_adv, x, epsilon, norm):
@@ -125,6 +86,24 @@ def random_start(x, epsilon, norm, seed=None):
                           0.0, 1.0, radius_seed)
         noise = direction * radius * epsilon
     return tf.clip_by_value(x + noise, 0.0, 1.0)
+
+
+def sphere_start(x, radius, norm, seed=None):
+    """A random point at `norm`-distance exactly `radius` from `x`, clipped to [0, 1].
+
+    The start of APGD and of FAB's restarts in the reference implementation:
+    a uniform (L-inf) or Gaussian (L2) draw rescaled to norm `radius`, so the
+    L-inf start touches the ball's surface and the L2 start lies on the sphere.
+    """
+    if norm == "linf":
+        draw = _uniform(tf.shape(x), -1.0, 1.0, seed)
+    elif seed is None:
+        draw = tf.random.normal(tf.shape(x))
+    else:
+        draw = tf.random.stateless_normal(tf.shape(x), seed)
+    size = tf.reshape(per_example_norm(draw, norm),
+                      tf.concat([[-1], tf.ones_like(tf.shape(x)[1:])], 0))
+    return tf.clip_by_value(x + radius * draw / (size + _TINY), 0.0, 1.0)
 
 
 def input_gradient(forward, x_adv, target, loss_fn):
@@ -218,32 +197,73 @@ def check_image_range(x, name="x"):
         )
 
 
+def pgd_run(forward, x, labels, *, epsilon, step_size, steps, norm="linf",
+            loss_fn=cross_entropy_loss, start=None):
+    """One PGD run that keeps, per example, its worst iterate (graph-friendly).
+
+    Same steps as `perturb`, but every iterate (the start included) is checked:
+    an example returns its first misclassified iterate if any was, else its
+    iterate of highest loss, so a point fooled at an early step and left again
+    later still counts as fooled. Returns `(x_adv, fooled, loss)`.
+    """
+    labels = tf.cast(tf.reshape(labels, [-1]), tf.int32)
+    x_adv = x if start is None else start
+    expand_shape = tf.concat([[-1], tf.ones_like(tf.shape(x)[1:])], 0)
+
+    def keep_worst(x_adv, logits, best, fooled, best_loss):
+        loss = loss_fn(labels, logits)
+        now_fooled = tf.argmax(logits, -1, output_type=tf.int32) != labels
+        take = tf.logical_and(tf.logical_not(fooled),
+                              tf.logical_or(now_fooled, loss > best_loss))
+        best = tf.where(tf.reshape(take, expand_shape), x_adv, best)
+        return best, tf.logical_or(fooled, now_fooled), tf.where(take, loss, best_loss)
+
+    def body(i, x_adv, best, fooled, best_loss):
+        gradient, logits = input_gradient(forward, x_adv, labels, loss_fn)
+        best, fooled, best_loss = keep_worst(x_adv, logits, best, fooled, best_loss)
+        x_adv = project(ascent_step(x_adv, gradient, step_size, norm), x, epsilon, norm)
+        return i + 1, tf.stop_gradient(x_adv), best, fooled, best_loss
+
+    state = (tf.constant(0), x_adv, x_adv, tf.zeros_like(labels, tf.bool),
+             tf.fill(tf.shape(labels), -np.inf))
+    _, x_adv, best, fooled, best_loss = tf.while_loop(
+        lambda i, *_: i < steps, body, state, maximum_iterations=steps)
+    best, fooled, best_loss = keep_worst(x_adv, forward(x_adv), best, fooled, best_loss)
+    return tf.stop_gradient(best), fooled, best_loss
+
+
 def worst_case_pgd(forward, x, y, *, epsilon, step_size, steps, norm="linf",
                    loss_fn=cross_entropy_loss, use_random_start=True, restarts=1, seed=None):
-    """PGD with restarts, keeping each example's worst case: a misclassified
-    point once one is found, otherwise the highest loss. Graph-friendly core of
-    `pgd`, also used by the validation step of `SGNModel`."""
+    """PGD with restarts, keeping each example's worst case over every iterate of
+    every run: a misclassified point once one is found, otherwise the highest
+    loss. Graph-friendly core of `pgd`, also used by the validation step of
+    `SGNModel`."""
     best = x
     best_loss = tf.fill(tf.shape(y), -np.inf)
     best_fooled = tf.zeros(tf.shape(y), tf.bool)
-    labels = tf.cast(tf.reshape(y, [-1]), tf.int32)
+    expand_shape = tf.concat([[-1], tf.ones_like(tf.shape(x)[1:])], 0)
     for restart in range(restarts):
         restart_seed = None if seed is None else seed + [2 * restart, 0]
         start = random_start(x, epsilon, norm, restart_seed) if use_random_start else x
-        x_adv = perturb(forward, x, y, epsilon=epsilon, step_size=step_size,
-                        steps=steps, norm=norm, loss_fn=loss_fn, start=start)
-        if restarts == 1:
-            return x_adv
-        logits = forward(x_adv)
-        adv_loss = loss_fn(y, logits)
-        fooled = tf.not_equal(tf.argmax(logits, -1, output_type=tf.int32), labels)
+        x_adv, fooled, adv_loss = pgd_run(forward, x, y, epsilon=epsilon, step_size=step_size,
+                                          steps=steps, norm=norm, loss_fn=loss_fn, start=start)
         take = tf.logical_and(tf.logical_not(best_fooled),
                               tf.logical_or(fooled, adv_loss > best_loss))
-        mask = tf.reshape(take, [-1] + [1] * (len(x.shape) - 1))
-        best = tf.where(mask, x_adv, best)
+        best = tf.where(tf.reshape(take, expand_shape), x_adv, best)
         best_loss = tf.where(take, adv_loss, best_loss)
         best_fooled = tf.logical_or(best_fooled, fooled)
     return best
+
+
+def weak_forward(model):
+    """`images -> model(images, training=False)` holding only a weak reference to
+    `model`, so a cached compiled attack does not keep its model alive."""
+    model_ref = weakref.ref(model)
+
+    def forward(images):
+        return model_ref()(images, training=False)
+
+    return forward
 
 
 _COMPILED = weakref.WeakKeyDictionary()
@@ -252,18 +272,21 @@ _COMPILED = weakref.WeakKeyDictionary()
 def compiled_for(model, key, attack, image_shape, scalar_specs, jit_compile=False):
     """One `tf.function` per model, static configuration `key` and image shape.
 
-    `attack(x, y, *scalars)` is traced once with an unknown batch dimension, so
-    the evaluation's shrinking subsets of still-robust points reuse the trace;
-    the numeric settings (`scalar_specs`, e.g. epsilon and the seed) are tensors,
-    so changing them does not retrace either.
+    `attack(forward, x, y, *scalars)` gets the model's inference-mode forward
+    pass (through a weak reference: the cache lives as long as the model and no
+    longer) and is traced once with an unknown batch dimension, so the
+    evaluation's shrinking subsets of still-robust points reuse the trace; the
+    numeric settings (`scalar_specs`, e.g. epsilon and the seed) are tensors, so
+    changing them does not retrace either.
     """
     per_model = _COMPILED.setdefault(model, {})
     key = (key, tuple(image_shape), jit_compile)
     if key not in per_model:
+        forward = weak_forward(model)
         signature = [tf.TensorSpec([None, *image_shape], tf.float32),
                      tf.TensorSpec([None], tf.int32), *scalar_specs]
-        per_model[key] = tf.function(attack, input_signature=signature,
-                                     jit_compile=jit_compile)
+        per_model[key] = tf.function(lambda x, y, *scalars: attack(forward, x, y, *scalars),
+                                     input_signature=signature, jit_compile=jit_compile)
     return per_model[key]
 
 
@@ -273,11 +296,11 @@ _SEED = tf.TensorSpec([2], tf.int32)
 
 def _compiled_attack(model, image_shape, norm, steps, loss, use_random_start, restarts,
                      jit_compile):
-    def attack(x, y, epsilon, step_size, seed):
+    def attack(forward, x, y, epsilon, step_size, seed):
         return worst_case_pgd(
-            lambda images: model(images, training=False), x, y, epsilon=epsilon,
-            step_size=step_size, steps=steps, norm=norm, loss_fn=LOSSES[loss],
-            use_random_start=use_random_start, restarts=restarts, seed=seed)
+            forward, x, y, epsilon=epsilon, step_size=step_size, steps=steps, norm=norm,
+            loss_fn=LOSSES[loss], use_random_start=use_random_start, restarts=restarts,
+            seed=seed)
 
     return compiled_for(model, ("pgd", norm, steps, loss, use_random_start, restarts), attack,
                         image_shape, [_SCALAR, _SCALAR, _SEED], jit_compile)
@@ -297,8 +320,9 @@ def pgd(model, x, y, epsilon=8 / 255, step_size=None, steps=10, norm="linf", los
         norm: `"linf"` or `"l2"`.
         loss: `"ce"` (cross-entropy) or `"cw"` (Carlini-Wagner margin).
         random_start: start from a uniform point of the ball.
-        restarts: independent runs; each example keeps its worst case
-            (misclassified if any run fooled the model, else the highest loss).
+        restarts: independent runs; each example keeps its worst case over
+            every iterate of every run (misclassified if any iterate fooled the
+            model, else the highest loss).
         seed: integer seed of the random starts (reproducible attacks).
         jit_compile: compile the attack with XLA.
 

