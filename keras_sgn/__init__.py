@@ -18,19 +18,23 @@ if keras.config.backend() != "tensorflow":
         f"tf.distribute); KERAS_BACKEND is {keras.config.backend()!r}. "
         "Set KERAS_BACKEND=tensorflow.")
 
-from keras_sgn import attacks  # noqa: E402
-from keras_sgn import data  # noqa: E402
-from keras_sgn import evaluation  # noqa: E402
-from keras_sgn import layers  # noqa: E402
-from keras_sgn import methods  # noqa: E402
-from keras_sgn import models  # noqa: E402
-from keras_sgn import training  # noqa: E402
+# keras_sgn.zoo imports only the standard library at import time (huggingface_hub when a
+# model is downloaded); keras_sgn.hub (publishing) is not imported here.
+from keras_sgn import (  # noqa: E402
+    attacks,
+    data,
+    evaluation,
+    layers,
+    methods,
+    models,
+    training,
+    zoo,
+)
+from keras_sgn.evaluation import evaluate_pretrained  # noqa: E402
 from keras_sgn.layers import SelfGradient  # noqa: E402
 from keras_sgn.models import SGNModel  # noqa: E402
-# The zoo module imports only the standard library at import time; huggingface_hub
-# is imported when a model is downloaded. keras_sgn.hub (publishing) is not imported here.
-from keras_sgn import zoo  # noqa: E402
 from keras_sgn.zoo import list_pretrained, load_pretrained  # noqa: E402
 
 __all__ = ["attacks", "data", "evaluation", "layers", "methods", "models", "training", "zoo",
-           "SelfGradient", "SGNModel", "list_pretrained", "load_pretrained", "__version__"]
+           "SelfGradient", "SGNModel", "evaluate_pretrained", "list_pretrained",
+           "load_pretrained", "__version__"]

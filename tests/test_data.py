@@ -78,6 +78,10 @@ def test_digits_info_stats_match_train_split():
     np.testing.assert_allclose(i.mean, [x.mean()], rtol=1e-5)
     np.testing.assert_allclose(i.std, [x.std()], rtol=1e-4)
     assert data.info("digits") == i  # computed once, deterministic
+    # Pinned literals, so a change of the split or of the statistics code shows
+    # here even if both move together (the shipped model was trained with these).
+    np.testing.assert_allclose(i.mean, [0.3061092258353222], rtol=1e-9)
+    np.testing.assert_allclose(i.std, [0.3765465227332148], rtol=1e-9)
 
 
 # ----------------------------------------------------------------------------- digits

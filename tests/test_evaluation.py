@@ -62,9 +62,12 @@ def test_worst_case_is_the_per_example_minimum(cascade):
 def test_attack_lists_and_presets_parse():
     specs = evaluation.parse_attacks("pgd-ce;pgd-cw:steps=50,restarts=5")
     assert [s.label for s in specs] == ["pgd-ce", "pgd-cw:steps=50,restarts=5"]
-    assert specs[1].settings() == {"steps": 50, "restarts": 5}
-    assert {s.name for s in evaluation.parse_attacks("standard")} >= {"apgd-ce", "apgd-t",
-                                                                       "square"}
+    assert specs[1].settings() == {"steps": 50, "restarts": 5, "random_start": True,
+                                   "step_size": None}
+    # AutoAttack's standard version, in its order.
+    assert [s.name for s in evaluation.parse_attacks("standard")] == [
+        "apgd-ce", "apgd-t", "fab-t", "square"]
+    assert [s.name for s in evaluation.parse_attacks("quick")] == ["apgd-ce", "apgd-t"]
     with pytest.raises(ValueError, match="attacks: unknown attack 'pgd-xx'"):
         evaluation.parse_attacks("pgd-xx")
     with pytest.raises(ValueError, match="epsilon"):

@@ -1,33 +1,45 @@
-"""Evaluate a saved model's robustness: attack suite, worst case, sanity checks.
+"""Evaluate a model's robustness: attack suite, worst case, sanity checks.
 
-    python tools/evaluate.py --model=runs/demo/model.keras --dataset=digits \
-        --attacks=standard --output_dir=runs/demo/eval
+After `python tools/train.py --output_dir=RUN_DIR`:
 
-Writes OUTPUT_DIR/report.json, report.md and accuracy_vs_epsilon.png.
+    python tools/evaluate.py --run_dir=RUN_DIR
+
+evaluates RUN_DIR/model.keras on the run's dataset and threat model (read from
+RUN_DIR/config.json) and writes RUN_DIR/eval/report.json, report.md,
+accuracy_vs_epsilon.png and adversarial_examples.png; `tools/publish.py
+--run_dir=RUN_DIR` then reads that report. A zoo model is evaluated on its own
+dataset and threat model:
+
+    python tools/evaluate.py --model=sgn-cnn-digits --attacks=quick
+
+Any saved model: `--model=path/model.keras --dataset=NAME` (report beside it, in eval/).
+Flags given on the command line override what the run or the zoo entry says.
 """
 
+import json
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow start-up chatter out of the report
+# Keep TensorFlow start-up chatter out of the report.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from keras_sgn import attacks
-from keras_sgn import evaluation
-from keras_sgn import training
-from keras_sgn import zoo
+from keras_sgn import attacks, cli, data, evaluation, recipes, zoo
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("model", None, "Path of a saved model (.keras) or a zoo name "
-                    "(keras_sgn.list_pretrained()).", required=True)
-flags.DEFINE_string("dataset", "cifar10", "Dataset name.")
-flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets.")
+flags.DEFINE_string("run_dir", None, "A tools/train.py output dir: evaluate RUN_DIR/model.keras "
+                    "on the run's dataset and threat model; the report goes to RUN_DIR/eval.")
+flags.DEFINE_string("model", None, "Instead of --run_dir: a saved model (.keras) or a zoo "
+                    "name (keras_sgn.list_pretrained()).")
+flags.DEFINE_string("dataset", None, "Dataset name; default: the run's or the zoo entry's "
+                    "(else cifar10).")
+flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets; default: the run's.")
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate on.")
 flags.DEFINE_integer("n_examples", None, "Evaluate the first N examples only.")
-flags.DEFINE_enum("norm", "linf", ["linf", "l2"], "Threat-model norm.")
-flags.DEFINE_float("epsilon", None, "Threat radius (pixel units); default follows --dataset "
-                   "(L-inf) or 0.5 (L2).")
+flags.DEFINE_enum("norm", None, ["linf", "l2"], "Threat-model norm; default: the run's or the "
+                  "zoo entry's (else linf).")
+flags.DEFINE_float("epsilon", None, "Threat radius (pixel units); default: the run's or the "
+                   "zoo entry's, else follows --dataset (L-inf) or 0.5 (L2).")
 flags.DEFINE_string("attacks", "standard", "'quick', 'standard', or attacks separated by ';' "
                     "with options after ':', e.g. 'apgd-ce;pgd-cw:steps=50,restarts=5;square'. "
                     f"Attacks: {', '.join(sorted(evaluation.ATTACKS))}.")
@@ -37,49 +49,127 @@ flags.DEFINE_integer("sanity_examples", 256, "Examples used by the sanity checks
 flags.DEFINE_integer("square_queries", 1000, "Query budget of the sanity checks' Square attack.")
 flags.DEFINE_integer("batch_size", 128, "Evaluation batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
-flags.DEFINE_string("output_dir", None, "Where the reports go (default: beside the model).")
+flags.DEFINE_string("output_dir", None, "Where the reports go (default: RUN_DIR/eval, the "
+                    "model's folder/eval, or runs/ZOO_NAME/eval).")
+flags.DEFINE_integer("verbose", 1, "0: only the result lines; 1: progress bars.")
+
+
+def _read_run_config(run_dir):
+    """The run's `config.json` as a dict ({} if the folder has none)."""
+    path = os.path.join(run_dir, "config.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def _from_run_dir(run_dir):
+    model_path = os.path.join(run_dir, "model.keras")
+    if not os.path.exists(model_path):
+        hint = (" Training has not finished (a backup is there): rerun the train command."
+                if os.path.isdir(os.path.join(run_dir, "backup")) else
+                " Give the --output_dir of a finished tools/train.py run.")
+        raise app.UsageError(f"--run_dir: no model.keras in {run_dir!r}.{hint}")
+    return dict(label=model_path, path=model_path, defaults=_read_run_config(run_dir),
+                output_dir=os.path.join(run_dir, "eval"))
+
+
+def _from_model_flag(model):
+    if os.path.exists(model):
+        folder = os.path.dirname(os.path.abspath(model))
+        return dict(label=model, path=model, defaults=_read_run_config(folder),
+                    output_dir=os.path.join(os.path.dirname(model), "eval"))
+    try:
+        entry = zoo.get_entry(model)
+    except zoo.UnknownModelError as error:
+        raise app.UsageError(f"--model: no saved model at {model!r}, and not a zoo name "
+                             f"either. {error}") from None
+    defaults = dict(dataset=entry.dataset, **(entry.threat_model or {}))
+    return dict(label=model, entry=entry, defaults=defaults,
+                output_dir=os.path.join("runs", model, "eval"))
+
+
+def model_source():
+    """Which model, what its run or zoo entry says (dataset, epsilon, norm,
+    data_dir), and where its report goes by default."""
+    if FLAGS.run_dir and FLAGS.model:
+        raise app.UsageError("--run_dir and --model are exclusive: give one of them.")
+    if not (FLAGS.run_dir or FLAGS.model):
+        raise app.UsageError("give --run_dir=RUN_DIR (a tools/train.py output dir) or "
+                             "--model=PATH_OR_ZOO_NAME.")
+    return _from_run_dir(FLAGS.run_dir) if FLAGS.run_dir else _from_model_flag(FLAGS.model)
+
+
+def threat_model(defaults):
+    """`(dataset, norm, epsilon)`: the flags, else the run's / entry's, else
+    the dataset's recipe. A radius given for another norm or dataset is not reused."""
+    dataset = FLAGS.dataset or defaults.get("dataset") or "cifar10"
+    try:
+        data.info(dataset)  # an unknown name fails before anything loads
+    except ValueError as error:
+        raise app.UsageError(f"--dataset: {error}") from None
+    norm = FLAGS.norm or defaults.get("norm") or "linf"
+    epsilon = FLAGS.epsilon
+    if epsilon is None:
+        same = (defaults.get("norm", "linf") == norm
+                and defaults.get("dataset", dataset) == dataset)
+        epsilon = defaults.get("epsilon") if same else None
+    if epsilon is None:
+        epsilon = 0.5 if norm == "l2" else recipes.DATASET_RECIPES.get(
+            dataset, {}).get("epsilon", 8 / 255)
+    evaluation.check_epsilon(epsilon)
+    attacks.check_attack_args(epsilon, 1, norm)
+    return dataset, norm, epsilon
+
+
+def load_model(source):
+    """The model, loaded before any data (a recipe-only zoo name says so here)."""
+    if "entry" in source:
+        return zoo.load_pretrained(source["entry"])
+    import keras
+
+    import keras_sgn  # noqa: F401  (registers the custom objects)
+
+    return keras.saving.load_model(source["path"], safe_mode=True)
+
+
+def _count(n, noun):
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def result_line(report):
+    """One line: the numbers and the verdict of the sanity checks."""
+    protocol = report["protocol"]
+    line = (f"clean accuracy {report['clean_accuracy']:.4f}, robust accuracy "
+            f"{report['robust_accuracy']:.4f} ({protocol['norm']} eps={protocol['epsilon']:.4g}, "
+            f"worst case per example over {_count(len(protocol['attacks']), 'attack')}, "
+            f"{report['n_examples']} {report['split']} images)")
+    if "sanity_checks" in report:
+        failed = [c["name"] for c in report["sanity_checks"] if not c["passed"]]
+        line += ("; sanity checks: all passed" if not failed else
+                 f"; sanity checks FAILED: {', '.join(failed)} (see report.md)")
+    return line
 
 
 def main(argv):
     del argv
-    epsilon = FLAGS.epsilon
-    if epsilon is None:
-        epsilon = 0.5 if FLAGS.norm == "l2" else training.DATASET_RECIPES.get(
-            FLAGS.dataset, {}).get("epsilon", 8 / 255)
-    # Bad arguments fail here, before loading anything.
-    attacks.check_attack_args(epsilon, 1, FLAGS.norm)
-    attack_specs = evaluation.parse_attacks(FLAGS.attacks)
-    from_zoo = not os.path.exists(FLAGS.model)
-    if from_zoo:
-        try:
-            zoo.get_entry(FLAGS.model)
-        except zoo.UnknownModelError as error:
-            raise app.UsageError(f"--model: no saved model at {FLAGS.model!r}, and not a zoo "
-                                 f"name either. {error}") from None
-
-    import keras
-    import keras_sgn  # noqa: F401  (registers the custom objects)
-    from keras_sgn import data
-
-    dataset = data.load(FLAGS.dataset, FLAGS.split, FLAGS.batch_size, data_dir=FLAGS.data_dir,
-                        n_examples=FLAGS.n_examples)
-    if from_zoo:
-        model = zoo.load_pretrained(FLAGS.model)
-    else:
-        model = keras.saving.load_model(FLAGS.model, safe_mode=True)
-    report = evaluation.evaluate_robustness(
-        model, dataset, epsilon=epsilon, norm=FLAGS.norm, attacks=attack_specs,
-        n_examples=FLAGS.n_examples, cascade=FLAGS.cascade,
-        run_sanity_checks=FLAGS.sanity_checks, n_sanity_examples=FLAGS.sanity_examples,
-        square_queries=FLAGS.square_queries, seed=FLAGS.seed)
-    report.update(model=FLAGS.model, dataset=FLAGS.dataset, split=FLAGS.split)
-    output_dir = FLAGS.output_dir or (os.path.join("runs", FLAGS.model, "eval") if from_zoo
-                                      else os.path.dirname(os.path.abspath(FLAGS.model)))
-    evaluation.write_report(report, output_dir)
-    print(evaluation.markdown_report(report))
-    print(f"Wrote {output_dir}/report.json, report.md"
-          + (", accuracy_vs_epsilon.png" if FLAGS.sanity_checks else ""))
+    attack_specs = evaluation.parse_attacks(FLAGS.attacks)  # bad arguments fail first
+    source = model_source()
+    dataset, norm, epsilon = threat_model(source["defaults"])
+    model = load_model(source)
+    examples = evaluation.AdversarialExamples(evaluation.GRID_EXAMPLES)
+    report = evaluation.evaluate_on_dataset(
+        model, dataset, epsilon, norm, split=FLAGS.split, attacks=attack_specs,
+        n_examples=FLAGS.n_examples, data_dir=FLAGS.data_dir or source["defaults"].get(
+            "data_dir"), batch_size=FLAGS.batch_size, model_label=source["label"],
+        examples=examples, cascade=FLAGS.cascade, run_sanity_checks=FLAGS.sanity_checks,
+        n_sanity_examples=FLAGS.sanity_examples, square_queries=FLAGS.square_queries,
+        seed=FLAGS.seed, verbose=FLAGS.verbose >= 1)
+    output_dir = FLAGS.output_dir or source["output_dir"]
+    written = evaluation.save_evaluation(report, output_dir, examples)
+    print(result_line(report))
+    print(f"Wrote {', '.join(written)} to {output_dir}")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_tool(main)

@@ -1,17 +1,19 @@
-"""Publish a trained model to the Hugging Face Hub and record it in the zoo.
+"""Publish a trained and evaluated model: a Hub model folder, uploaded, recorded in the zoo.
 
-From a tools/train.py output dir and its tools/evaluate.py report:
+The flow: `tools/train.py --output_dir=RUN_DIR`, `tools/evaluate.py --run_dir=RUN_DIR`
+(writes RUN_DIR/eval/report.json), then
 
-    python tools/publish.py --run_dir=runs/sgn-cnn-digits \
-        --eval_dir=runs/sgn-cnn-digits/eval --name=sgn-cnn-digits --repo_id=me/sgn-cnn-digits
+    python tools/publish.py --run_dir=RUN_DIR --local_dir=export/my-model
 
-exports the Hub folder (config.json, model.weights.h5, metadata.json, README.md card),
-creates the repo, uploads the folder in one commit, re-downloads it to check the
+writes the folder only (config.json, model.weights.h5, metadata.json, README.md card);
+
+    python tools/publish.py --run_dir=RUN_DIR --name=sgn-cnn-digits --repo_id=me/sgn-cnn-digits
+
+also creates the repo, uploads the folder in one commit, re-downloads it to check the
 hashes, and records the commit sha, the sha256 of every file and the metrics in
 keras_sgn/zoo_entries/<name>.json. The token comes from HF_TOKEN or `hf auth login`
-and is never printed.
+and is never printed. The name defaults to METHOD-MODEL-DATASET of the run.
 
-    --local_dir=DIR   write the folder only (no upload, the entry is untouched)
     --ship            write it into keras_sgn/pretrained/<name>/ (shipped in the package)
                       and record the entry as shipped-in-package (no upload)
     --folder=DIR      upload an already exported folder as is (instead of --run_dir)
@@ -21,15 +23,16 @@ import os
 import shutil
 import tempfile
 
-from absl import app
-from absl import flags
+from absl import app, flags
+
+from keras_sgn import cli, hub
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A tools/train.py output dir (model.keras, config.json).")
 flags.DEFINE_string("eval_dir", None, "The tools/evaluate.py output dir (report.json) of "
                     "RUN_DIR/model.keras; default RUN_DIR/eval.")
 flags.DEFINE_string("folder", None, "Upload this already exported folder instead of --run_dir.")
-flags.DEFINE_string("name", None, "Zoo name, e.g. sgn-cnn-digits.", required=True)
+flags.DEFINE_string("name", None, "Zoo name; default: the run's METHOD-MODEL-DATASET.")
 flags.DEFINE_string("repo_id", None, "Hub repository namespace/name; default: the entry's, "
                     "else keras-sgn/NAME.")
 flags.DEFINE_bool("private", False, "Create the repository private.")
@@ -44,6 +47,29 @@ flags.DEFINE_bool("verify_upload", True, "Re-download the uploaded files and che
 flags.DEFINE_bool("overwrite", False, "Replace an existing --local_dir.")
 
 
+def _check_flags():
+    if bool(FLAGS.run_dir) == bool(FLAGS.folder):
+        raise app.UsageError("give exactly one of --run_dir (export a training run) or "
+                             "--folder (upload an exported folder).")
+    if FLAGS.local_dir and FLAGS.ship:
+        raise app.UsageError("--local_dir and --ship are exclusive: give one of them.")
+    if FLAGS.folder and (FLAGS.local_dir or FLAGS.ship):
+        raise app.UsageError("--folder uploads an existing folder; --local_dir/--ship export one "
+                             "from --run_dir.")
+
+
+def _report_path(run_dir):
+    """RUN_DIR's evaluation report; a missing one names the command that makes it."""
+    eval_dir = FLAGS.eval_dir or os.path.join(run_dir, "eval")
+    path = os.path.join(eval_dir, "report.json")
+    if not os.path.exists(path):
+        command = f"python tools/evaluate.py --run_dir={run_dir}" + (
+            f" --output_dir={eval_dir}" if FLAGS.eval_dir else "")
+        raise app.UsageError(f"no evaluation report at {path}: run `{command}` first, then "
+                             "publish again.")
+    return path
+
+
 def _print_files(result):
     for filename, info in result["files"].items():
         print(f"  {filename:18s} {info['size']:>10d} bytes  sha256 {info['sha256']}")
@@ -51,13 +77,9 @@ def _print_files(result):
 
 def main(argv):
     del argv
-    if bool(FLAGS.run_dir) == bool(FLAGS.folder):
-        raise app.UsageError("give exactly one of --run_dir (export a training run) or "
-                             "--folder (upload an exported folder).")
-    if FLAGS.local_dir and FLAGS.ship:
-        raise app.UsageError("--local_dir and --ship are exclusive.")
-    if FLAGS.folder and (FLAGS.local_dir or FLAGS.ship):
-        raise app.UsageError("--folder uploads an existing folder; --local_dir/--ship export one.")
+    _check_flags()
+    if not (FLAGS.local_dir or FLAGS.ship):
+        hub.check_token()  # before any work: uploading needs a token
     scratch = tempfile.mkdtemp(prefix="keras-sgn-publish-")
     try:
         publish(scratch)
@@ -65,54 +87,64 @@ def main(argv):
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def publish(scratch):
-    from keras_sgn import hub
+def _export(scratch, repo_for):
+    """Export --run_dir (or read --folder); returns `(name, repo_id, result)`."""
     from keras_sgn import zoo
-
-    entry_path = FLAGS.entry or os.path.join(zoo.ENTRIES_DIR, f"{FLAGS.name}.json")
-    existing = zoo.read_entry(entry_path) if os.path.exists(entry_path) else None
-    repo_id = FLAGS.repo_id or (existing.repo_id if existing else None) or \
-        f"{hub.DEFAULT_NAMESPACE}/{FLAGS.name}"
 
     if FLAGS.folder:
         result = hub.read_folder(FLAGS.folder)
-        if result["metadata"].get("name") != FLAGS.name:
-            raise app.UsageError(f"{FLAGS.folder} holds {result['metadata'].get('name')!r}, "
-                                 f"not --name={FLAGS.name!r}.")
-    else:
-        eval_dir = FLAGS.eval_dir or os.path.join(FLAGS.run_dir, "eval")
-        if FLAGS.ship:
-            output_dir = os.path.join(zoo.PRETRAINED_DIR, FLAGS.name)
-        elif FLAGS.local_dir:
-            output_dir = FLAGS.local_dir
-        else:
-            output_dir = os.path.join(scratch, FLAGS.name)
-        result = hub.export_folder(FLAGS.run_dir, output_dir, FLAGS.name, eval_dir,
-                                   repo_id=repo_id, overwrite=FLAGS.overwrite or FLAGS.ship)
-    print(f"Model folder {result['folder']}:")
-    _print_files(result)
+        name = FLAGS.name or result["metadata"].get("name")
+        if result["metadata"].get("name") != name:
+            raise app.UsageError(f"--name: {FLAGS.folder} holds {result['metadata'].get('name')!r}"
+                                 f", not --name={name!r}.")
+        return name, repo_for(name), result
+    run = hub.read_run(FLAGS.run_dir)  # not a run dir: says so before the report
+    report = _report_path(FLAGS.run_dir)
+    name = FLAGS.name or hub.default_name(run["train_config"])
+    output_dir = (os.path.join(zoo.PRETRAINED_DIR, name) if FLAGS.ship else
+                  FLAGS.local_dir or os.path.join(scratch, name))
+    repo_id = repo_for(name)
+    return name, repo_id, hub.export_folder(FLAGS.run_dir, output_dir, name, report,
+                                            repo_id=repo_id,
+                                            overwrite=FLAGS.overwrite or FLAGS.ship)
 
+
+def publish(scratch):
+    from keras_sgn import zoo
+
+    def entry_path(name):
+        return FLAGS.entry or os.path.join(zoo.ENTRIES_DIR, f"{name}.json")
+
+    def repo_for(name):
+        path = entry_path(name)
+        existing = zoo.read_entry(path) if os.path.exists(path) else None
+        return FLAGS.repo_id or (existing.repo_id if existing else None) or \
+            f"{hub.DEFAULT_NAMESPACE}/{name}"
+
+    name, repo_id, result = _export(scratch, repo_for)
     if FLAGS.local_dir:
-        print("Wrote the folder only (--local_dir): nothing uploaded, zoo entry untouched.")
+        print(f"Wrote the model folder of {name} to {result['folder']} ("
+              f"{', '.join(result['files'])}); nothing uploaded, zoo entry untouched.")
         return
+    print(f"Model folder of {name}:")
+    _print_files(result)
     if FLAGS.ship:
-        entry = hub.record_entry(entry_path, result["metadata"], result["files"],
+        entry = hub.record_entry(entry_path(name), result["metadata"], result["files"],
                                  status="shipped-in-package",
-                                 package_dir=f"pretrained/{FLAGS.name}", repo_id=repo_id)
-        print(f"Recorded {entry_path} (status {entry['status']}).")
+                                 package_dir=f"pretrained/{name}", repo_id=repo_id)
+        print(f"Wrote {result['folder']} (shipped in the package) and recorded "
+              f"{entry_path(name)} (status {entry['status']}).")
         return
     commit = hub.upload_folder(result["folder"], repo_id, private=FLAGS.private,
                                revision=FLAGS.revision, endpoint=FLAGS.endpoint)
-    print(f"Uploaded to {repo_id} at commit {commit}.")
     if FLAGS.verify_upload:
         hub.verify_remote(repo_id, commit, result["files"], endpoint=FLAGS.endpoint)
-        print("Re-downloaded the files at that commit: sha256 match.")
-    entry = hub.record_entry(entry_path, result["metadata"], result["files"],
-                             status="published", repo_id=repo_id, revision=commit)
-    print(f"Recorded {entry_path} (status {entry['status']}, revision {commit}).")
-    print(f"Load it with keras_sgn.load_pretrained({FLAGS.name!r}) or "
-          f"keras.saving.load_model('hf://{repo_id}') after `import keras_sgn`.")
+        print(f"Uploaded to {repo_id} at commit {commit}; re-downloaded: sha256 match.")
+    hub.record_entry(entry_path(name), result["metadata"], result["files"],
+                     status="published", repo_id=repo_id, revision=commit)
+    print(f"Uploaded {name} to {repo_id}@{commit} and recorded {entry_path(name)} (status "
+          f"published): keras_sgn.load_pretrained({name!r}) loads it.")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_tool(main, user_errors=(hub.PublishError,))

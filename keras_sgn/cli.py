@@ -1,0 +1,123 @@
+"""Running a command-line tool: a user's mistake is one line, a bug is a traceback.
+
+```python
+# tools/some_tool.py
+from keras_sgn import cli
+
+def main(argv):
+    ...
+
+if __name__ == "__main__":
+    cli.run_tool(main)
+```
+
+`run_tool` is `absl.app.run` with these rules:
+
+* a bad flag (unknown flag, bad value, a required flag missing) and
+  `absl.app.UsageError` print `error: <message>` on stderr, exit code 2;
+* so do the errors keras-sgn raises about what the user gave it (`is_user_error`):
+  the zoo's errors, a dataset not on this machine, and any `ValueError` or
+  `FileNotFoundError` raised by a `raise` statement in keras-sgn or in the
+  tool's own folder (the library's messages name the parameter and the fix);
+* anything else (a bug) keeps its traceback. `KERAS_SGN_TRACEBACK=1` shows the
+  traceback of user errors too.
+"""
+
+import linecache
+import os
+import sys
+
+from absl import app, flags
+
+#: Exit code of a usage error (as argparse uses).
+USAGE_EXIT_CODE = 2
+#: Set to 1 to see the traceback of a user error too.
+TRACEBACK_VARIABLE = "KERAS_SGN_TRACEBACK"
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def _user_error_classes():
+    from keras_sgn.data.errors import DatasetIntegrityError, DatasetNotAvailableError
+    from keras_sgn.zoo.errors import ZooError
+
+    return (app.UsageError, ZooError, DatasetNotAvailableError, DatasetIntegrityError)
+
+
+def _raising_frame(error):
+    """`(filename, line of source)` where `error` was raised."""
+    tb = error.__traceback__
+    if tb is None:
+        return None, ""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    filename = tb.tb_frame.f_code.co_filename
+    return filename, linecache.getline(filename, tb.tb_lineno).strip()
+
+
+def _inside(path, folders):
+    path = os.path.realpath(path)
+    return any(path.startswith(os.path.realpath(folder) + os.sep) for folder in folders)
+
+
+def is_user_error(error, tool_dirs=(), extra_classes=()):
+    """Whether `error` is about the user's input (print it) rather than a bug.
+
+    Args:
+        error: the exception.
+        tool_dirs: folders of tool code whose deliberate `ValueError` /
+            `FileNotFoundError` count too (keras-sgn's own folder always does).
+        extra_classes: more exception classes that are always user errors
+            (e.g. `keras_sgn.hub.PublishError` for tools/publish.py).
+    """
+    if isinstance(error, _user_error_classes() + tuple(extra_classes)):
+        return True
+    if not isinstance(error, (ValueError, FileNotFoundError)):
+        return False
+    # Deliberate: a `raise` statement in our code. A ValueError from inside
+    # TensorFlow or NumPy (or from a C call on one of our lines) is a bug.
+    filename, line = _raising_frame(error)
+    return (filename is not None and line.startswith("raise")
+            and _inside(filename, (_PACKAGE_DIR, *tool_dirs)))
+
+
+def error_line(error):
+    """`error: <message>` (an error without a message shows its class name)."""
+    message = str(error).strip() or type(error).__name__
+    return f"error: {message}"
+
+
+def _parse_flags(argv):
+    """absl's flag parsing, with one `error:` line instead of its FATAL block."""
+    try:
+        return flags.FLAGS(argv)
+    except flags.Error as error:
+        program = os.path.basename(argv[0]) if argv else "the tool"
+        print(f"error: {error} (python {program} --helpshort lists the flags)",
+              file=sys.stderr)
+        sys.exit(USAGE_EXIT_CODE)
+
+
+def run_tool(main, argv=None, *, user_errors=()):
+    """Run `main(argv)` under `absl.app.run`; a user error is one `error:` line.
+
+    Args:
+        main: the tool's `main(argv)`.
+        argv: the command line (default `sys.argv`).
+        user_errors: more exception classes to report as one line.
+
+    Exits with code 2 after a user error (see the module docstring), with the
+    traceback and code 1 after any other exception, else as `main` does.
+    """
+    tool_dirs = (os.path.dirname(os.path.abspath(main.__code__.co_filename)),)
+
+    def guarded_main(args):
+        try:
+            return main(args)
+        except Exception as error:
+            if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0") or not is_user_error(
+                    error, tool_dirs, user_errors):
+                raise
+            print(error_line(error), file=sys.stderr)
+            sys.exit(USAGE_EXIT_CODE)
+
+    app.run(guarded_main, argv=argv, flags_parser=_parse_flags)

@@ -1,0 +1,93 @@
+"""Evaluation as the tools and the one-liner run it: a model on a dataset named
+in `keras_sgn.data`, the report folder, and a zoo model on its own dataset and
+threat model (`evaluate_pretrained`)."""
+
+from keras_sgn import data, zoo
+from keras_sgn.evaluation.examples import AdversarialExamples
+from keras_sgn.evaluation.robustness import evaluate_robustness
+from keras_sgn.reporting.robustness_report import write_report
+
+#: How many adversarial examples the report folder's grid shows.
+GRID_EXAMPLES = 8
+
+
+def evaluate_on_dataset(model, dataset, epsilon, norm="linf", *, split="test",
+                        attacks="standard", n_examples=None, data_dir=None, batch_size=128,
+                        model_label=None, examples=None, **options):
+    """`evaluate_robustness` of `model` on the `split` of the dataset called `dataset`.
+
+    Args:
+        model: a Keras model returning logits for images in [0, 1].
+        dataset: a name of `keras_sgn.data.DATASETS`; the model must output
+            one logit per class of it.
+        epsilon, norm, attacks, n_examples, examples, **options: as
+            `evaluate_robustness` takes them.
+        split, data_dir, batch_size: as `keras_sgn.data.load` takes them.
+        model_label: what the report calls the model (a path or a zoo name).
+
+    Returns:
+        The report, with `model`, `dataset` and `split` set.
+    """
+    num_classes = data.info(dataset).num_classes  # an unknown name fails before loading
+    batches = data.load(dataset, split, batch_size, data_dir=data_dir, n_examples=n_examples)
+    report = evaluate_robustness(model, batches, epsilon, norm, attacks=attacks,
+                                 n_examples=n_examples, num_classes=num_classes,
+                                 examples=examples, **options)
+    report.update(model=model_label or model.name, dataset=dataset, split=split)
+    return report
+
+
+def save_evaluation(report, output_dir, examples=None):
+    """Write the report folder (`write_report`), with the adversarial-examples
+    grid when `examples` kept any. Returns the file names written."""
+    arrays = examples.arrays() if examples is not None and len(examples) else None
+    return write_report(report, output_dir, adversarial_examples=arrays)
+
+
+def evaluate_pretrained(name, attacks="quick", n_examples=None, split="test", data_dir=None, *,
+                        batch_size=128, output_dir=None, load_options=None, **options):
+    """Evaluate a zoo model on its own dataset and threat model, in one line.
+
+    Args:
+        name: a zoo name (`keras_sgn.list_pretrained()`).
+        attacks: `"quick"` (APGD-CE and APGD-T, 100 steps), `"standard"` (as
+            the zoo's metrics were measured) or an attack list.
+        n_examples: evaluate the first N images of the split (None: all).
+        split: `"test"`, `"validation"` or `"train"`.
+        data_dir: where the dataset is (see `keras_sgn.data.load`).
+        batch_size: evaluation batch size.
+        output_dir: also write the report folder there (`report.json`,
+            `report.md`, `accuracy_vs_epsilon.png`, `adversarial_examples.png`).
+        load_options: keyword arguments of `keras_sgn.load_pretrained`
+            (`revision`, `cache_dir`, `local_files_only`...).
+        **options: keyword arguments of `evaluate_robustness` (`cascade`,
+            `run_sanity_checks`, `seed`, `verbose`...).
+
+    Returns:
+        The report dict of `evaluate_robustness`, with `model`, `dataset` and
+        `split` set.
+
+    Raises:
+        UnknownModelError, NotPublishedError, ...: as `load_pretrained` (the
+            model is loaded before any data is read).
+        DatasetNotAvailableError: the model's dataset is not on this machine.
+
+    Example:
+
+    ```python
+    report = keras_sgn.evaluate_pretrained("sgn-cnn-digits", n_examples=100)
+    print(report["clean_accuracy"], report["robust_accuracy"])
+    ```
+    """
+    load_options = dict(load_options or {})
+    entry = zoo.get_entry(name, load_options.get("entries_dir"))
+    model = zoo.load_pretrained(entry, **load_options)
+    threat = entry.threat_model
+    examples = AdversarialExamples(GRID_EXAMPLES) if output_dir else None
+    report = evaluate_on_dataset(
+        model, entry.dataset, threat["epsilon"], threat["norm"], split=split, attacks=attacks,
+        n_examples=n_examples, data_dir=data_dir, batch_size=batch_size, model_label=name,
+        examples=examples, **options)
+    if output_dir:
+        save_evaluation(report, output_dir, examples)
+    return report

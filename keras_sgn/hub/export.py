@@ -1,0 +1,140 @@
+"""The Hub folder of a training run: a Keras directory model plus its card,
+written atomically and checked to reload with the same outputs."""
+
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from keras_sgn import zoo
+from keras_sgn.hub.card import model_card
+from keras_sgn.hub.metadata import (
+    DEFAULT_NAMESPACE,
+    FORMAT,
+    PublishError,
+    build_metadata,
+    metrics_from_report,
+    read_json,
+    read_report,
+    read_run,
+)
+from keras_sgn.io_utils import atomic_write_json, atomic_write_text
+
+
+def file_info(folder):
+    """`{filename: {"sha256", "size"}}` of the model files of `folder`."""
+    return {f: {"sha256": zoo.sha256_file(os.path.join(folder, f)),
+                "size": os.path.getsize(os.path.join(folder, f))} for f in zoo.MODEL_FILES}
+
+
+def check_reload(model, folder):
+    """The folder must load as a plain Keras directory model, with the same outputs."""
+    import keras
+
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.0, 1.0, (4, *model.input_shape[1:])).astype("float32")
+    expected = np.asarray(model(x, training=False))
+    reloaded = keras.saving.load_model(folder, compile=False, safe_mode=True)
+    got = np.asarray(reloaded(x, training=False))
+    if not np.allclose(expected, got, rtol=1e-5, atol=1e-5):
+        raise PublishError(f"the exported folder {folder} does not reproduce the model's outputs.")
+
+
+def _check_report_matches_run(report, run):
+    dataset = run["train_config"].get("dataset")
+    if report.get("dataset", dataset) != dataset:
+        raise PublishError(f"the evaluation report is for dataset {report.get('dataset')!r} "
+                           f"but the run trained on {dataset!r}.")
+    if report.get("model") and os.path.exists(report["model"]) and not os.path.samefile(
+            report["model"], run["model_path"]):
+        raise PublishError(f"the evaluation report is of {report['model']}, not of "
+                           f"{run['model_path']}: evaluate the model you publish.")
+
+
+def _write_folder(model, folder, name, run, metrics, repo_id):
+    """Save the model into `folder` (a fresh temporary directory), add its
+    metadata and card, check it reloads; return the metadata."""
+    import keras
+
+    keras.saving.save_model(model, folder, zipped=False)
+    assets = os.path.join(folder, "assets")
+    if os.path.isdir(assets) and not os.listdir(assets):
+        os.rmdir(assets)
+    extra = sorted(set(os.listdir(folder)) - set(zoo.MODEL_FILES))
+    if extra:
+        raise PublishError(f"the model saved extra files {extra}: not supported by the zoo.")
+    metadata = build_metadata(name, model, run, metrics,
+                              read_json(os.path.join(folder, "metadata.json")), repo_id)
+    atomic_write_json(os.path.join(folder, "metadata.json"), metadata)
+    atomic_write_text(os.path.join(folder, "README.md"), model_card(metadata))
+    check_reload(model, folder)
+    os.chmod(folder, 0o755)  # mkdtemp/mkstemp make them private; they ship and upload
+    for filename in zoo.MODEL_FILES:
+        os.chmod(os.path.join(folder, filename), 0o644)
+    return metadata
+
+
+def _replace_folder(tmp, output_dir):
+    """Move the finished `tmp` to `output_dir`, replacing an old one only once
+    the new one is complete."""
+    if os.path.exists(output_dir):
+        old = output_dir.rstrip("/") + ".old-" + os.path.basename(tmp)
+        os.replace(output_dir, old)
+        os.replace(tmp, output_dir)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, output_dir)
+
+
+def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=False):
+    """Write the Hub folder of a `tools/train.py` run.
+
+    Args:
+        run_dir: the run's output dir (`model.keras`, `config.json`, `summary.json`).
+        output_dir: the folder to write (replaced only with `overwrite=True`).
+        name: the zoo name.
+        report: the `tools/evaluate.py` report of `run_dir/model.keras` (a dict,
+            `report.json` or its folder). Its numbers go into the card.
+        repo_id: the Hub repository named in the card (default `keras-sgn/<name>`).
+        overwrite: replace an existing non-empty `output_dir`.
+
+    Returns:
+        `{"folder", "files": {name: {"sha256", "size"}}, "metadata"}`.
+    """
+    import keras
+
+    import keras_sgn  # noqa: F401  (registers the custom objects)
+
+    run = read_run(run_dir)
+    report = read_report(report)
+    _check_report_matches_run(report, run)
+    if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
+        raise PublishError(f"{output_dir} exists and is not empty (pass overwrite=True).")
+    repo_id = repo_id or f"{DEFAULT_NAMESPACE}/{name}"
+    report = {**report, "dataset": run["train_config"].get("dataset")}
+    metrics = metrics_from_report(report, f"runs/{name}/model.keras", f"runs/{name}/eval")
+
+    model = keras.saving.load_model(run["model_path"], compile=False, safe_mode=True)
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    os.makedirs(parent, exist_ok=True)
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
+    try:
+        metadata = _write_folder(model, tmp, name, run, metrics, repo_id)
+        files = file_info(tmp)
+        _replace_folder(tmp, output_dir)
+    finally:
+        if os.path.exists(tmp):
+            shutil.rmtree(tmp)
+    return {"folder": output_dir, "files": files, "metadata": metadata}
+
+
+def read_folder(folder):
+    """`{"folder", "files", "metadata"}` of an exported folder (to upload it as is)."""
+    missing = [f for f in zoo.MODEL_FILES if not os.path.exists(os.path.join(folder, f))]
+    if missing:
+        raise PublishError(f"{folder} is not an exported model folder: missing {missing}.")
+    metadata = read_json(os.path.join(folder, "metadata.json"))
+    if metadata.get("format") != FORMAT:
+        raise PublishError(f"{folder}/metadata.json is not a {FORMAT} metadata file.")
+    return {"folder": folder, "files": file_info(folder), "metadata": metadata}

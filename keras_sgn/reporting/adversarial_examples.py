@@ -1,0 +1,98 @@
+"""The adversarial-examples grid of an evaluation report: clean image, the
+worst-case adversarial image, the perturbation x10, and both predictions.
+
+The arrays come from `keras_sgn.evaluation.AdversarialExamples.arrays()`;
+nothing here attacks or predicts.
+"""
+
+import numpy as np
+
+from keras_sgn.reporting.plots import model_title, new_figure, save_figure
+
+#: dataset name -> the class names, by label (datasets whose labels are their
+#: names, e.g. digits, need none; CIFAR-100 shows indices).
+CLASS_NAMES = {
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
+                "ship", "truck"),
+}
+#: The perturbation is drawn this many times larger, around mid-grey (0).
+PERTURBATION_SCALE = 10
+
+
+def class_name(dataset, label):
+    """The name of class `label` of `dataset` (the label itself where the
+    classes are digits or have no names here)."""
+    names = CLASS_NAMES.get(dataset)
+    label = int(label)
+    return names[label] if names and 0 <= label < len(names) else str(label)
+
+
+def _show(ax, image):
+    """An image in [0, 1] (grey or RGB), without ticks."""
+    image = np.clip(np.asarray(image, np.float32), 0.0, 1.0)
+    if image.ndim == 3 and image.shape[-1] == 1:
+        ax.imshow(image[..., 0], cmap="gray", vmin=0.0, vmax=1.0)
+    else:
+        ax.imshow(image, vmin=0.0, vmax=1.0)
+    ax.set_xticks([]), ax.set_yticks([])
+
+
+def _perturbation_size(delta, norm):
+    flat = np.asarray(delta, np.float64).reshape(-1)
+    return float(np.max(np.abs(flat))) if norm == "linf" else float(np.linalg.norm(flat))
+
+
+def _column(axes, dataset, norm, example):
+    """Draw one example: clean, adversarial, perturbation x10, predictions in the titles."""
+    clean, adversarial, label, clean_prediction, adversarial_prediction, attack = example
+    fooled = adversarial_prediction != label
+    _show(axes[0], clean)
+    axes[0].set_title(f"label {class_name(dataset, label)}\n"
+                      f"clean: {class_name(dataset, clean_prediction)}", fontsize=9)
+    _show(axes[1], adversarial)
+    axes[1].set_title(f"adversarial: {class_name(dataset, adversarial_prediction)}\n"
+                      f"{'fooled' if fooled else 'robust'} ({attack.split(':')[0] or '-'})",
+                      fontsize=9, color="tab:red" if fooled else "tab:green")
+    delta = np.asarray(adversarial, np.float32) - np.asarray(clean, np.float32)
+    _show(axes[2], 0.5 + PERTURBATION_SCALE * delta)
+    symbol = "inf" if norm == "linf" else "2"
+    axes[2].set_title(f"||delta||_{symbol} = {_perturbation_size(delta, norm):.3g}", fontsize=9)
+
+
+def adversarial_examples_figure(clean, adversarial, labels, clean_predictions,
+                                adversarial_predictions, attacks, *, dataset=None,
+                                norm="linf", epsilon=None, model=None):
+    """The grid as a matplotlib figure: one column per example, rows clean /
+    adversarial / perturbation x10 (mid-grey = 0); titles give the label and
+    both predictions (class names where the dataset has them).
+
+    The arrays are `keras_sgn.evaluation.AdversarialExamples.arrays()`:
+    `clean`, `adversarial` of shape `(n, H, W, C)` in [0, 1], `labels` and both
+    predictions of shape `(n,)`, `attacks` the attack behind each image.
+    Returns `(figure, axes)` with `axes` of shape `(3, n)`.
+    """
+    n = len(labels)
+    fig, axes = new_figure(3, n, figsize=(max(6.0, 1.7 * n), 6.4), squeeze=False)
+    examples = zip(clean, adversarial, labels, clean_predictions, adversarial_predictions,
+                   attacks)
+    for column, example in enumerate(examples):
+        _column(axes[:, column], dataset, norm, example)
+    for row, name in enumerate(("clean", "adversarial", f"perturbation x{PERTURBATION_SCALE}")):
+        axes[row, 0].set_ylabel(name)
+    threat = f"{norm}, epsilon = {epsilon:.4g}" if epsilon is not None else norm
+    about = " on ".join(part for part in (model and model_title(model), dataset) if part)
+    fig.suptitle(f"Adversarial examples{': ' + about if about else ''} ({threat}): the "
+                 "worst case of the attack suite per image")
+    return fig, axes
+
+
+def plot_adversarial_examples(report, arrays, path):
+    """Draw the grid of `arrays` (`AdversarialExamples.arrays()`) for `report`
+    (its model, dataset and threat model go in the title) as a PNG at `path`."""
+    protocol = report["protocol"]
+    fig, _ = adversarial_examples_figure(
+        **arrays, dataset=report.get("dataset"), norm=protocol["norm"],
+        epsilon=protocol["epsilon"], model=report.get("model"))
+    return save_figure(fig, path)

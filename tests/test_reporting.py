@@ -1,0 +1,147 @@
+"""keras_sgn.reporting: the robustness report, its plot, and the model card."""
+
+import copy
+import json
+import os
+
+import pytest
+
+from keras_sgn import hub, methods, zoo
+from keras_sgn.reporting import model_card as card
+from keras_sgn.reporting import robustness_report
+
+SHIPPED = os.path.join(zoo.PRETRAINED_DIR, "sgn-cnn-digits", "metadata.json")
+
+
+def _report(with_sanity=True):
+    report = {
+        "model": "runs/demo/model.keras", "dataset": "digits", "split": "test",
+        "clean_accuracy": 0.9, "robust_accuracy": 0.5,
+        "per_attack": {"apgd-ce": 0.6, "pgd-cw:steps=2": 0.5}, "n_examples": 100,
+        "protocol": {"norm": "linf", "epsilon": 0.1, "batchnorm": "inference mode",
+                     "through_feedback_at_inference": False, "cascade": True,
+                     "per_attack_means": "accuracy after this attack", "attacks": []},
+    }
+    if with_sanity:
+        report.update(
+            sanity_checks=[{"name": "large_epsilon_reaches_chance", "passed": False,
+                            "detail": "...", "accuracy": 0.75}],
+            sanity_passed=False, n_sanity_examples=64,
+            accuracy_vs_epsilon=[{"epsilon": 0.0, "accuracy": 0.9},
+                                 {"epsilon": 0.1, "accuracy": 0.5},
+                                 {"epsilon": 0.8, "accuracy": 0.75}])
+    return report
+
+
+def test_markdown_report_tables():
+    text = robustness_report.markdown_report(_report(), title="Digits")
+    assert text.startswith("# Digits\n\n- model: `runs/demo/model.keras`\n")
+    assert "- threat model: linf, epsilon = 0.1\n" in text
+    assert "- attacked through inference-time feedback: no (model has none)" in text
+    assert ("|  | accuracy |\n|---|---|\n| clean | 0.9000 |\n| apgd-ce | 0.6000 |\n"
+            "| pgd-cw:steps=2 | 0.5000 |\n| **worst case over all attacks** | **0.5000** |"
+            ) in text
+    assert "Per-attack rows: accuracy after this attack." in text
+    assert "## Sanity checks (64 examples): SOME FAILED" in text
+    assert "| large_epsilon_reaches_chance | **FAIL** | accuracy=0.75 |" in text
+    assert "| epsilon | accuracy |\n|---|---|\n| 0 | 0.9000 |\n| 0.1 | 0.5000 |\n| 0.8 | 0.7500 |" \
+        in text
+    plain = robustness_report.markdown_report(_report(with_sanity=False))
+    assert "Sanity" not in plain and "Accuracy vs epsilon" not in plain
+
+
+def test_write_report_writes_json_markdown_and_plot(tmp_path):
+    robustness_report.write_report(_report(), str(tmp_path / "eval"))
+    assert json.loads((tmp_path / "eval" / "report.json").read_text()) == _report()
+    assert "worst case over all attacks" in (tmp_path / "eval" / "report.md").read_text()
+    png = (tmp_path / "eval" / "accuracy_vs_epsilon.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 1000
+    robustness_report.write_report(_report(with_sanity=False), str(tmp_path / "plain"))
+    assert sorted(os.listdir(tmp_path / "plain")) == ["report.json", "report.md"]
+
+
+def test_wilson_interval_literal_values():
+    # 50 of 100: the textbook Wilson 95% interval is [0.4038, 0.5962].
+    lo, hi = card.wilson_interval(0.5, 100)
+    assert lo == pytest.approx(0.40383, abs=1e-5) and hi == pytest.approx(0.59617, abs=1e-5)
+    lo, hi = card.wilson_interval(1.0, 360)  # all correct: the lower end is n / (n + z^2)
+    assert hi == 1.0 and lo == pytest.approx(360 / (360 + 1.96 ** 2), abs=1e-12)
+    assert card.wilson_interval(0.3, 0) == (0.0, 1.0)
+
+
+def _metadata():
+    with open(SHIPPED, encoding="utf-8") as f:
+        return json.load(f)
+
+
+def test_model_card_sections_come_from_the_metadata():
+    metadata = _metadata()
+    text = card.model_card(metadata, method_description="a described method")
+    assert text.startswith("# sgn-cnn-digits\n")  # no front matter given
+    sections = [line for line in text.splitlines() if line.startswith("## ")]
+    assert sections == ["## Use", "## Robustness", "## Training", "## Limitations", "## Files",
+                        "## Citation"]
+    assert "`sgn` method (a described method) for the threat model" in text
+    assert "- method: `sgn` (a described method), epsilon = 0.1" in text
+    metrics = metadata["metrics"]
+    robust = 100 * metrics["robust_accuracy"]
+    lo, hi = card.wilson_interval(metrics["robust_accuracy"], metrics["n_examples"])
+    assert (f"| **robust (worst case per example)** | **{robust:.2f}%** | "
+            f"{100 * lo:.2f}% - {100 * hi:.2f}% |") in text
+    assert "All 6 gradient-masking sanity checks passed" in text
+    assert "digits is a toy dataset" in text
+    assert f'keras.saving.load_model("hf://{metadata["repo_id"]}")' in text
+
+
+def test_model_card_flags_failed_sanity_checks_and_feedback_at_inference():
+    metadata = copy.deepcopy(_metadata())
+    metadata["metrics"]["sanity_passed"] = False
+    metadata["metrics"]["sanity_checks"]["large_epsilon_reaches_chance"] = False
+    metadata["recipe"]["train_config"]["feedback_at_inference"] = True
+    text = card.model_card(metadata, front_matter="license: apache-2.0\n")
+    assert text.startswith("---\nlicense: apache-2.0\n---\n\n# sgn-cnn-digits\n")
+    assert ("**Some gradient-masking sanity checks FAILED: `large_epsilon_reaches_chance`. "
+            "Treat the robust accuracy with suspicion.**") in text
+    assert "This model uses **feedback at inference**" in text
+    assert "`sgn` method (sgn)" in text  # no description given: the name alone
+
+
+def test_hub_card_takes_the_method_description_from_the_registry():
+    metadata = _metadata()
+    text = hub.model_card(metadata)
+    description = methods.method_class("sgn").description
+    assert description and f"`sgn` method ({description})" in text
+    assert text.startswith("---\n") and "model-index:" in text and "value: 98.89" in text
+    metadata["recipe"]["train_config"]["method"] = "a-method-from-elsewhere"
+    assert "`a-method-from-elsewhere` method (a-method-from-elsewhere)" in hub.model_card(metadata)
+
+
+def test_figures_name_a_run_by_its_folder():
+    from keras_sgn.reporting.plots import model_title
+
+    assert model_title("runs/sgn-digits/model.keras") == "sgn-digits"
+    assert model_title("/tmp/best.keras") == "best.keras"
+    assert model_title("sgn-cnn-digits") == "sgn-cnn-digits"
+    report = {**_report(), "model": "runs/demo/model.keras", "sanity_steps": 20}
+    fig, ax = robustness_report.accuracy_vs_epsilon_figure(report)
+    assert ax.get_title().startswith("Accuracy vs epsilon: demo on digits (linf)\nPGD-20")
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_model_card_and_report_record_the_software():
+    metadata = copy.deepcopy(_metadata())
+    metadata["versions"].update(git_commit="0123456789abcdef" * 2 + "01234567", git_dirty=False)
+    metadata["metrics"]["provenance"] = {"keras_sgn": "9.9.9", "git_commit": None,
+                                         "tensorflow": "2.99", "keras": "3.99"}
+    text = card.model_card(metadata)
+    assert ("Software: keras-sgn 0.1.0 (git 0123456789ab), TensorFlow 2.21.0, Keras 3.15.1, "
+            "NumPy") in text
+    assert "Evaluated with keras-sgn 9.9.9, TensorFlow 2.99, Keras 3.99." in text
+    shipped = card.model_card(_metadata())  # written before provenance: versions only
+    assert "Software: keras-sgn 0.1.0, TensorFlow 2.21.0, Keras 3.15.1" in shipped
+    assert "Evaluated with" not in shipped
+    report = {**_report(), "provenance": metadata["metrics"]["provenance"]}
+    assert "- software: keras-sgn 9.9.9, TensorFlow 2.99, Keras 3.99\n" in (
+        robustness_report.markdown_report(report))
