@@ -1,8 +1,46 @@
-"""Files written so that a crash or a reader never sees half of them."""
+"""Files written so that a crash or a reader never sees half of them, a full
+disk named before it costs anything, and model files read with clear errors."""
 
+import contextlib
+import errno
 import json
 import os
+import shutil
 import tempfile
+import zipfile
+
+import numpy as np
+
+# Prefix of the temporary files of the atomic writes (a process killed while
+# writing leaves one behind; `keras_sgn.training.run_folder` removes them).
+TEMPORARY_PREFIX = ".tmp-"
+# Room kept free beyond a model file's own size (HDF5 and zip bookkeeping):
+# HDF5 can crash the process (a segfault) when the disk fills up mid-write.
+_SAVE_MARGIN_BYTES = 1 << 20
+
+
+class OutOfSpaceError(OSError):
+    """The disk of a folder has too little room for a file about to be written.
+    Nothing was written: the previous files are intact."""
+
+
+class CorruptFileError(ValueError):
+    """A file exists but cannot be read as what it should be (truncated,
+    overwritten, or of another kind)."""
+
+
+def check_free_space(directory, needed_bytes, flag=None):
+    """Raise `OutOfSpaceError`, naming `directory` (and the flag that chose it),
+    when its disk has less than `needed_bytes` free."""
+    free = shutil.disk_usage(directory).free
+    if free < needed_bytes:
+        where = f"{flag} {directory!r}" if flag else repr(directory)
+        raise OutOfSpaceError(
+            errno.ENOSPC,
+            f"Out of disk space: {free / 2**20:.1f} MiB free on the disk of {where}, and "
+            f"about {needed_bytes / 2**20:.1f} MiB are needed for the next file. Nothing was "
+            "written (the previous files are intact): free some space and rerun the same "
+            "command, which resumes from the last backup.")
 
 
 def _temporary_beside(path, suffix):
@@ -10,7 +48,7 @@ def _temporary_beside(path, suffix):
     would give (mkstemp makes 0600 files, unreadable to a shared cluster)."""
     directory = os.path.dirname(os.path.abspath(path))
     os.makedirs(directory, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-", suffix=suffix)
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=TEMPORARY_PREFIX, suffix=suffix)
     umask = os.umask(0)
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)
@@ -39,16 +77,31 @@ def _commit(tmp, path):
     fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
-def atomic_write_bytes(path, payload):
-    """Write `payload` to a temporary file beside `path`, fsync, then rename."""
-    fd, tmp = _temporary_beside(path, os.path.basename(path))
+@contextlib.contextmanager
+def _writing(tmp, path):
+    """Around the write of `tmp` (committed to `path`): a full disk becomes an
+    `OutOfSpaceError` naming the folder; `tmp` never outlives the write."""
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        _commit(tmp, path)
+        yield
+    except OSError as error:
+        if error.errno != errno.ENOSPC or isinstance(error, OutOfSpaceError):
+            raise
+        folder = os.path.dirname(os.path.abspath(path))
+        raise OutOfSpaceError(errno.ENOSPC, f"Out of disk space writing {path} (folder "
+                              f"{folder!r}). The previous version of the file is intact: free "
+                              "some space and rerun the same command.") from error
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+def atomic_write_bytes(path, payload):
+    """Write `payload` to a temporary file beside `path`, fsync, then rename."""
+    fd, tmp = _temporary_beside(path, os.path.basename(path))
+    with _writing(tmp, path):
+        with os.fdopen(fd, "wb") as f:
+            f.write(payload)
+        _commit(tmp, path)
 
 
 def atomic_write_text(path, text):
@@ -61,18 +114,54 @@ def atomic_write_json(path, obj):
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
 
 
+def model_file_bytes(model):
+    """About how many bytes a saved file of `model` takes: its variables and
+    its optimizer's, which both `.keras` and `.weights.h5` files hold."""
+    variables = list(model.weights)
+    optimizer = getattr(model, "optimizer", None)
+    if optimizer is not None and getattr(optimizer, "built", False):
+        variables += list(optimizer.variables)
+    # From shapes and dtypes: reading distributed variables could be collective.
+    return sum(int(np.prod(v.shape)) * np.dtype(getattr(v.dtype, "as_numpy_dtype", v.dtype))
+               .itemsize for v in variables)
+
+
 def atomic_save_model(model, path):
     """Save to a temporary file in the same folder, then rename: a reader (or a
-    crash) never sees a half-written model at `path`."""
+    crash) never sees a half-written model at `path`. A disk without room for
+    the file is refused first (`OutOfSpaceError`), as HDF5 may crash on it."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    check_free_space(directory, model_file_bytes(model) + _SAVE_MARGIN_BYTES)
     suffix = ".weights.h5" if path.endswith(".weights.h5") else os.path.splitext(path)[1]
     fd, tmp = _temporary_beside(path, suffix)
     os.close(fd)
-    try:
+    with _writing(tmp, path):
         if suffix == ".weights.h5":
             model.save_weights(tmp, overwrite=True)
         else:
             model.save(tmp, overwrite=True)
         _commit(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+
+def load_model_file(path, flag=None):
+    """`keras.saving.load_model(path)` with errors that say what is wrong: a
+    missing file is `FileNotFoundError`, a file that is not a readable `.keras`
+    archive (truncated, random bytes, another format) is `CorruptFileError`
+    (Keras itself calls both "File not found")."""
+    import keras  # here: io_utils stays importable without TensorFlow
+
+    name = f"{flag}={path}" if flag else str(path)
+    if not os.path.exists(path):
+        raise FileNotFoundError(errno.ENOENT, f"{name}: no such file. Give the path of a "
+                                "saved .keras model (e.g. RUN_DIR/model.keras).")
+    if os.path.isdir(path) or not zipfile.is_zipfile(path):
+        raise CorruptFileError(
+            f"{name} is corrupt: not a .keras archive ({os.path.getsize(path)} bytes; "
+            "truncated, overwritten, or another format). Use an intact copy, or retrain.")
+    try:
+        return keras.saving.load_model(path)
+    except (zipfile.BadZipFile, KeyError, OSError, EOFError) as error:
+        raise CorruptFileError(
+            f"{name} is corrupt: its .keras archive cannot be read ({type(error).__name__}: "
+            f"{error}). Use an intact copy, or retrain.") from error

@@ -16,7 +16,8 @@ tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfigur
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
-from keras_sgn import attacks, data, methods as sgn_methods, models, training  # noqa: E402
+from keras_sgn import attacks, data, models, training  # noqa: E402
+from keras_sgn import methods as sgn_methods  # noqa: E402
 
 x, y = next(iter(data.load("digits", "train", batch_size=128, shuffle=False)))
 # 120 examples in batches of 32: the last batch (24) splits unevenly over the replicas.

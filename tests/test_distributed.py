@@ -77,9 +77,9 @@ def test_tf_config_tasks(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({
         "cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]},
         "task": {"type": "worker", "index": 0}}))
-    assert training._tf_config_tasks() == 3
+    assert training.tf_config_task_count() == 3
     monkeypatch.delenv("TF_CONFIG")
-    assert training._tf_config_tasks() == 0
+    assert training.tf_config_task_count() == 0
 
 
 class _Resolver:

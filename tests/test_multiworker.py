@@ -23,18 +23,15 @@ def free_ports(n):
             s.close()
 
 
-def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
-    out = tmp_path / "run"
+def _run_cluster(command, tmp_path, tag):
+    """`command` on two local workers (each its own TF_CONFIG and TMPDIR);
+    returns `(return codes, outputs, temporary folders)`."""
     ports = free_ports(2)
     cluster = {"worker": [f"localhost:{port}" for port in ports]}
-    command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--dataset=digits",
-               "--method=sgn", "--strategy=multi_worker", "--epochs=1", "--batch_size=32",
-               "--n_train=128", "--n_eval=32", "--eval_steps=2", "--test_steps=2",
-               "--verbose=2", f"--output_dir={out}"]
     processes, temp_dirs = [], []
     try:
         for index in range(2):
-            temp = tmp_path / f"tmp{index}"
+            temp = tmp_path / f"{tag}-tmp{index}"
             temp.mkdir()
             temp_dirs.append(temp)
             env = dict(os.environ, PYTHONPATH=ROOT, TMPDIR=str(temp), TF_CONFIG=json.dumps(
@@ -47,8 +44,18 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
             if p.poll() is None:
                 p.kill()
                 p.wait()
-    for p, output in zip(processes, outputs):
-        assert p.returncode == 0, output[-4000:]
+    return [p.returncode for p in processes], outputs, temp_dirs
+
+
+def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
+    out = tmp_path / "run"
+    command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--dataset=digits",
+               "--method=sgn", "--strategy=multi_worker", "--epochs=1", "--batch_size=32",
+               "--n_train=128", "--n_eval=32", "--eval_steps=2", "--test_steps=2",
+               "--verbose=2", f"--output_dir={out}"]
+    codes, outputs, temp_dirs = _run_cluster(command, tmp_path, "first")
+    for code, output in zip(codes, outputs):
+        assert code == 0, output[-4000:]
     chief, worker = outputs
     for output in outputs:
         assert "2 replica(s) over 2 worker(s)" in output
@@ -62,5 +69,13 @@ def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     # The non-chief wrote into a temporary folder, removed at the end.
     assert not [p for p in temp_dirs[1].iterdir() if p.name.startswith("keras_sgn-")]
     # Both workers logged the same (globally reduced) epoch metrics.
-    epoch_line = [line for line in chief.splitlines() if "step - accuracy" in line]
+    epoch_line = [line for line in chief.splitlines() if "step - " in line and "loss" in line]
     assert epoch_line and epoch_line[-1].split("step - ")[-1] in worker
+
+    # The same command again: the chief finds the run complete, and the worker
+    # learns it from the chief (nobody trains, nobody waits for the other).
+    codes, outputs, _ = _run_cluster(command, tmp_path, "again")
+    assert codes == [0, 0], outputs
+    assert "already holds this run" in outputs[0] and "nothing written" in outputs[0]
+    assert "the run was already complete" in outputs[1]
+    assert json.loads((out / "summary.json").read_text()) == summary

@@ -7,9 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_sgn import methods
-from keras_sgn import models
-from keras_sgn import training
+from keras_sgn import methods, models, training
 
 
 def test_defaults_follow_the_dataset_unless_given():
@@ -55,6 +53,24 @@ def test_schedules():
     assert [float(piecewise(s)) for s in (10, 60, 90)] == pytest.approx([0.1, 0.01, 0.001])
     cosine = training.learning_rate_schedule("cosine", 0.1, 100)
     assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(100)) == pytest.approx(0.0)
+
+
+def test_optimizers_saved_before_the_move_still_load():
+    """Saved optimizers name the schedule by its registered name; the module
+    path they recorded (`keras_sgn.training`, before it became a package) is
+    not needed to load them."""
+    saved = {"module": "keras.optimizers", "class_name": "SGD", "registered_name": None,
+             "config": {"name": "sgd", "momentum": 0.9, "nesterov": True,
+                        "weight_decay": 0.0005, "learning_rate": {
+                            "module": "keras_sgn.training", "class_name": "TriangularSchedule",
+                            "config": {"peak_lr": 0.2, "total_steps": 100,
+                                       "peak_fraction": 0.4},
+                            "registered_name": "keras_sgn>TriangularSchedule"}}}
+    schedule = keras.optimizers.schedules.deserialize(saved["config"]["learning_rate"])
+    assert isinstance(schedule, training.TriangularSchedule)
+    assert float(schedule(40)) == pytest.approx(0.2)
+    optimizer = keras.optimizers.deserialize(saved)
+    assert optimizer.get_config()["learning_rate"]["config"] == schedule.get_config()
 
 
 def test_safe_checkpoint_replaces_best_only_on_improvement(tmp_path):
@@ -108,3 +124,103 @@ def test_mixed_precision_training_runs(digits_arrays):
     assert model.layers[-1].compute_dtype == "float32"
     assert np.all(np.isfinite(history.history["loss"]))
     assert 0.0 <= history.history["val_robust_accuracy"][-1] <= 1.0
+
+
+# -- issue 13: models that fit, files read and written with clear errors ------------------
+
+def _digits_config(**changes):
+    return training.TrainConfig(dataset="digits", **changes).resolved()
+
+
+@pytest.mark.parametrize("build,field,match", [
+    (dict(input_shape=(28, 28, 1)), "model", r"takes images of shape \(28, 28, 1\)"),
+    (dict(input_shape=(8, 8, 3)), "model", "height, width, channels"),
+    (dict(num_classes=5), "model", "outputs 5 logits, but 'digits' has 10"),
+    (dict(sites=()), "sites", "feedback sites"),
+])
+def test_a_model_that_does_not_fit_is_refused_before_any_data(build, field, match):
+    info = __import__("keras_sgn").data.info("digits")
+    kwargs = {"input_shape": info.image_shape, "num_classes": 10, "width": 4, **build}
+    model = models.get("sgn_small_cnn", **kwargs)
+    with pytest.raises(training.ConfigError, match=match) as error:
+        training.check_model_fits(model, _digits_config(method="sgn"), info)
+    assert error.value.field == field
+    training.check_model_fits(models.get("sgn_small_cnn", width=4, sites=()),
+                              _digits_config(method="standard"), info)
+
+
+def test_corrupt_model_files_are_named_corrupt(tmp_path):
+    from keras_sgn import io_utils
+
+    model = models.get("sgn_small_cnn", width=4)
+    path = str(tmp_path / "model.keras")
+    io_utils.atomic_save_model(model, path)
+    payload = open(path, "rb").read()
+    for name, content in (("truncated", payload[: len(payload) // 2]),
+                          ("random", np.random.default_rng(0).bytes(5000))):
+        bad = tmp_path / f"{name}.keras"
+        bad.write_bytes(content)
+        with pytest.raises(training.CorruptFileError, match="is corrupt") as info:
+            io_utils.load_model_file(str(bad), flag="--model")
+        assert "File not found" not in str(info.value) and "--model=" in str(info.value)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        io_utils.load_model_file(str(tmp_path / "missing.keras"))
+    assert io_utils.load_model_file(path).count_params() == model.count_params()
+
+
+def test_a_full_disk_refuses_a_save_and_keeps_the_previous_file(tmp_path, monkeypatch):
+    import errno
+
+    from keras_sgn import io_utils
+
+    model = models.get("sgn_small_cnn", width=4)
+    path = str(tmp_path / "model.keras")
+    io_utils.atomic_save_model(model, path)
+    before = open(path, "rb").read()
+    real = io_utils.shutil.disk_usage
+    monkeypatch.setattr(io_utils.shutil, "disk_usage", lambda p: real(p)._replace(free=1))
+    with pytest.raises(training.OutOfSpaceError, match=str(tmp_path)) as info:
+        io_utils.atomic_save_model(model, path)
+    assert info.value.errno == errno.ENOSPC and open(path, "rb").read() == before
+    monkeypatch.setattr(io_utils.shutil, "disk_usage", real)
+
+    def no_room(tmp, target):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(io_utils, "_commit", no_room)
+    with pytest.raises(training.OutOfSpaceError, match="Out of disk space writing"):
+        io_utils.atomic_write_json(str(tmp_path / "summary.json"), {"a": 1})
+    assert not list(tmp_path.glob(".tmp-*"))
+
+
+def test_training_curves_plot_series_of_different_lengths(tmp_path):
+    from keras_sgn.training import outputs
+
+    # As a resume from an old, wedged backup could leave it: one `loss` short.
+    history = {"loss": [1.0], "val_loss": [1.1, 0.9], "val_robust_accuracy": [0.1, 0.2]}
+    outputs.write_history(history, str(tmp_path), best_epoch=2)
+    assert (tmp_path / "training_curves.png").stat().st_size > 1000
+
+
+def test_the_final_test_is_the_quick_suite(tmp_path):
+    from keras_sgn import evaluation
+
+    quick = [spec.name for spec in evaluation.parse_attacks("quick")]
+    default = training.final_test_attacks(_digits_config())
+    assert [spec.name for spec in default] == quick
+    assert [s.settings() for s in default] == [
+        s.settings() for s in evaluation.parse_attacks("quick")]
+    fewer = training.final_test_attacks(_digits_config(test_steps=3, test_restarts=2))
+    assert all(s.settings()["steps"] == 3 for s in fewer)
+    assert all(s.settings().get("restarts", 2) == 2 for s in fewer)
+
+
+def test_epsilon_zero_trains_a_clean_baseline_that_loads(tmp_path):
+    out = tmp_path / "run"
+    summary = training.train(training.TrainConfig(
+        dataset="digits", method="standard", epsilon=0.0, epochs=1, batch_size=16, n_train=32,
+        n_eval=16, eval_steps=1, test_steps=1, verbose=0, output_dir=str(out)))
+    assert summary["epsilon"] == 0.0
+    assert summary["robust_accuracy"] == summary["clean_accuracy"]  # nothing can move
+    loaded = keras.saving.load_model(out / "model.keras")
+    assert loaded.method.epsilon == 0.0

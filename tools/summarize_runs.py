@@ -8,9 +8,9 @@ import glob
 import json
 import os
 import statistics
+import sys
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "runs/*", "Glob of run folders holding summary.json.")
@@ -29,8 +29,10 @@ def main(argv):
         with open(path) as f:
             summary = json.load(f)
         runs[(summary["method"], summary["model"], summary["dataset"])].append(summary)
-    if not runs:
-        raise app.UsageError(f"--runs: no summary.json under {FLAGS.runs!r}.")
+    if not runs:  # one line and code 2 as keras_sgn.cli (which would import TensorFlow)
+        print(f"error: --runs={FLAGS.runs}: no summary.json in the folders it matches. Give "
+              "a glob of run folders, e.g. --runs='runs/*'.", file=sys.stderr)
+        sys.exit(2)
     attack_names = sorted({name for group in runs.values() for s in group
                            for name in s.get("per_attack", {})})
     print("| method | model | dataset | clean accuracy | robust accuracy (worst case) | "

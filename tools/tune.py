@@ -18,14 +18,18 @@ oracle, then writes the results) and KERASTUNER_TUNER_ID=tuner0, tuner1...
 (run trials), sharing KERASTUNER_ORACLE_IP/KERASTUNER_ORACLE_PORT and --directory.
 """
 
-from absl import app
 from absl import flags
+from flags import (  # tools/flags.py: the flags of keras_sgn.config
+    apply_logical_cpus,
+    config_from_flags,
+    define_config_flags,
+    define_logical_cpus_flag,
+    run_tool,
+)
 
-from keras_sgn import training
-from keras_sgn import tuning
+from keras_sgn import training, tuning
 
 FLAGS = flags.FLAGS
-_DEFAULTS = training.TrainConfig()
 
 flags.DEFINE_enum("tuner", "hyperband", list(tuning.TUNERS), "Search algorithm.")
 flags.DEFINE_integer("max_trials", 20, "Maximum number of trials (a cap on Hyperband's "
@@ -46,26 +50,17 @@ flags.DEFINE_string("output_dir", None, "Where the results go (default: "
 flags.DEFINE_integer("tuner_seed", 1, "Seed of the search algorithm (0: a random one).")
 flags.DEFINE_bool("tensorboard", True, "TensorBoard + HParams logs under the project.")
 
-# The base training recipe (same meaning as in tools/train.py).
-flags.DEFINE_string("dataset", _DEFAULTS.dataset, "cifar10, cifar100, svhn_cropped, mnist, "
-                    "fashion_mnist or digits (offline).")
-flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets.")
-flags.DEFINE_string("model", None, "Model name; default follows --dataset.")
-flags.DEFINE_enum("method", _DEFAULTS.method, list(tuning.METHODS), "Training method.")
-flags.DEFINE_float("epsilon", None, "Threat radius in pixel units; default follows --dataset.")
-flags.DEFINE_enum("norm", _DEFAULTS.norm, ["linf", "l2"], "Threat-model norm.")
-flags.DEFINE_integer("attack_steps", None, "Steps of the sgn-pgd input attack.")
-flags.DEFINE_integer("batch_size", None, "GLOBAL batch size.")
-flags.DEFINE_enum("optimizer", None, list(training.OPTIMIZERS), "Optimizer.")
-flags.DEFINE_enum("lr_schedule", None, list(training.SCHEDULES), "Learning-rate schedule.")
-flags.DEFINE_integer("eval_steps", _DEFAULTS.eval_steps, "PGD steps of the objective.")
-flags.DEFINE_integer("n_train", None, "Train each trial on the first N training images.")
-flags.DEFINE_integer("n_eval", None, "Measure the objective on the first N validation images.")
-flags.DEFINE_integer("seed", _DEFAULTS.seed, "Seed of every trial's training.")
-flags.DEFINE_bool("jit_compile", False, "XLA-compile the attacks.")
-flags.DEFINE_enum("strategy", "default", list(training.STRATEGIES), "Strategy of each trial.")
-flags.DEFINE_integer("logical_cpus", 0, "Split the CPU into N logical devices.")
-flags.DEFINE_integer("verbose", 1, "0 silent, 1 progress bars, 2 one line per epoch.")
+# The base training recipe: the flags of tools/train.py, same meaning (every
+# trial trains with them), except those searched below.
+BASE_FIELDS = ("dataset", "data_dir", "model", "method", "epsilon", "norm", "attack_steps",
+               "batch_size", "optimizer", "lr_schedule", "eval_steps", "n_train", "n_eval",
+               "seed", "jit_compile", "strategy", "verbose")
+define_config_flags(include=BASE_FIELDS, overrides={
+    "method": {"choices": tuning.METHODS},
+    "eval_steps": {"help": "PGD steps of validation: the objective."},
+    "strategy": {"help": "Distribution strategy of each trial (see tools/train.py)."},
+})
+define_logical_cpus_flag()
 
 # The space: a value fixes, `a|b` chooses, `low:high` ranges.
 flags.DEFINE_string("space", "", "Several entries: 'beta=0.001:0.05;sites=input|input,stage1'.")
@@ -82,15 +77,12 @@ flags.DEFINE_string("weight_decay", None, "e.g. 0 or '0|0.0005'.")
 
 def main(argv):
     del argv
-    training.use_logical_cpus(FLAGS.logical_cpus)
-    base = ("dataset", "data_dir", "model", "method", "epsilon", "norm", "attack_steps",
-            "batch_size", "optimizer", "lr_schedule", "eval_steps", "n_train", "n_eval",
-            "seed", "jit_compile", "verbose")
-    config = training.TrainConfig(epochs=FLAGS.max_epochs,
-                                  **{name: FLAGS[name].value for name in base})
+    apply_logical_cpus()
+    config = config_from_flags(epochs=FLAGS.max_epochs)
     space = tuning.space_from_strings(FLAGS.space, **{name: FLAGS[name].value
                                                       for name in tuning.TUNABLE})
-    strategy = None if FLAGS.strategy == "default" else training.get_strategy(FLAGS.strategy)
+    strategy = (None if config.strategy == "default"
+                else training.get_strategy(config.strategy, tpu=config.tpu))
     result = tuning.tune(
         config, space, tuner=FLAGS.tuner, max_trials=FLAGS.max_trials,
         directory=FLAGS.directory, project_name=FLAGS.project_name,
@@ -112,4 +104,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    run_tool(main)

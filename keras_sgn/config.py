@@ -1,0 +1,363 @@
+"""The run configuration: `TrainConfig`, one typed field per setting of a training run.
+
+Every field says once, in its metadata, what it is (`field_specs()` reads it):
+
+- **group**: `data`, `model`, `method`, `evaluation` or `runtime` (how help and
+  documentation are organised);
+- **recipe or runtime**: a *recipe* field changes the trained model (the
+  weights of `model.keras`, including which epoch is kept as the best); a
+  *runtime* field only changes where and how the run executes and reports.
+  The runtime fields are `data_dir`, `test_steps`, `test_restarts`,
+  `allow_large_epsilon`, `strategy`, `tpu`, `jit_compile`, `output_dir`,
+  `overwrite`, `backup_every_steps` and `verbose`. Decisions worth knowing:
+  `strategy`/`tpu` are runtime because N replicas train like one replica at
+  the same global batch (tests/test_distributed.py checks it), `jit_compile`
+  because XLA compiles the same attack (same gradients to float tolerance); `seed`,
+  `sync_batch_norm`, `mixed_precision` (numerics), `eval_steps` and `n_eval`
+  (they choose the best epoch) are recipe; `test_steps`/`test_restarts` only
+  change the final test report, so they are runtime;
+- **resumable**: whether a rerun may change it and still resume the unfinished
+  run in `output_dir/backup` (exactly the runtime fields);
+- **help**: the one help text, from which `tools/flags.py` makes the flags;
+- **choices**: the allowed values, where they are a closed list.
+
+`recipe_fields()`, `runtime_fields()` and `resumable_fields()` list the names;
+`TrainConfig.recipe()` gives the values of the recipe fields.
+
+Settings that cannot give a usable model are refused by `validate()` with a
+`ConfigError` naming the field (the tools print it as one line naming the flag):
+
+- `epsilon=0` is the clean baseline of `method=standard` (valid end to end);
+  the adversarial methods refuse it (their adversary would have nothing to do);
+- an implausible threat radius (L-inf epsilon >= 0.5 on [0, 1] images, or an
+  L2 radius as large as that L-inf ball's) needs `allow_large_epsilon=True`;
+- a self-gradient method (`sgn`, `sgn-pgd`) needs feedback sites (`sites`).
+"""
+
+import contextlib
+import dataclasses
+import difflib
+import math
+
+from keras_sgn import attacks, recipes
+from keras_sgn import data as sgn_data
+from keras_sgn import layers as sgn_layers
+from keras_sgn import methods as sgn_methods
+from keras_sgn import models as sgn_models
+from keras_sgn.models.sites import parse_beta, parse_sites
+
+GROUPS = ("data", "model", "method", "evaluation", "runtime")
+STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
+SCHEDULES = ("constant", "piecewise", "cyclic", "cosine")
+OPTIMIZERS = ("sgd", "adam")
+_FOLLOWS_DATASET = " Default: follows --dataset (keras_sgn.recipes)."
+# An L-inf radius this large (on images in [0, 1]) reaches mid-grey from any
+# pixel: no classifier can be robust, so it is almost surely a unit mistake.
+LARGE_LINF_EPSILON = 0.5
+# At epsilon = 0 every attack step is projected back onto the image, so the step
+# size has no effect; methods refuse a step of 0, so a saved model records this.
+_STEP_SIZE_AT_EPSILON_ZERO = 1.0
+
+
+class ConfigError(ValueError):
+    """A `TrainConfig` setting that cannot be used; `field` names it (the tools
+    name the flag of the same name)."""
+
+    def __init__(self, field, message):
+        super().__init__(message)
+        self.field = field
+
+
+@contextlib.contextmanager
+def _about(field):
+    """Turn a `ValueError` raised inside into a `ConfigError` naming `field`."""
+    try:
+        yield
+    except ConfigError:
+        raise
+    except ValueError as error:
+        raise ConfigError(field, str(error)) from error
+
+
+def _field(default, group, help, recipe=True, choices=None):
+    """A dataclass field with its metadata. `choices` is a tuple or a function
+    returning one (for registries that may grow after import)."""
+    return dataclasses.field(default=default, metadata={
+        "group": group, "recipe": recipe, "resumable": not recipe, "help": help,
+        "choices": choices})
+
+
+@dataclasses.dataclass
+class TrainConfig:
+    """Everything a training run needs. `None` fields follow the dataset recipe
+    (`keras_sgn.recipes`) or the method's own default (`step_size`,
+    `attack_steps`). The defaults are the CIFAR10 SGN ResNet-18 recipe."""
+
+    dataset: str = _field("cifar10", "data", "cifar10, cifar100, svhn_cropped, mnist, "
+                          "fashion_mnist or digits (offline).")
+    data_dir: str = _field(None, "data", "Folder of prepared tfds datasets (else "
+                           "TFDS_DATA_DIR).", recipe=False)
+    model: str = _field(None, "model", "Model name (keras_sgn.models.list_models())."
+                        + _FOLLOWS_DATASET)
+    method: str = _field("sgn", "method", "Training method.",
+                         choices=sgn_methods.list_methods)
+    epochs: int = _field(None, "method", "Epochs." + _FOLLOWS_DATASET)
+    batch_size: int = _field(None, "method", "GLOBAL batch size (split across replicas)."
+                             + _FOLLOWS_DATASET)
+    learning_rate: float = _field(None, "method", "Peak learning rate." + _FOLLOWS_DATASET)
+    lr_schedule: str = _field(None, "method", "Learning-rate schedule." + _FOLLOWS_DATASET,
+                              choices=SCHEDULES)
+    optimizer: str = _field(None, "method", "Optimizer." + _FOLLOWS_DATASET,
+                            choices=OPTIMIZERS)
+    weight_decay: float = _field(None, "method", "Weight decay." + _FOLLOWS_DATASET)
+    epsilon: float = _field(None, "method", "Threat radius in pixel units (8/255 = 0.0314 "
+                            "for CIFAR); 0 only with --method=standard (a clean baseline)."
+                            + _FOLLOWS_DATASET)
+    norm: str = _field("linf", "method", "Threat-model norm.", choices=attacks.NORMS)
+    allow_large_epsilon: bool = _field(False, "method", "Train with an implausible threat "
+                                       "radius (L-inf epsilon >= 0.5 on [0, 1] images, or an "
+                                       "L2 radius as large), refused otherwise.", recipe=False)
+    step_size: float = _field(None, "method", "Attack step; default: epsilon/4 for "
+                              "PGD-style, 1.25 epsilon for fast/sgn.")
+    attack_steps: int = _field(None, "method", "Steps of the training attack (pgd, trades, "
+                               "sgn-pgd: 10).")
+    # Feedback hyperparameters (DESIGN section 2).
+    sites: str = _field("default", "model", "Feedback sites: 'default', 'none' or a list "
+                        "like 'input,stage1,stage2'.")
+    beta: str = _field("0.01", "model", "Feedback strength: a number or "
+                       "'stage1=0.05,stage2=0.1'.")
+    normalization: str = _field("l2_relative", "model", "Normalisation N(g) of hidden-site "
+                                "gradients.", choices=sgn_layers.NORMALIZATIONS)
+    clean_weight: float = _field(0.0, "method", "Weight of the self-gradient pass loss "
+                                 "(sgn methods).")
+    second_order: bool = _field(False, "method", "Backpropagate through the deltas.")
+    feedback_at_inference: bool = _field(False, "model", "Research option: self-feedback at "
+                                         "test time (evaluate it with gradient-free attacks "
+                                         "too).")
+    free_replays: int = _field(8, "method", "Replays m of --method=free.")
+    trades_beta: float = _field(6.0, "method", "Beta of --method=trades.")
+    # Validation (it picks the best epoch) and the final test.
+    eval_steps: int = _field(10, "evaluation", "PGD steps of validation.")
+    test_steps: int = _field(None, "evaluation", "Steps of each attack of the final test (the "
+                             "'quick' suite, cascade, per-example worst case); default: the "
+                             "suite's own.", recipe=False)
+    test_restarts: int = _field(None, "evaluation", "Restarts of each attack of the final test "
+                                "that has restarts; default: the suite's own.", recipe=False)
+    n_train: int = _field(None, "data", "Use only the first N training examples.")
+    n_eval: int = _field(None, "data", "Use only the first N validation/test examples.")
+    # Execution.
+    strategy: str = _field("default", "runtime", "Distribution strategy: auto (best local "
+                           "choice), default, one_device, mirrored (all local GPUs), "
+                           "multi_worker (cluster from TF_CONFIG), tpu.", recipe=False,
+                           choices=STRATEGIES)
+    tpu: str = _field(None, "runtime", "TPU for --strategy=tpu (or auto): its name, 'local' "
+                      "on a TPU VM, or grpc://host:8470.", recipe=False)
+    seed: int = _field(0, "runtime", "Random seed.")
+    jit_compile: bool = _field(False, "runtime", "XLA-compile the attacks (per replica).",
+                               recipe=False)
+    sync_batch_norm: bool = _field(True, "runtime", "With several replicas, BatchNorm "
+                                   "statistics over the global batch (as with one replica) "
+                                   "instead of per replica.")
+    mixed_precision: bool = _field(False, "runtime", "mixed_float16 on GPU, mixed_bfloat16 "
+                                   "elsewhere.")
+    output_dir: str = _field("runs/sgn", "runtime", "Where the run writes its files (one run "
+                             "at a time: a lock).", recipe=False)
+    overwrite: bool = _field(False, "runtime", "Train afresh in an output_dir holding a "
+                             "finished run or a run with other settings (its outputs move to "
+                             "previous/<time>/). An unfinished run with the same settings is "
+                             "resumed regardless.", recipe=False)
+    backup_every_steps: int = _field(0, "runtime", "Also back up the training state every N "
+                                     "steps (0: at every epoch end only).", recipe=False)
+    verbose: int = _field(1, "runtime", "Keras verbosity (0 silent, 1 progress bar, 2 "
+                          "lines).", recipe=False)
+
+    def resolved(self):
+        """A copy with dataset-dependent defaults filled in, validated."""
+        with _about("dataset"):
+            if self.dataset not in recipes.DATASET_RECIPES:
+                sgn_data.info(self.dataset)  # raises the clear unknown-dataset error
+            recipe = recipes.get_recipe(self.dataset)
+        values = self.to_dict()
+        for key in recipes.RECIPE_KEYS:
+            if values[key] is None:
+                values[key] = recipe[key]
+        config = TrainConfig(**values)
+        config.validate()
+        return config
+
+    def validate(self):
+        """Raise a `ConfigError` (a `ValueError`) naming the first bad field
+        (call on a `resolved()` config: the dataset-dependent fields must be set)."""
+        with _about("method"):
+            sgn_methods.method_class(self.method)  # close matches in the error
+        with _about("model"):
+            if self.model not in sgn_models.list_models():
+                sgn_models.get(self.model)
+        for spec in field_specs():
+            value = getattr(self, spec.name)
+            if spec.choices is not None and value is not None and value not in spec.choices:
+                raise ConfigError(spec.name, f"{spec.name} must be one of {spec.choices}. "
+                                  f"Received: {value!r}.")
+        if self.strategy == "tpu" and not self.tpu:
+            raise ConfigError("tpu", "strategy 'tpu' needs --tpu: the TPU name, 'local' on a "
+                              "TPU VM, or grpc://host:8470.")
+        _check_integer("backup_every_steps", self.backup_every_steps, minimum=0,
+                       hint=" (0: at epoch ends only)")
+        for name in ("epochs", "batch_size", "eval_steps", "test_steps", "test_restarts",
+                     "attack_steps"):
+            if getattr(self, name) is not None:
+                _check_integer(name, getattr(self, name), minimum=1)
+        for name, minimum in (("learning_rate", None), ("weight_decay", 0.0)):
+            value = getattr(self, name)
+            if not (value > 0 if minimum is None else value >= minimum):
+                raise ConfigError(name, f"{name} must be {'> 0' if minimum is None else '>= 0'}."
+                                  f" Received: {value}.")
+        for name in ("n_train", "n_eval"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(name, f"{name} must be >= 1 (or unset for all). "
+                                  f"Received: {value}.")
+        _check_epsilon(self)
+        self.method_options()  # validates method arguments early
+        with _about("sites"):
+            check_feedback_sites(self.method, parse_sites(self.sites))
+        with _about("beta"):
+            parse_beta(self.beta)
+
+    def method_options(self):
+        """The constructor options of `self.method` this config sets (the
+        registry decides which fields a method takes), validated."""
+        run_options = sgn_methods.method_class(self.method).run_options
+        options = sgn_methods.options_from_run(self.method, self.to_dict())
+        if self.epsilon == 0 and self.step_size is None and "step_size" in run_options:
+            options["step_size"] = _STEP_SIZE_AT_EPSILON_ZERO
+        try:
+            sgn_methods.get(self.method, **options)
+        except ValueError as error:
+            # Name the field whose method argument the message names.
+            named = [field for field, argument in run_options.items()
+                     if argument in str(error)]
+            raise ConfigError((named or ["method"])[0], str(error)) from error
+        return options
+
+    def to_dict(self):
+        """`{field: value}` of every field (JSON-ready: `config.json` of a run)."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values):
+        """The config of `values` (e.g. a run's `config.json`); fields not given
+        keep their defaults, unknown keys are refused."""
+        known = {spec.name for spec in field_specs()}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            close = {key: difflib.get_close_matches(key, known, n=1) for key in unknown}
+            hints = "; ".join(f"{key!r}: did you mean {match[0]!r}?"
+                              for key, match in close.items() if match)
+            raise ValueError(f"TrainConfig has no field(s) {unknown}. "
+                             + (f"{hints}. " if hints else "")
+                             + f"Valid fields: {', '.join(sorted(known))}.")
+        return cls(**values)
+
+    def recipe(self):
+        """`{field: value}` of the recipe fields (what makes the trained model);
+        call it on a `resolved()` config to have the dataset defaults filled in."""
+        return {name: getattr(self, name) for name in recipe_fields()}
+
+
+def _check_integer(name, value, minimum, hint=""):
+    if int(value) != value or value < minimum:
+        raise ConfigError(name, f"{name} must be an integer >= {minimum}{hint}. "
+                          f"Received: {value}.")
+
+
+def _check_epsilon(config):
+    """epsilon: finite, >= 0; 0 only without an adversary; plausible unless forced."""
+    try:
+        epsilon = float(config.epsilon)
+    except (TypeError, ValueError):
+        epsilon = math.nan
+    if not (math.isfinite(epsilon) and epsilon >= 0):
+        raise ConfigError("epsilon", "epsilon must be a finite number >= 0 (the threat radius "
+                          f"in pixel units, e.g. 8/255 = 0.0314). Received: {config.epsilon!r}.")
+    if epsilon == 0:
+        options = {k: v for k, v in sgn_methods.options_from_run(
+            config.method, config.to_dict()).items() if k != "step_size"}
+        cost = sgn_methods.expected_cost(config.method, **{**options, "epsilon": 0.0})
+        if cost > 1:
+            raise ConfigError("epsilon", (
+                f"epsilon=0 leaves method {config.method!r} no adversary: it would pay {cost:g} "
+                "forward+backward passes per step for clean training. Received: epsilon=0. "
+                "For a clean baseline use --method=standard --epsilon=0; for adversarial "
+                "training give --epsilon > 0."))
+    if config.allow_large_epsilon:
+        return
+    limit, why = LARGE_LINF_EPSILON, "it reaches mid-grey from any image"
+    if config.norm != "linf":
+        values = math.prod(sgn_data.info(config.dataset).image_shape)
+        limit = LARGE_LINF_EPSILON * math.sqrt(values)
+        why = (f"the {config.norm} size of an L-inf radius of {LARGE_LINF_EPSILON} over "
+               f"{values} pixel values, which reaches mid-grey from any image")
+    if epsilon >= limit:
+        raise ConfigError("epsilon", (
+            f"epsilon={epsilon:g} is implausible for {config.norm} on images in [0, 1] (>= "
+            f"{limit:.3g}: {why}, so no model can be robust). Received: epsilon={epsilon!r}. "
+            "epsilon is in units of [0, 1] pixel values (8/255 = 0.0314, not 8); pass "
+            "--allow_large_epsilon to train with it anyway."))
+
+
+def check_feedback_sites(method, sites):
+    """Refuse a self-gradient method without feedback sites (`sites`: the
+    selected site names): it would be standard training under another name."""
+    if not sites and issubclass(sgn_methods.method_class(method),
+                                sgn_methods.SelfGradientTraining):
+        raise ValueError(
+            f"method {method!r} trains through feedback sites, but sites=none selects none "
+            "(it would be standard training labelled as self-gradient). Received: "
+            "sites=none. Give --sites=default (or a list like 'input,stage1'), or use "
+            "--method=standard or --method=fast for a baseline without sites.")
+
+
+@dataclasses.dataclass(frozen=True)
+class FieldSpec:
+    """What `TrainConfig`'s field `name` is (see the module documentation)."""
+
+    name: str
+    type: type
+    default: object
+    group: str
+    recipe: bool
+    resumable: bool
+    help: str
+    choices: tuple = None
+
+
+def field_specs(group=None):
+    """The `FieldSpec` of every `TrainConfig` field in declaration order (only
+    those of `group`, one of `GROUPS`, if given)."""
+    if group is not None and group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}. Received: {group!r}.")
+    specs = []
+    for field in dataclasses.fields(TrainConfig):
+        meta = field.metadata
+        choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
+        specs.append(FieldSpec(
+            name=field.name, type=field.type, default=field.default, group=meta["group"],
+            recipe=meta["recipe"], resumable=meta["resumable"], help=meta["help"],
+            choices=None if choices is None else tuple(choices)))
+    return tuple(s for s in specs if group is None or s.group == group)
+
+
+def recipe_fields():
+    """Names of the fields that change the trained model."""
+    return tuple(spec.name for spec in field_specs() if spec.recipe)
+
+
+def runtime_fields():
+    """Names of the fields that only change where and how a run executes and reports."""
+    return tuple(spec.name for spec in field_specs() if not spec.recipe)
+
+
+def resumable_fields():
+    """Names of the fields a rerun may change and still resume an unfinished run."""
+    return tuple(spec.name for spec in field_specs() if spec.resumable)
