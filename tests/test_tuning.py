@@ -13,9 +13,8 @@ import time
 import keras_tuner
 import pytest
 
-from keras_sgn import data
-from keras_sgn import training
-from keras_sgn import tuning
+from keras_sgn import config as sgn_config
+from keras_sgn import data, training, tuning
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -102,6 +101,18 @@ def test_only_self_gradient_methods_are_tuned():
         tuning.SGNHyperModel(training.TrainConfig(**{**TINY, "method": "pgd"}))
 
 
+def test_the_input_step_follows_the_method():
+    # A single-step input attack searches steps near epsilon, a PGD one fractions of it.
+    assert tuning.METHODS == ("sgn", "sgn-pgd")
+    sgn = _tiny_hypermodel()
+    assert sgn.space["input_step"] == [0.5, 0.75, 1.0, 1.25]
+    assert sgn.default_values()["input_step"] == 1.25
+    pgd = tuning.SGNHyperModel(training.TrainConfig(**{**TINY, "method": "sgn-pgd"}),
+                               model_kwargs={"width": 8})
+    assert pgd.space["input_step"] == [0.1, 0.25, 0.5]
+    assert pgd.default_values()["input_step"] == 0.25
+
+
 def test_a_trial_is_a_train_config_and_its_recipe_is_train_py_flags():
     hypermodel = _tiny_hypermodel()
     values = {"sites": "input,stage1,stage3", "beta_stage1": 0.02, "beta_stage3": 0.004,
@@ -116,8 +127,12 @@ def test_a_trial_is_a_train_config_and_its_recipe_is_train_py_flags():
     flags = tuning.recipe_flags(config, comment="winner\nline two").splitlines()
     assert flags[:2] == ["# winner", "# line two"]
     parsed = dict(line[2:].split("=", 1) for line in flags[2:])
-    fields = {f.name for f in dataclasses.fields(training.TrainConfig)}
-    assert set(parsed) <= fields and not set(parsed) & set(tuning.RECIPE_EXCLUDE)
+    # Every set recipe field, no runtime one (where and how to run is the user's).
+    assert set(parsed) == {k for k, v in config.recipe().items() if v is not None}
+    assert not set(parsed) & set(sgn_config.runtime_fields())
+    assert {"output_dir", "verbose", "data_dir", "strategy", "jit_compile"} <= set(
+        sgn_config.runtime_fields())
+    assert {"dataset", "model", "method", "epochs", "seed", "eval_steps"} <= set(parsed)
     assert parsed["beta"] == "stage1=0.02,stage3=0.004" and parsed["second_order"] == "true"
     assert float(parsed["step_size"]) == config.step_size
     # The base setting is the search's default point.

@@ -6,22 +6,25 @@
 
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow start-up chatter out of the report
+# Keep TensorFlow start-up chatter out of the report.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import json
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from keras_sgn import benchmark
 from keras_sgn import io_utils
+from keras_sgn import methods as sgn_methods
+from keras_sgn.experiments import benchmark
 
 FLAGS = flags.FLAGS
+MULTI_STEP = ", ".join(m for m in sgn_methods.list_methods()
+                       if sgn_methods.method_class(m).multi_step)
 flags.DEFINE_string("model", "sgn_resnet18", "Model name (synthetic CIFAR-shaped batches; "
                     "8x8x1 for sgn_small_cnn).")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every step.")
 flags.DEFINE_list("methods", list(benchmark.DEFAULT_METHODS), "Methods to time.")
-flags.DEFINE_integer("attack_steps", 10, "Inner attack steps (pgd, trades, sgn-pgd).")
+flags.DEFINE_integer("attack_steps", 10, f"Inner attack steps ({MULTI_STEP}).")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled attack variant.")
 flags.DEFINE_integer("warmup", 2, "Untimed calls per method.")
 flags.DEFINE_integer("repeats", 5, "Timed calls per method (median reported).")

@@ -1,41 +1,89 @@
-"""Reproduce the SGN claims in miniature: methods x seeds under one budget.
+"""Reproduce the SGN claims: methods x seeds under one budget, measured on validation.
 
-    python tools/reproduce.py --dataset=digits --seeds=0,1,2 --output_dir=runs/reproduce
+    # The claims on Fashion-MNIST (every method, 3 seeds single-step / 2 multi-step),
+    # the models under runs/, the results (JSON, Markdown, plots) under docs/:
+    python tools/reproduce.py --dataset=fashion_mnist --study=claims \
+        --output_dir=runs/reproduce/fashion_mnist-claims \
+        --results_dir=docs/reproduce/fashion_mnist
+    # Catastrophic overfitting at eps = 0.2 (fast, sgn, pgd):
+    python tools/reproduce.py --dataset=fashion_mnist --study=collapse \
+        --output_dir=runs/reproduce/fashion_mnist-collapse \
+        --results_dir=docs/reproduce/fashion_mnist-collapse
+    # One minute on digits:
+    python tools/reproduce.py --dataset=digits --methods=sgn,pgd --seeds=0 --epochs=3 \
+        --n_test=100 --best_attacks=quick --output_dir=runs/reproduce-demo
 
-Writes OUTPUT_DIR/results.json, results.md, robust_vs_epochs.png, robust_vs_time.png.
+Rerun the same command to continue after an interruption: finished runs and
+evaluations are skipped, a run killed midway trains again. Writes
+RESULTS_DIR/results.json, results.md, robust_vs_time.png, robust_vs_epochs.png
+(after every method) and OUTPUT_DIR/runs/<method>-seed<k>/.
 """
 
+import logging
 import os
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # keep TensorFlow start-up chatter out of the report
+# Keep TensorFlow start-up chatter out of the report.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from absl import app
-from absl import flags
+from absl import app, flags
 
-from keras_sgn import reproduce
+from keras_sgn import methods as sgn_methods
+from keras_sgn.experiments import reproduce
 
 FLAGS = flags.FLAGS
-flags.DEFINE_string("dataset", "digits", "digits (offline), or mnist/cifar10 with --data_dir.")
-flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets.")
-flags.DEFINE_list("methods", list(reproduce.ALL_METHODS), "Methods to compare.")
-flags.DEFINE_list("seeds", ["0", "1", "2"], "Seeds.")
-flags.DEFINE_integer("epochs", None, "Epochs per method (default: the dataset recipe; "
-                     "free trains epochs / replays).")
-flags.DEFINE_integer("attack_steps", None, "Inner attack steps of pgd, trades, sgn-pgd (10).")
-flags.DEFINE_integer("n_train", None, "Use the first N training examples.")
-flags.DEFINE_integer("n_eval", None, "Evaluate on the first N test examples.")
-flags.DEFINE_integer("test_steps", 20, "PGD steps of the per-epoch evaluation.")
-flags.DEFINE_string("output_dir", "runs/reproduce", "Where results go.")
+MULTI_STEP = ", ".join(m for m in sgn_methods.list_methods()
+                       if sgn_methods.method_class(m).multi_step)
+flags.DEFINE_enum("study", "claims", list(reproduce.STUDIES),
+                  "; ".join(f"{name}: {s['about']} (methods {','.join(s['methods'])}, "
+                            f"epsilon {s['epsilon'] or 'of the recipe'})"
+                            for name, s in reproduce.STUDIES.items()))
+flags.DEFINE_string("dataset", "fashion_mnist", "A dataset with a recipe (fashion_mnist, "
+                    "mnist, digits offline, cifar10 with --data_dir).")
+flags.DEFINE_string("data_dir", None, "Where the dataset files are (see keras_sgn.data).")
+flags.DEFINE_string("model", None, "Model name (default: the dataset recipe's).")
+flags.DEFINE_list("methods", None, "Methods to compare (default: the study's).")
+flags.DEFINE_list("seeds", None, "Seeds of every method (default: 0,1,2 for single-step "
+                  f"methods, 0,1 for the multi-step ones: {MULTI_STEP}).")
+flags.DEFINE_integer("epochs", None, "Epoch budget (default: the dataset recipe's; free "
+                     "trains epochs / replays).")
+flags.DEFINE_float("epsilon", None, "Threat radius (default: the study's, else the recipe's).")
+flags.DEFINE_integer("attack_steps", None,
+                     f"Inner attack steps of {MULTI_STEP} (default: the method's own).")
+flags.DEFINE_integer("n_train", None, "Train on the first N training images (default: all).")
+flags.DEFINE_integer("n_val", None, "Per-epoch validation on the first N validation images "
+                     "(default: all).")
+flags.DEFINE_integer("n_test", None, "Final evaluations on the first N test images "
+                     "(default: all).")
+flags.DEFINE_string("val_attacks", ";".join(reproduce.DEFAULT_VAL_ATTACKS),
+                    "The per-epoch robust estimate: attacks separated by ';'.")
+flags.DEFINE_string("final_attacks", "quick", "Suite run on every run's best model (a preset "
+                    "or attacks separated by ';').")
+flags.DEFINE_string("best_attacks", "standard", "Suite run on each method's best seed.")
+flags.DEFINE_bool("best_sanity_checks", True, "Run the sanity checks with --best_attacks.")
+flags.DEFINE_string("output_dir", None, "Where the runs go: curves, best models, evaluations "
+                    "(default: runs/reproduce/<dataset>-<study>).")
+flags.DEFINE_string("results_dir", None, "Where results.json, results.md and the plots go "
+                    "(default: --output_dir), e.g. docs/reproduce/fashion_mnist.")
+flags.DEFINE_integer("verbose", 1, "0: only the final table; 1: a line per epoch, run and "
+                     "evaluation, with ETA; 2: also TensorFlow's warnings.")
 
 
 def main(argv):
     del argv
-    analysis = reproduce.reproduce(
-        dataset=FLAGS.dataset, methods=FLAGS.methods, seeds=[int(s) for s in FLAGS.seeds],
-        output_dir=FLAGS.output_dir, data_dir=FLAGS.data_dir, epochs=FLAGS.epochs,
-        n_train=FLAGS.n_train, n_eval=FLAGS.n_eval, test_steps=FLAGS.test_steps,
-        attack_steps=FLAGS.attack_steps)
-    print(reproduce.markdown(analysis))
+    if FLAGS.verbose < 2:
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+    output_dir = FLAGS.output_dir or reproduce.default_output_dir(FLAGS.dataset, FLAGS.study)
+    reproduce.reproduce(
+        dataset=FLAGS.dataset, methods=FLAGS.methods, study=FLAGS.study,
+        seeds=None if FLAGS.seeds is None else [int(s) for s in FLAGS.seeds],
+        epochs=FLAGS.epochs, epsilon=FLAGS.epsilon, output_dir=output_dir,
+        results_dir=FLAGS.results_dir,
+        data_dir=FLAGS.data_dir, model=FLAGS.model, n_train=FLAGS.n_train, n_val=FLAGS.n_val,
+        n_test=FLAGS.n_test, val_attacks=FLAGS.val_attacks, final_attacks=FLAGS.final_attacks,
+        best_attacks=FLAGS.best_attacks, best_sanity_checks=FLAGS.best_sanity_checks,
+        attack_steps=FLAGS.attack_steps, verbose=FLAGS.verbose)
+    with open(os.path.join(FLAGS.results_dir or output_dir, "results.md")) as f:
+        print(f.read())
 
 
 if __name__ == "__main__":

@@ -1,0 +1,106 @@
+"""KerasTuner search over the self-gradient feedback hyperparameters.
+
+The search maximises `val_robust_accuracy`: PGD (`eval_steps` steps, step
+epsilon/4, random start, BatchNorm in inference mode) on a fixed validation
+subset (the first `n_eval` images of the dataset's `validation` split, which is
+disjoint from `train` and from `test`). A trial's score is its best epoch, as
+`tools/train.py` keeps its best epoch by the same number.
+
+What is searched (DESIGN section 2), and how a `space` entry is written:
+
+| name            | default space                            | meaning                      |
+|-----------------|------------------------------------------|------------------------------|
+| `sites`         | input; input + each hidden site; all     | feedback sites (comma lists) |
+| `beta`          | `(1e-3, 1e-1)`, log-uniform              | beta of each selected site   |
+| `beta_<site>`   | follows `beta`                           | beta of one site             |
+| `normalization` | `["l2_relative", "sign"]`                | N(g) of the hidden sites     |
+| `input_step`    | `[0.5, 0.75, 1.0, 1.25]` (`sgn`)         | input step, alpha / epsilon  |
+| `clean_weight`  | `[0.0, 0.1, 0.25, 0.5]`                  | lambda (self-gradient loss)  |
+| `second_order`  | `[False, True]`                          | backprop through the deltas  |
+| `learning_rate` | recipe value / 5 .. x 5, log-uniform     | peak learning rate           |
+| `weight_decay`  | `[0.0, 1e-4, 5e-4, 1e-3]`                | decoupled weight decay       |
+
+A list is a set of choices, a `(low, high)` pair a range (log-uniform when
+`low > 0`), a single value fixes the hyperparameter. `beta_<site>`,
+`normalization`, `second_order` and `input_step` are conditional: they only
+exist in trials whose `sites` use them. `raw` normalisation is not in the
+default space: `beta * g` is tiny next to the activations, so the `beta` range
+above would mean no feedback at all.
+
+Every trial is a `keras_sgn.training.TrainConfig` (`SGNHyperModel.config_for`),
+so the winner is written as a flags file that `tools/train.py --flagfile=...`
+accepts as is (`recipe_flags`).
+
+Example:
+
+```python
+from keras_sgn import training, tuning
+
+config = training.TrainConfig(dataset="digits", epochs=10)
+hypermodel = tuning.SGNHyperModel(config, space={"normalization": "l2_relative"})
+tuner = tuning.make_tuner(hypermodel, "random", max_trials=8, directory="tuning",
+                          project_name="digits")
+tuning.search(tuner, verbose=2)   # resumes if tuning/digits already holds a search
+rows = tuning.trial_rows(tuner, hypermodel)
+print(tuning.format_table(rows))
+tuning.write_outputs(tuner, hypermodel, "runs/tune-digits")
+```
+
+Distributed tuning uses KerasTuner's own environment variables: run the same
+program once with `KERASTUNER_TUNER_ID=chief` (it only serves the oracle) and
+once per worker with `KERASTUNER_TUNER_ID=tuner0, tuner1, ...`, all with the
+same `KERASTUNER_ORACLE_IP` / `KERASTUNER_ORACLE_PORT` and the same
+`directory` (shared storage: Hyperband continues trials from their checkpoints).
+
+Modules: `space` (the search space and its string form), `hypermodel`
+(`SGNHyperModel`), `search` (tuners, `search`, `tune`), `results` (trial rows,
+recipes, output files), `report` (the table and the plot).
+"""
+
+from keras_sgn.tuning.hypermodel import METHODS, OBJECTIVE, SGNHyperModel, objective
+from keras_sgn.tuning.report import format_table, plot_trials
+from keras_sgn.tuning.results import (
+    load_best,
+    recipe_flags,
+    trial_rows,
+    write_outputs,
+)
+from keras_sgn.tuning.search import TUNERS, make_tuner, role, search, tune
+from keras_sgn.tuning.space import (
+    BETA_PREFIX,
+    INPUT_SITE,
+    TUNABLE,
+    default_point,
+    default_space,
+    parse_space,
+    parse_spec,
+    site_choices,
+    space_from_strings,
+)
+
+__all__ = [
+    "BETA_PREFIX",
+    "INPUT_SITE",
+    "METHODS",
+    "OBJECTIVE",
+    "SGNHyperModel",
+    "TUNABLE",
+    "TUNERS",
+    "default_point",
+    "default_space",
+    "format_table",
+    "load_best",
+    "make_tuner",
+    "objective",
+    "parse_space",
+    "parse_spec",
+    "plot_trials",
+    "recipe_flags",
+    "role",
+    "search",
+    "site_choices",
+    "space_from_strings",
+    "trial_rows",
+    "tune",
+    "write_outputs",
+]

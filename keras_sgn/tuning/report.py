@@ -1,0 +1,88 @@
+"""How a search's trials are shown: the Markdown table and the objective plot
+(through `keras_sgn.reporting`)."""
+
+import math
+
+from keras_sgn import reporting
+from keras_sgn.models.sites import parse_beta
+from keras_sgn.tuning.hypermodel import OBJECTIVE
+from keras_sgn.tuning.space import INPUT_SITE
+
+TABLE_HEADER = ("trial", "val robust", "val clean", "epochs", "sites", "beta", "N",
+                "alpha/eps", "clean_weight", "2nd order", "lr", "wd", "status")
+MISSING = "—"
+
+
+def _short(value):
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, float):
+        return f"{value:.3g}"
+    return "" if value is None else str(value)
+
+
+def _accuracy(value):
+    return MISSING if value is None else f"{value:.4f}"
+
+
+def _table_row(row, epsilon):
+    config = row["config"]
+    selected = config["sites"].split(",")
+    hidden = [s for s in selected if s != INPUT_SITE]
+    beta = (", ".join(f"{k.replace('stage', 's')}={float(v):.2g}"
+                      for k, v in parse_beta(config["beta"]).items())
+            if hidden else MISSING)
+    alpha = (config["step_size"] / epsilon
+             if epsilon and config["step_size"] is not None else None)
+    return [
+        row["trial_id"] + (" (default)" if row["default"] else ""),
+        _accuracy(row[OBJECTIVE]),
+        _accuracy(row["val_accuracy"]),
+        f"{row['best_epoch'] or MISSING}/{row['epochs']}",
+        config["sites"],
+        beta,
+        config["normalization"] if hidden else MISSING,
+        _short(alpha) if INPUT_SITE in selected else MISSING,
+        _short(config["clean_weight"]),
+        _short(config["second_order"]) if hidden else MISSING,
+        _short(config["learning_rate"]),
+        _short(config["weight_decay"]),
+        row["status"],
+    ]
+
+
+def format_table(rows, epsilon=None):
+    """A Markdown table of `trial_rows` (`epsilon` turns step sizes into alpha/eps)."""
+    return reporting.markdown_table(TABLE_HEADER, [_table_row(r, epsilon) for r in rows])
+
+
+def _best_so_far(values):
+    best, line = -math.inf, []
+    for value in values:
+        best = max(best, value)
+        line.append(best)
+    return line
+
+
+def plot_trials(rows, path, title=""):
+    """Objective of each trial in start order, with the best so far."""
+    ordered = sorted(rows, key=lambda r: int(r["trial_id"]))
+    xs = list(range(1, len(ordered) + 1))
+    fig, ax = reporting.new_figure(figsize=(7, 4))
+    done = [(x, r[OBJECTIVE]) for x, r in zip(xs, ordered) if r[OBJECTIVE] is not None]
+    if done:
+        ax.scatter([x for x, _ in done], [y for _, y in done], s=30, label="trial", zorder=3)
+        ax.step([x for x, _ in done], _best_so_far(y for _, y in done), where="post",
+                color="C1", label="best so far")
+    defaults = [(x, r[OBJECTIVE]) for x, r in zip(xs, ordered)
+                if r["default"] and r[OBJECTIVE] is not None]
+    if defaults:
+        ax.scatter([x for x, _ in defaults], [y for _, y in defaults], s=90,
+                   facecolors="none", edgecolors="C2", label="default setting", zorder=4)
+    ax.set_xlabel("trial (start order)")
+    ax.set_ylabel(OBJECTIVE)
+    ax.set_ylim(0, 1)
+    ax.set_title(title)
+    ax.legend(loc="lower right")
+    reporting.save_figure(fig, path, dpi=100)
+    return path

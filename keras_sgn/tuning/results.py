@@ -1,0 +1,157 @@
+"""A search's results: one row per trial, the winner as a `tools/train.py`
+flags file, and the files `write_outputs` leaves in the output folder."""
+
+import json
+import os
+
+from keras_sgn.io_utils import atomic_write_json, atomic_write_text
+from keras_sgn.tuning.hypermodel import OBJECTIVE
+from keras_sgn.tuning.report import format_table, plot_trials
+from keras_sgn.tuning.space import default_point
+
+# The TrainConfig fields a trial's row reports: the ones the space sets.
+SEARCHED_FIELDS = ("sites", "beta", "normalization", "step_size", "clean_weight",
+                   "second_order", "learning_rate", "weight_decay")
+OUTPUT_FILES = ("best_hyperparameters.json", "best_recipe.flags", "default_recipe.flags",
+                "trials.json", "results.md", "trials_objective.png")
+
+
+def _metric(trial, name):
+    """A trial's `name` metric at its best epoch (KerasTuner records the best epoch's)."""
+    if not trial.metrics.exists(name):
+        return None
+    value = trial.metrics.get_last_value(name)
+    return None if value is None else float(value)
+
+
+def _trial_row(trial, hypermodel, default):
+    values = dict(trial.hyperparameters.values)
+    config = hypermodel.config_for(values)
+    initial_epoch = int(values.get("tuner/initial_epoch", 0))
+    return {
+        "trial_id": trial.trial_id,
+        "status": trial.status,
+        "default": config == default,
+        OBJECTIVE: float(trial.score) if trial.score is not None else None,
+        "val_accuracy": _metric(trial, "val_accuracy"),
+        "epochs": int(values.get("tuner/epochs", hypermodel.config.epochs)),
+        "best_epoch": (initial_epoch + trial.best_step + 1
+                       if trial.best_step is not None else None),
+        "hyperparameters": values,
+        "config": {k: getattr(config, k) for k in SEARCHED_FIELDS},
+    }
+
+
+def trial_rows(tuner, hypermodel):
+    """One dict per trial, best first: id, status, score (`val_robust_accuracy`
+    of the best epoch), `val_accuracy` of that epoch, epochs, the hyperparameter
+    values and the trial's `TrainConfig` fields that the space sets."""
+    oracle = tuner.oracle
+    default = hypermodel.config_for(default_point(oracle.get_space()))
+    rows = [_trial_row(trial, hypermodel, default) for trial in oracle.trials.values()]
+    # Best robust accuracy first; ties go to the better clean accuracy.
+    rows.sort(key=lambda r: (r[OBJECTIVE] is None, -(r[OBJECTIVE] or 0.0),
+                             -(r["val_accuracy"] or 0.0), int(r["trial_id"])))
+    return rows
+
+
+def _flag_value(value):
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def recipe_flags(config, comment=None):
+    """A flags file for `tools/train.py --flagfile=...`: one `--field=value` per
+    line for every set recipe field of `config` (`TrainConfig.recipe()`; each
+    is a train.py flag). The runtime fields (`keras_sgn.config.runtime_fields()`:
+    where and how to run) are left out: append e.g. `--output_dir=...` after it."""
+    lines = [f"# {line}" for line in (comment or "").splitlines()]
+    lines += [f"--{name}={_flag_value(value)}" for name, value in config.recipe().items()
+              if value is not None]
+    return "\n".join(lines) + "\n"
+
+
+def _best_summary(best, best_config, hypermodel, completed, source, recipe_path):
+    return {
+        "objective": OBJECTIVE,
+        "direction": "max",
+        "score": best[OBJECTIVE],
+        "val_accuracy": best["val_accuracy"],
+        "trial_id": best["trial_id"],
+        "best_epoch": best["best_epoch"],
+        "hyperparameters": best["hyperparameters"],
+        "train_config": best_config.to_dict(),
+        "model_kwargs": hypermodel.model_kwargs,
+        "trials_completed": len(completed),
+        "search": source,
+        "recipe": recipe_path,
+    }
+
+
+def _write_recipes(paths, best, best_config, hypermodel, source):
+    note = ("\nNot in the recipe (no train.py flag): model_kwargs "
+            f"{hypermodel.model_kwargs}." if hypermodel.model_kwargs else "")
+    atomic_write_text(paths["best_recipe.flags"], recipe_flags(best_config, comment=(
+        f"Winner of the {source}: trial {best['trial_id']}, {OBJECTIVE}="
+        f"{best[OBJECTIVE]:.4f} (best epoch {best['best_epoch']} of {best['epochs']}).\n"
+        f"Train it: python tools/train.py --flagfile={paths['best_recipe.flags']} "
+        f"--output_dir=runs/best{note}")))
+    atomic_write_text(paths["default_recipe.flags"], recipe_flags(
+        hypermodel.config_for(hypermodel.default_values()), comment=(
+            "The base setting of the search (the feedback defaults), to compare with the "
+            f"winner.\nTrain it: python tools/train.py --flagfile="
+            f"{paths['default_recipe.flags']} --output_dir=runs/default{note}")))
+
+
+def _results_markdown(source, table, hypermodel):
+    config = hypermodel.config
+    n_val = hypermodel.info.num_examples["validation"]
+    n_val = min(n_val, config.n_eval) if config.n_eval else n_val
+    return (f"# {source}\n\nObjective: {OBJECTIVE} (PGD-{config.eval_steps}, "
+            f"eps={config.epsilon:g} {config.norm}, on {n_val} fixed validation images), "
+            "maximised; each trial's best epoch (best/trained epochs).\n\n"
+            f"{table}\n")
+
+
+def write_outputs(tuner, hypermodel, output_dir, tuner_name=None):
+    """Write the search's results into `output_dir`:
+
+    * `best_hyperparameters.json`: the winner's values, score, trial and config;
+    * `best_recipe.flags`: train the winner with
+      `python tools/train.py --flagfile=OUTPUT_DIR/best_recipe.flags --output_dir=...`;
+    * `default_recipe.flags`: the base config's own setting, to compare;
+    * `trials.json` and `results.md`: every trial (the table);
+    * `trials_objective.png`: the objective of each trial.
+
+    Returns `{"rows", "table", "best", "best_config", "paths"}`.
+    """
+    rows = trial_rows(tuner, hypermodel)
+    completed = [r for r in rows if r["status"] == "COMPLETED" and r[OBJECTIVE] is not None]
+    if not completed:
+        raise RuntimeError(f"No trial of {tuner.project_dir} completed; see the trial "
+                           "messages in its trial_*/trial.json files.")
+    best = completed[0]
+    config = hypermodel.config
+    best_config = hypermodel.config_for(best["hyperparameters"])
+    os.makedirs(output_dir, exist_ok=True)
+    paths = {name: os.path.join(output_dir, name) for name in OUTPUT_FILES}
+    source = f"{tuner_name or type(tuner.oracle).__name__} search in {tuner.project_dir}"
+    atomic_write_json(paths["best_hyperparameters.json"], _best_summary(
+        best, best_config, hypermodel, completed, source, paths["best_recipe.flags"]))
+    _write_recipes(paths, best, best_config, hypermodel, source)
+    atomic_write_json(paths["trials.json"], rows)
+    table = format_table(rows, epsilon=config.epsilon)
+    atomic_write_text(paths["results.md"], _results_markdown(source, table, hypermodel))
+    plot_trials(rows, paths["trials_objective.png"],
+                title=f"{config.dataset} / {config.model}: {len(completed)} trials")
+    return {"rows": rows, "table": table, "best": best, "best_config": best_config,
+            "paths": paths}
+
+
+def load_best(path):
+    """The contents of a `best_hyperparameters.json`."""
+    with open(path) as f:
+        return json.load(f)
