@@ -37,17 +37,18 @@ def _current():
 
 
 def active_site_mode():
-    """`"record"`, `"inject"` or `"plain"` inside a site context, else None."""
+    """`"record"`, `"inject"`, `"inject_record"` or `"plain"` inside a site
+    context, else None."""
     state = _current()
     return None if state is None else state[0]
 
 
 @contextlib.contextmanager
-def _site_mode(mode, payload):
+def _site_mode(mode, payload, yields=None):
     previous = _current()
     _STATE.value = (mode, payload)
     try:
-        yield payload
+        yield payload if yields is None else yields
     finally:
         _STATE.value = previous
 
@@ -65,6 +66,18 @@ def record_sites():
 def inject_sites(deltas):
     """Context in which each hidden site named in `deltas` adds its delta."""
     return _site_mode("inject", dict(deltas))
+
+
+def inject_and_record_sites(deltas):
+    """Context in which each hidden site adds its delta from `deltas` (if any)
+    and records the tensor it then passes on, `a_s + delta_s`.
+
+    Yields the dict of recorded tensors, as `record_sites()` does. One backward
+    pass of the weight update then also yields the gradient at every site,
+    which the next feedback can reuse (`sgn-reuse`).
+    """
+    recorded = {}
+    return _site_mode("inject_record", (dict(deltas), recorded), yields=recorded)
 
 
 def plain_sites():
@@ -151,16 +164,18 @@ class SelfGradient(keras.layers.Layer):
         mode, payload = state
         if mode == "plain":
             return inputs
-        if mode == "record":
+        deltas, recorded = {
+            "record": ({}, payload), "inject": (payload, None), "inject_record": payload}[mode]
+        outputs = inputs
+        delta = deltas.get(self.name)
+        if delta is not None:
+            outputs = inputs + tf.cast(delta, inputs.dtype)
+        if recorded is not None:
             # Record the tensor that downstream layers consume, so its gradient
             # is exactly dL/da_s.
-            outputs = tf.identity(inputs)
-            payload[self.name] = outputs
-            return outputs
-        delta = payload.get(self.name)
-        if delta is None:
-            return inputs
-        return inputs + tf.cast(delta, inputs.dtype)
+            outputs = tf.identity(outputs)
+            recorded[self.name] = outputs
+        return outputs
 
     def compute_output_shape(self, input_shape):
         return input_shape

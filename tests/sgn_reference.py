@@ -1,9 +1,11 @@
 """Independent references for the self-gradient tests: a tiny SGN whose layers
-the tests can run by hand, and the attacks, the SGN step and the
-inference-time feedback written with plain `tf.GradientTape` (no attack core,
-no site machinery)."""
+the tests can run by hand, and the attacks, the SGN step (and its variants)
+and the inference-time feedback written with plain `tf.GradientTape` (no
+attack core, no site machinery); `compare_gradients` checks a method's step
+against one of them."""
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from keras_sgn.layers import SelfGradient
@@ -95,8 +97,9 @@ def project(x_adv, x, epsilon=EPS):
     return tf.clip_by_value(x + tf.clip_by_value(x_adv - x, -epsilon, epsilon), 0.0, 1.0)
 
 
-def uniform_start(x, seed=SEED):
-    return tf.clip_by_value(x + tf.random.stateless_uniform(x.shape, seed, -EPS, EPS), 0.0, 1.0)
+def uniform_start(x, seed=SEED, radius=EPS):
+    return tf.clip_by_value(x + tf.random.stateless_uniform(x.shape, seed, -radius, radius),
+                            0.0, 1.0)
 
 
 def reference_pgd(forward, x, target, start, step_size, steps, loss=ce, epsilon=EPS):
@@ -140,21 +143,43 @@ NORMALIZE = {
 }
 
 
-def reference_sgn(tiny, x, y, *, step_size, input_steps, clean_weight, second_order):
+def reference_sgn(tiny, x, y, *, step_size, input_steps, clean_weight, second_order,
+                  delta_scale=1.0, noise=EPS, project_feedback=True, align_weight=0.0):
     """The SGN step of DESIGN section 2 written out, double backprop included:
-    the deltas are differentiable functions of the weights when `second_order`."""
-    start = reference_pgd(lambda z: tiny.logits(z, training=False), x, y, uniform_start(x),
-                          step_size, input_steps)
+    the deltas are differentiable functions of the weights when `second_order`.
+
+    Variants: `delta_scale` multiplies every hidden delta (sgn-ramp); `noise`
+    is the random start's radius and `project_feedback=False` leaves the
+    feedback image unprojected (sgn-nfgsm); `align_weight` adds GradAlign's
+    term between the clean and the start's input gradient (sgn-align)."""
+    start = reference_pgd(lambda z: tiny.logits(z, training=False), x, y,
+                          uniform_start(x, radius=noise), step_size, input_steps)
     variables = tiny.model.trainable_variables
     with tf.GradientTape() as outer:
         clean_loss, g0, activations, *gradients = tiny.self_gradient(start, y)
-        deltas = tiny.deltas(activations, *gradients)
+        deltas = [delta_scale * d for d in tiny.deltas(activations, *gradients)]
         if not second_order:
             deltas = [tf.stop_gradient(d) for d in deltas]
-        x_feedback = project(start + step_size * tf.sign(g0), x)
+        x_feedback = start + step_size * tf.sign(g0)
+        x_feedback = (project(x_feedback, x) if project_feedback
+                      else tf.clip_by_value(x_feedback, 0.0, 1.0))
         feedback_loss = tf.reduce_mean(ce(y, tiny.logits(x_feedback, True, deltas)))
         loss = (1.0 - clean_weight) * feedback_loss + clean_weight * clean_loss
+        if align_weight:
+            loss += align_weight * reference_misalignment(tiny, x, y, g0)
     return loss, outer.gradient(loss, variables)
+
+
+def reference_misalignment(tiny, x, y, noisy_gradient):
+    """GradAlign's `mean(1 - cos(grad at x, noisy_gradient))`, the clean
+    gradient (inference mode) a constant."""
+    with tf.GradientTape() as tape:
+        tape.watch(x)
+        total = tf.reduce_sum(ce(y, tiny.logits(x, training=False)))
+    clean = tf.stop_gradient(tape.gradient(total, x))
+    cosine = tf.reduce_sum(clean * noisy_gradient, axis=1) / (
+        tf.norm(clean, axis=1) * tf.norm(noisy_gradient, axis=1))
+    return tf.reduce_mean(1.0 - cosine)
 
 
 def reference_feedback_logits(tiny, x, step_size=0.0, epsilon=0.0):
@@ -165,3 +190,25 @@ def reference_feedback_logits(tiny, x, step_size=0.0, epsilon=0.0):
     if epsilon > 0:
         x = project(x + step_size * tf.sign(g0), x, epsilon)
     return tiny.logits(x, False, deltas)
+
+
+def tiny_batch():
+    """Eight 6-feature examples of three classes for `Tiny`."""
+    return tf.random.stateless_uniform((8, 6), [5, 6]), tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
+
+
+def compare_gradients(tiny, method, reference):
+    """Run the method's gradients on `tiny_batch()`, restore the weights
+    (BatchNorm's moving statistics move in training mode), run the reference,
+    compare loss and gradients; returns the method's gradients."""
+    x, y = tiny_batch()
+    weights = tiny.model.get_weights()
+    loss, _, grads = method.gradients(tiny.model, x, y, SEED)
+    tiny.model.set_weights(weights)
+    want_loss, want_grads = reference(x, y)
+    tiny.model.set_weights(weights)
+    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
+    assert len(grads) == len(want_grads) == 8
+    for got, want in zip(grads, want_grads):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
+    return grads

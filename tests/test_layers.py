@@ -92,3 +92,25 @@ def test_feedback_at_inference_is_attacked_through_the_feedback():
     # Training passes see the plain network.
     with sgn_layers.plain_sites():
         np.testing.assert_allclose(feedback(x), plain_logits, rtol=1e-6)
+
+
+def test_inject_and_record_adds_each_delta_and_records_what_flows_on():
+    model, (d1, d2, d3) = _tiny()
+    x = tf.random.uniform((7, 6))
+    delta = tf.random.normal((7, 5))
+    with sgn_layers.inject_and_record_sites({"site_stage1": delta}) as recorded:
+        assert sgn_layers.active_site_mode() == "inject_record"
+        out = model(x)
+    assert sgn_layers.active_site_mode() is None
+    assert sorted(recorded) == ["site_stage1", "site_stage2"]
+    np.testing.assert_allclose(recorded["site_stage1"], d1(x) + delta, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(recorded["site_stage2"], d2(d1(x) + delta), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(out, d3(recorded["site_stage2"]), rtol=1e-5, atol=1e-6)
+    # The recorded tensors are what the rest of the network consumes: their
+    # gradients are dL/da_s.
+    with tf.GradientTape() as tape:
+        with sgn_layers.inject_and_record_sites({}) as recorded:
+            loss = tf.reduce_sum(model(x))
+    gradient = tape.gradient(loss, recorded["site_stage2"])
+    np.testing.assert_allclose(gradient, tf.tile(tf.reduce_sum(d3.kernel, 1)[None], [7, 1]),
+                               rtol=1e-5)

@@ -19,33 +19,15 @@ from tests.sgn_reference import (
     SEED,
     Tiny,
     ce,
+    compare_gradients,
     kl,
     project,
     reference_clean_step,
     reference_pgd,
     reference_sgn,
+    tiny_batch,
     uniform_start,
 )
-
-
-def _batch():
-    return tf.random.stateless_uniform((8, 6), [5, 6]), tf.constant([0, 1, 2, 0, 1, 2, 0, 1])
-
-
-def _compare(tiny, method, reference):
-    """Run the method's gradients, restore the weights (BatchNorm's moving
-    statistics move in training mode), run the reference, compare."""
-    x, y = _batch()
-    weights = tiny.model.get_weights()
-    loss, _, grads = method.gradients(tiny.model, x, y, SEED)
-    tiny.model.set_weights(weights)
-    want_loss, want_grads = reference(x, y)
-    tiny.model.set_weights(weights)
-    np.testing.assert_allclose(loss, want_loss, rtol=1e-5)
-    assert len(grads) == len(want_grads) == 8
-    for got, want in zip(grads, want_grads):
-        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-6)
-    return grads
 
 
 def _eval(tiny):
@@ -63,7 +45,7 @@ def test_pgd_step_trains_on_independent_pgd_examples(random_start):
         assert np.abs(x_adv - x).max() > 0.5 * EPS  # the attack moved
         return reference_clean_step(tiny, x_adv, y)
 
-    _compare(tiny, method, reference)
+    compare_gradients(tiny, method, reference)
 
 
 def test_fast_step_trains_on_an_independent_fgsm_rs_example():
@@ -75,7 +57,7 @@ def test_fast_step_trains_on_an_independent_fgsm_rs_example():
         x_adv = reference_pgd(_eval(tiny), x, y, uniform_start(x), 1.25 * EPS, 1)
         return reference_clean_step(tiny, x_adv, y)
 
-    _compare(tiny, method, reference)
+    compare_gradients(tiny, method, reference)
 
 
 def test_trades_step_matches_ce_plus_beta_kl():
@@ -95,7 +77,7 @@ def test_trades_step_matches_ce_plus_beta_kl():
         assert 6.0 * robust > 1e-3 * loss
         return loss, tape.gradient(loss, tiny.model.trainable_variables)
 
-    _compare(tiny, method, reference)
+    compare_gradients(tiny, method, reference)
 
 
 def test_free_replays_match_an_independent_loop():
@@ -104,7 +86,7 @@ def test_free_replays_match_an_independent_loop():
     replays, lr = 3, 0.5
     tiny = Tiny()
     tiny.model.compile(keras.optimizers.SGD(lr), method="free", epsilon=EPS, replays=replays)
-    x, y = _batch()
+    x, y = tiny_batch()
     initial = tiny.model.get_weights()
     tiny.recorder.seen.clear()
     tiny.model.method.step(tiny.model, x, y, SEED)
@@ -141,7 +123,7 @@ def test_first_order_sgn_step_matches_an_independent_implementation(name, clean_
     method = methods.get(name, epsilon=EPS, attack_steps=3, clean_weight=clean_weight)
     step, input_steps = (1.25 * EPS, 0) if name == "sgn" else (EPS / 4, 2)
     assert method.step_size == pytest.approx(step)
-    _compare(tiny, method, lambda x, y: reference_sgn(
+    compare_gradients(tiny, method, lambda x, y: reference_sgn(
         tiny, x, y, step_size=step, input_steps=input_steps, clean_weight=clean_weight,
         second_order=False))
 
@@ -151,11 +133,11 @@ def test_first_order_sgn_step_matches_an_independent_implementation(name, clean_
 def test_second_order_sgn_matches_an_independent_double_backprop(clean_weight, normalization):
     tiny = Tiny(normalization=normalization)
     method = methods.get("sgn", epsilon=EPS, clean_weight=clean_weight, second_order=True)
-    grads = _compare(tiny, method, lambda x, y: reference_sgn(
+    grads = compare_gradients(tiny, method, lambda x, y: reference_sgn(
         tiny, x, y, step_size=1.25 * EPS, input_steps=0, clean_weight=clean_weight,
         second_order=True))
     # The second-order term is far above the tolerance, so a wrong one is seen.
-    x, y = _batch()
+    x, y = tiny_batch()
     _, first = reference_sgn(tiny, x, y, step_size=1.25 * EPS, input_steps=0,
                              clean_weight=clean_weight, second_order=False)
     difference = max(float(np.abs(a - b).max() / (np.abs(b).max() + 1e-12))

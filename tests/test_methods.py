@@ -72,19 +72,30 @@ def test_second_order_changes_the_gradient_and_stays_finite():
     assert max(float(tf.reduce_max(tf.abs(a - b))) for a, b in zip(first, second)) > 1e-7
 
 
-@pytest.mark.parametrize("name", ["standard", "fast", "pgd", "free", "trades", "sgn", "sgn-pgd"])
+# Options that keep each method's tiny training short (and its feedback on).
+TINY_OPTIONS = {"pgd": {"attack_steps": 3}, "trades": {"attack_steps": 3},
+                "sgn-pgd": {"attack_steps": 3}, "free": {"replays": 2},
+                "sgn-reuse": {"replays": 2}, "sgn-ramp": {"ramp_steps": 8}}
+
+
+@pytest.mark.parametrize("name", ["standard", "fast", "pgd", "free", "trades", "sgn", "sgn-pgd",
+                                  "sgn-reuse", "sgn-ramp", "sgn-align", "sgn-nfgsm"])
 def test_each_method_trains_a_tiny_model(name, digits_arrays):
     x, y = digits_arrays("train", 256)
     keras.utils.set_random_seed(0)
     model = models.get("sgn_small_cnn", width=8)
-    options = {"attack_steps": 3} if name in ("pgd", "trades", "sgn-pgd") else {}
-    if name == "free":
-        options["replays"] = 2
-    model.compile(keras.optimizers.Adam(3e-3), method=name, epsilon=0.05, **options)
-    history = model.fit(x, y, batch_size=32, epochs=4, verbose=0)
+    model.compile(keras.optimizers.Adam(3e-3), method=name, epsilon=0.05, eval_steps=2,
+                  **TINY_OPTIONS.get(name, {}))
+    history = model.fit(x, y, batch_size=32, epochs=4, verbose=0, validation_data=(x[:64], y[:64]),
+                        validation_freq=4)
     losses = history.history["loss"]
     assert np.all(np.isfinite(losses))
     assert losses[-1] < losses[0], losses
+    # The training accuracy is named for what it is measured on; validation
+    # keeps its names whatever the method.
+    train_accuracy = "accuracy" if name == "standard" else "adv_accuracy"
+    assert set(history.history) == {"loss", train_accuracy, "val_loss", "val_accuracy",
+                                     "val_robust_accuracy"}
 
 
 def test_validation_reports_clean_and_robust_accuracy(digits_arrays):
@@ -138,6 +149,10 @@ DEFAULTS = {
     "trades": (0.25, 10, 11, True, 16),
     "sgn": (1.25, 1, 2, False, 16),
     "sgn-pgd": (0.25, 10, 11, True, 16),
+    "sgn-reuse": (1.0, 10, 8, False, 2),
+    "sgn-ramp": (1.25, 1, 2, False, 16),
+    "sgn-align": (1.25, 1, 4, False, 16),
+    "sgn-nfgsm": (1.0, 1, 2, False, 16),
 }
 
 
@@ -170,6 +185,12 @@ def test_each_method_keeps_its_contract(name):
     (dict(method="sgn", clean_weight=1.5), "clean_weight"),
     (dict(method="sgn", input_attack="cw"), "input_attack"),
     (dict(method="free", replays=0), "replays"),
+    (dict(method="sgn-reuse", replays=1.5), "replays"),
+    (dict(method="sgn-ramp", ramp="sideways"), "ramp"),
+    (dict(method="sgn-ramp", ramp_steps=0), "ramp_steps"),
+    (dict(method="sgn-align", align_weight=-1.0), "align_weight"),
+    (dict(method="sgn-align", input_attack="pgd"), "input_attack"),
+    (dict(method="sgn-nfgsm", noise_scale=-1.0), "noise_scale"),
 ])
 def test_bad_method_arguments_name_the_parameter(kwargs, parameter):
     with pytest.raises(ValueError, match=parameter):

@@ -14,10 +14,16 @@ attack primitives of `keras_sgn.attacks` and are driven by
 | sgn       | self-gradient feedback (DESIGN section 2)     | 2                |
 | sgn-pgd   | self-gradient with a PGD-k input attack       | k+1              |
 
+and variants of the reconstruction under study (issue 15; `variants`,
+`list_methods(variants=False)` leaves them out): `sgn-reuse` (Free-AT replays
+with hidden-site feedback, 1 per update), `sgn-ramp` (scheduled hidden-site
+strength, 2), `sgn-align` (plus GradAlign, about 4), `sgn-nfgsm` (N-FGSM's
+input step, 2).
+
 Modules: `base` (the `TrainingMethod` contract and shared loss helpers),
 `replicas` (each replica's share of the global batch and replica-independent
 random starts), `adversarial` (standard, fast, pgd, free, trades),
-`self_gradient` (sgn, sgn-pgd) and `registry` (name -> class, and what callers
+`self_gradient` (sgn, sgn-pgd), `variants` and `registry` (name -> class, and what callers
 ask about a method by name).
 
 Distribution (any `tf.distribute` strategy): every replica's gradient is that
@@ -43,13 +49,23 @@ from keras_sgn.methods.registry import (
 )
 from keras_sgn.methods.replicas import replica_random_start, replica_share
 from keras_sgn.methods.self_gradient import SelfGradientPGD, SelfGradientTraining
+from keras_sgn.methods.variants import (
+    SelfGradientAlign,
+    SelfGradientNoise,
+    SelfGradientRamp,
+    SelfGradientReuse,
+)
 
 __all__ = [
     "METHODS",
     "AdversarialTraining",
     "Fast",
     "Free",
+    "SelfGradientAlign",
+    "SelfGradientNoise",
     "SelfGradientPGD",
+    "SelfGradientRamp",
+    "SelfGradientReuse",
     "SelfGradientTraining",
     "Standard",
     "TrainingMethod",

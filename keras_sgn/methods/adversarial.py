@@ -4,7 +4,8 @@
 
 import tensorflow as tf
 
-from keras_sgn import attacks
+from keras_sgn import attacks, feedback
+from keras_sgn import layers as sgn_layers
 from keras_sgn.methods.base import (
     AttackingMethod,
     TrainingMethod,
@@ -32,6 +33,7 @@ class Standard(TrainingMethod):
 
     name = "standard"
     description = "clean training (no adversary)"
+    accuracy_name = "accuracy"
     run_options = {"epsilon": "epsilon", "norm": "norm", "step_size": "step_size"}
 
     def gradients(self, model, x, y, seed):
@@ -107,20 +109,38 @@ class Free(TrainingMethod):
     def budget_epochs(self, epochs):
         return max(1, round(epochs / self.replays))
 
+    def feedback_sites(self, model):
+        """Hidden sites whose feedback each replay takes from the previous
+        replay's backward pass: none for Free-AT (`sgn-reuse` has them)."""
+        return []
+
     def step(self, model, x, y, seed):
-        variables = model.trainable_variables
+        """`replays` updates on one batch. Each replay's ONE backward pass gives
+        the weight gradients, the next perturbation's input gradient and, at
+        the `feedback_sites`, the gradients of the next replay's feedback."""
+        variables, sites = model.trainable_variables, self.feedback_sites(model)
         x_adv = replica_random_start(x, self.epsilon, self.norm, seed)
-        for _ in range(self.replays):
+        deltas = {}
+        for replay in range(self.replays):
             with tf.GradientTape() as tape:
                 tape.watch(x_adv)
-                logits = model(x_adv, training=True)
+                with sgn_layers.inject_and_record_sites(deltas) as activations:
+                    logits = model(x_adv, training=True)
                 loss = mean_cross_entropy(y, logits) + regularization(model)
                 scaled = scaled_for_gradient(model, loss, x)
-            grads = tape.gradient(scaled, variables + [x_adv])
-            model.optimizer.apply_gradients(zip(grads[:-1], variables))
+            names = [site.name for site in sites if site.name in activations]
+            grads = tape.gradient(scaled, variables + [x_adv] + [activations[n] for n in names])
+            model.optimizer.apply_gradients(zip(grads[:len(variables)], variables))
             x_adv = tf.stop_gradient(attacks.project(
-                attacks.ascent_step(x_adv, grads[-1], self.step_size, self.norm),
+                attacks.ascent_step(x_adv, grads[len(variables)], self.step_size, self.norm),
                 x, self.epsilon, self.norm))
+            if names and replay + 1 < self.replays:
+                # Gradients of the batch-mean loss, as feedback_deltas takes them.
+                scale = scaled_for_gradient(model, tf.constant(1.0), x)
+                unscale = tf.math.divide_no_nan(1.0, scale)
+                site_gradients = {n: g * tf.cast(unscale, g.dtype)
+                                  for n, g in zip(names, grads[len(variables) + 1:])}
+                deltas = feedback.feedback_deltas(sites, activations, site_gradients)
         return loss, logits
 
 

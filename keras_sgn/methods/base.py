@@ -63,6 +63,12 @@ class TrainingMethod:
     name = None
     description = None  # one sentence, used in model cards and reports
     multi_step = False  # whether the cost grows with `attack_steps`
+    # A variant of the reconstruction under study (issue 15), not one of the
+    # methods of DESIGN section 3: `list_methods(variants=False)` leaves it out.
+    variant = False
+    # Name of the training-accuracy metric: what `logits` of `gradients` are
+    # measured on (perturbed inputs for every adversarial method).
+    accuracy_name = "adv_accuracy"
     default_step_size = 0.25  # as a fraction of epsilon
     default_attack_steps = 10
     # Constructor arguments beyond the four above: `get_config` returns them

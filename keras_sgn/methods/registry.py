@@ -7,6 +7,12 @@ import difflib
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
 from keras_sgn.methods.self_gradient import SelfGradientPGD, SelfGradientTraining
+from keras_sgn.methods.variants import (
+    SelfGradientAlign,
+    SelfGradientNoise,
+    SelfGradientRamp,
+    SelfGradientReuse,
+)
 
 METHODS = {
     "standard": Standard,
@@ -16,16 +22,25 @@ METHODS = {
     "trades": Trades,
     "sgn": SelfGradientTraining,
     "sgn-pgd": SelfGradientPGD,
+    # Variants of the reconstruction under study (issue 15).
+    "sgn-reuse": SelfGradientReuse,
+    "sgn-ramp": SelfGradientRamp,
+    "sgn-align": SelfGradientAlign,
+    "sgn-nfgsm": SelfGradientNoise,
 }
 
 
-def list_methods():
-    return sorted(METHODS)
+def list_methods(variants=True):
+    """Registered method names, sorted. `variants=False` leaves out the
+    variants of the reconstruction under study (`TrainingMethod.variant`),
+    keeping the methods of DESIGN section 3."""
+    return sorted(name for name, cls in METHODS.items() if variants or not cls.variant)
 
 
 def get(method, **kwargs):
     """A training method by name (`standard`, `fast`, `pgd`, `free`, `trades`,
-    `sgn`, `sgn-pgd`), configured by `kwargs`; a `TrainingMethod` passes through.
+    `sgn`, `sgn-pgd`, and the variants `sgn-reuse`, `sgn-ramp`, `sgn-align`,
+    `sgn-nfgsm`), configured by `kwargs`; a `TrainingMethod` passes through.
 
     Example:
 

@@ -1,4 +1,11 @@
-"""Self-gradient training (DESIGN section 2): `sgn` and `sgn-pgd`."""
+"""Self-gradient training (DESIGN section 2): `sgn` and `sgn-pgd`.
+
+`SelfGradientTraining.gradients` is one step in four hooks, which the
+variants of `keras_sgn.methods.variants` override: `_start` (the input of the
+self-gradient pass), `_deltas` (hidden-site feedback from that pass),
+`_feedback_input` (the input of the feedback pass) and `_extra_loss` (a term
+added to the loss, differentiated through pass 1 when `records_pass_one`).
+"""
 
 import contextlib
 
@@ -48,20 +55,25 @@ class SelfGradientTraining(TrainingMethod):
 
     name = "sgn"
     description = "self-gradient training: an FGSM-RS input step plus hidden-site feedback"
+    input_attack_defaults = INPUT_ATTACK_DEFAULTS
     INPUT_ATTACKS = tuple(INPUT_ATTACK_DEFAULTS)
     default_step_size, default_attack_steps = INPUT_ATTACK_DEFAULTS["fgsm"]
     options = ("input_attack", "clean_weight", "second_order", "random_start")
     run_options = {**TrainingMethod.run_options, "clean_weight": "clean_weight",
                    "second_order": "second_order"}
+    # Whether the weight tape records pass 1 even at first order (for an
+    # `_extra_loss` that differentiates pass 1's gradients).
+    records_pass_one = False
 
     def __init__(self, input_attack="fgsm", clean_weight=0.0, second_order=False,
                  random_start=True, **kwargs):
-        check_option("input_attack", input_attack in INPUT_ATTACK_DEFAULTS,
-                     f"one of {self.INPUT_ATTACKS}", input_attack)
+        check_option("input_attack", input_attack in self.input_attack_defaults,
+                     f"one of {tuple(self.input_attack_defaults)}", input_attack)
         check_option("clean_weight", 0.0 <= float(clean_weight) <= 1.0,
                      "in [0, 1] (weight of the self-gradient pass loss)", clean_weight)
         self.input_attack = input_attack
-        self.default_step_size, self.default_attack_steps = INPUT_ATTACK_DEFAULTS[input_attack]
+        self.default_step_size, self.default_attack_steps = (
+            self.input_attack_defaults[input_attack])
         super().__init__(**kwargs)
         self.clean_weight = float(clean_weight)
         self.second_order = bool(second_order)
@@ -82,33 +94,44 @@ class SelfGradientTraining(TrainingMethod):
                                  steps=self.attack_steps - 1)
         return start
 
+    def _deltas(self, model, first):
+        """Hidden-site deltas `beta_s * N(g_s)` from the self-gradient pass."""
+        return feedback.feedback_deltas(sgn_layers.sites_of(model), first["activations"],
+                                        first["site_gradients"],
+                                        stop_gradient=not self.second_order)
+
+    def _feedback_input(self, x, start, input_gradient):
+        """The feedback pass's image: one ascent step from `start`, projected."""
+        return tf.stop_gradient(attacks.project(
+            attacks.ascent_step(start, input_gradient, self.step_size, self.norm),
+            x, self.epsilon, self.norm))
+
+    def _extra_loss(self, model, x, y, first):
+        """A term added to the loss (none here)."""
+        return 0.0
+
     def gradients(self, model, x, y, seed):
         variables = model.trainable_variables
-        sites = sgn_layers.sites_of(model)
         perturb_input = sgn_layers.has_input_site(model)
         start = self._start(model, x, y, seed) if perturb_input else x
 
-        want_pass_one_weights = self.clean_weight > 0.0 and not self.second_order
+        recorded = self.second_order or self.records_pass_one
+        want_pass_one_weights = self.clean_weight > 0.0 and not recorded
         with tf.GradientTape() as tape:
             # First order: pass 1 is not recorded by the weight tape.
-            with (tape.stop_recording() if not self.second_order
-                  else contextlib.nullcontext()):
+            with contextlib.nullcontext() if recorded else tape.stop_recording():
                 first = feedback.self_gradient_pass(
                     eval_forward(model), start, y, variables if want_pass_one_weights else ())
-                deltas = feedback.feedback_deltas(
-                    sites, first["activations"], first["site_gradients"],
-                    stop_gradient=not self.second_order)
+                deltas = self._deltas(model, first)
             x_feedback = start
             if perturb_input:
-                x_feedback = tf.stop_gradient(attacks.project(
-                    attacks.ascent_step(start, first["input_gradient"], self.step_size,
-                                        self.norm),
-                    x, self.epsilon, self.norm))
+                x_feedback = self._feedback_input(x, start, first["input_gradient"])
             with sgn_layers.inject_sites(deltas):
                 logits = model(x_feedback, training=True)
             loss = (1.0 - self.clean_weight) * mean_cross_entropy(y, logits)
             loss += regularization(model)
-            if self.second_order and self.clean_weight > 0.0:
+            loss += self._extra_loss(model, x, y, first)
+            if recorded and self.clean_weight > 0.0:
                 loss += self.clean_weight * first["loss"]
             scaled = scaled_for_gradient(model, loss, x)
         grads = tape.gradient(scaled, variables)

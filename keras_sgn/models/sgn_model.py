@@ -31,7 +31,10 @@ class SGNModel(keras.Model):
     sites between stages, or use a builder of `keras_sgn.models`. `compile`
     selects the training method by name; `fit` then runs it in a custom
     `train_step`, and validation reports `accuracy` and `robust_accuracy`
-    (PGD on the validation batch, BatchNorm in inference mode).
+    (PGD on the validation batch, BatchNorm in inference mode). The training
+    accuracy is `adv_accuracy` for methods that train on perturbed inputs
+    (measured on those inputs, so it reads lower than `val_accuracy`) and
+    `accuracy` for `standard`.
 
     Args:
         inputs, outputs: as for a functional `keras.Model`; outputs are logits.
@@ -197,8 +200,10 @@ class SGNModel(keras.Model):
             loss, logits = self.method.step(self, x, y, self._step_seed())
         self._loss_metric.update_state(loss, sample_weight=tf.shape(x)[0])
         self._accuracy_metric.update_state(y, logits)
+        # Named for what it is measured on: `adv_accuracy` for a method that
+        # trains on perturbed inputs, `accuracy` for standard training.
         return {"loss": self._loss_metric.result(),
-                "accuracy": self._accuracy_metric.result()}
+                self.method.accuracy_name: self._accuracy_metric.result()}
 
     def test_step(self, data):
         self._require_compiled()
@@ -214,11 +219,13 @@ class SGNModel(keras.Model):
         self._loss_metric.update_state(loss, sample_weight=tf.shape(x)[0])
         self._accuracy_metric.update_state(y, logits)
         self._robust_metric.update_state(y, adv_logits)
-        return {m.name: m.result() for m in self.metrics}
+        return {"loss": self._loss_metric.result(), "accuracy": self._accuracy_metric.result(),
+                "robust_accuracy": self._robust_metric.result()}
 
     def attack(self, x, y):
         """The validation attack: PGD-`eval_steps` at the method's epsilon, step
-        epsilon/4, random start, restarts keeping each example's worst case.
+        epsilon/4, random start, keeping each example's worst iterate (an
+        example fooled at any step counts as fooled) over every restart.
 
         With one restart the random start is drawn for the global batch and
         sliced per replica, like in training, so `val_robust_accuracy` does not
@@ -230,9 +237,10 @@ class SGNModel(keras.Model):
 
         if self.eval_restarts == 1:
             def run(x, y, start):
-                return attacks.perturb(forward, x, y, start=start, epsilon=method.epsilon,
-                                       step_size=method.epsilon / 4, steps=self.eval_steps,
-                                       norm=method.norm)
+                x_adv, _, _ = attacks.pgd_run(forward, x, y, start=start, epsilon=method.epsilon,
+                                              step_size=method.epsilon / 4,
+                                              steps=self.eval_steps, norm=method.norm)
+                return x_adv
 
             randomness = sgn_methods.replica_random_start(x, method.epsilon, method.norm,
                                                           self._step_seed(1000))
