@@ -444,25 +444,28 @@ def test_publish_tool_uploads_and_pins_the_commit(tiny_run, server, tmp_path, mo
                                   _predict(tiny_run["model"], tiny_run["x"]))
 
 
-def test_publishing_the_shipped_folder_keeps_it_shipped(server, tmp_path, monkeypatch):
+@pytest.mark.parametrize("name", ["sgn-cnn-digits", "sgn-cnn-fashion-mnist",
+                                  "pgd-cnn-fashion-mnist"])
+def test_publishing_the_shipped_folder_keeps_it_shipped(name, server, tmp_path, monkeypatch):
     FakeHfApi.calls, FakeHfApi.server = [], server
     monkeypatch.setattr(huggingface_hub, "HfApi", FakeHfApi)
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_SECRET_token_value")
-    entry_path = tmp_path / "sgn-cnn-digits.json"
-    shutil.copy(zoo.get_entry("sgn-cnn-digits").path, entry_path)
-    folder = os.path.join(zoo.PRETRAINED_DIR, "sgn-cnn-digits")
-    _run_publish([f"--folder={folder}", "--name=sgn-cnn-digits", f"--entry={entry_path}",
+    entry_path = tmp_path / f"{name}.json"
+    shutil.copy(zoo.get_entry(name).path, entry_path)
+    folder = os.path.join(zoo.PRETRAINED_DIR, name)
+    _run_publish([f"--folder={folder}", f"--name={name}", f"--entry={entry_path}",
                   f"--endpoint={server.url}"])
     entry = zoo.read_entry(str(entry_path))
     assert entry.status == "published" and entry.revision == "c0ffee" * 6 + "abcd"
-    assert entry.package_dir == "pretrained/sgn-cnn-digits"  # same bytes: still shipped
+    assert entry.package_dir == f"pretrained/{name}"  # same bytes: still shipped
     server.reset_requests()
     options = dict(entries_dir=str(tmp_path), endpoint=server.url,
                    cache_dir=str(tmp_path / "cache"), **FAST)
-    shipped = keras_sgn.load_pretrained("sgn-cnn-digits", **options)
+    shipped = keras_sgn.load_pretrained(name, **options)
     assert server.request_count == 0  # the package copy, no network
-    from_hub = keras_sgn.load_pretrained("sgn-cnn-digits", revision=entry.revision, **options)
-    x = np.random.default_rng(0).uniform(size=(4, 8, 8, 1)).astype("float32")
+    from_hub = keras_sgn.load_pretrained(name, revision=entry.revision, **options)
+    shape = (4,) + tuple(shipped.input_shape[1:])
+    x = np.random.default_rng(0).uniform(size=shape).astype("float32")
     np.testing.assert_array_equal(_predict(shipped, x), _predict(from_hub, x))
 
 
