@@ -1,0 +1,358 @@
+"""The README runs as written, and cannot drift from the code.
+
+* Every fenced block preceded by `<!-- readme-test: digits -->` runs, on digits, in
+  a temporary working folder whose `tools/` links to this repository's (so
+  `python tools/train.py ...` works as typed and `runs/...` lands in the temporary
+  folder). To keep it cheap (the whole file stays under 90 s on 2 shared cores):
+  - bash blocks: `CHEAP_FLAGS[tool]` is appended to every command of that tool
+    (absl lets a later flag override an earlier one, so the command itself is
+    untouched);
+  - Python blocks: the `PYTHON_SUBSTITUTIONS` below (fewer epochs and trials,
+    fewer test images and attack steps, tiny or no sanity checks; the `quick`
+    preset itself runs in the bash flow); each must apply somewhere, so an edit
+    of the README that removes its target is noticed here.
+  Each Python block runs in a fresh namespace: every snippet stands alone.
+* Every Python block of the README is marked runnable (no untested snippet).
+* Every `--flag` the README (and zoo/README.md) gives a tool exists in that
+  tool's `--helpfull`, and every other `--flag` it mentions exists in some tool's.
+* The tables that copy numbers (the zoo status, the digits claims, the dataset
+  recipes) equal their sources: the zoo entries, docs/reproduce/results.md and
+  keras_sgn.recipes.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+README = os.path.join(ROOT, "README.md")
+MARKER = "<!-- readme-test: digits -->"
+# Appended to each command of these tools in runnable bash blocks.
+CHEAP_FLAGS = {
+    "train.py": "--epochs=1 --n_train=128 --n_eval=32 --eval_steps=2 --test_steps=2 --verbose=0",
+    "evaluate.py": ("--n_examples=32 --sanity_examples=8 --square_queries=10 --attacks=quick "
+                    "--verbose=0"),
+}
+# (README text, cheap replacement) in runnable Python blocks; each must occur.
+PYTHON_SUBSTITUTIONS = [
+    ("epochs=30)", "epochs=1)"),
+    ("epochs=15)", "epochs=1)"),
+    ("max_trials=12,", "max_trials=1,"),
+    ('attacks="quick")', 'attacks="apgd-ce:steps=5;apgd-t:steps=5", n_examples=32, '
+     'n_sanity_examples=8, sanity_steps=2, square_queries=10)'),
+    ('evaluate_pretrained("sgn-cnn-digits")',  # a robust model: APGD-T is costly on it
+     'evaluate_pretrained("sgn-cnn-digits", n_examples=16, run_sanity_checks=False, '
+     'attacks="apgd-ce:steps=5")'),
+]
+# What the README's flow writes (each name is also asserted to be in the README).
+FLOW_RUN = "runs/digits-sgn"
+FLOW_FILES = ["model.keras", "summary.json", "history.json", "training_curves.png",
+              "config.json", "logs", "eval/report.json", "eval/report.md",
+              "eval/accuracy_vs_epsilon.png", "eval/adversarial_examples.png",
+              "hub/config.json", "hub/model.weights.h5", "hub/metadata.json", "hub/README.md"]
+# `--flag` tokens of the README that are not keras-sgn tool flags, and why.
+NOT_TOOL_FLAGS = {"flag": "the placeholder of '--flag=value'", "logdir": "tensorboard's own"}
+FLAG = re.compile(r"(?<![\w-])--([A-Za-z_][A-Za-z0-9_]*)")
+TOOL = re.compile(r"tools/(\w+\.py)")
+
+# One process prints every tool's --helpfull (one TensorFlow start-up instead of
+# seven): each tool runs as __main__ with --helpfull, then the flags it defined are
+# deleted. (A flag defined by a module on its first import would show only in the
+# first tool's help; keras-sgn defines none: every tool defines its own as it runs.)
+HELP_ALL = textwrap.dedent("""
+    import contextlib, io, json, os, runpy, sys
+    from absl import app, flags
+    app.define_help_flags()
+    sys.path.insert(0, os.path.abspath("tools"))
+    helps = {}
+    for tool in sys.argv[1:]:
+        before = set(flags.FLAGS)
+        sys.argv = [tool, "--helpfull"]
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            try:
+                runpy.run_path(tool, run_name="__main__")
+            except SystemExit:
+                pass
+        helps[os.path.basename(tool)] = out.getvalue()
+        for name in set(flags.FLAGS) - before:
+            delattr(flags.FLAGS, name)
+        flags.FLAGS.unparse_flags()
+    print("HELP-JSON " + json.dumps(helps))
+""")
+# Runs each Python block file in a fresh namespace, in order.
+RUN_BLOCKS = textwrap.dedent("""
+    import runpy, sys, time
+    for path in sys.argv[1:]:
+        start = time.time()
+        print("=== running", path, flush=True)
+        runpy.run_path(path, run_name="__main__")
+        print(f"=== {path}: {time.time() - start:.1f} s", flush=True)
+""")
+
+
+def _readme(path=README):
+    with open(path, encoding="utf-8") as f:
+        return f.read()
+
+
+def _blocks(text):
+    """[(language, code, runnable, line)] of the fenced blocks."""
+    blocks, lines, i = [], text.splitlines(), 0
+    while i < len(lines):
+        match = re.match(r"^\s*```(\w*)\s*$", lines[i])
+        if not match:
+            i += 1
+            continue
+        start, language = i, match.group(1)
+        end = next(j for j in range(i + 1, len(lines)) if lines[j].strip() == "```")
+        before = [line for line in lines[:start] if line.strip()]
+        runnable = bool(before) and before[-1].strip() == MARKER
+        blocks.append((language, textwrap.dedent("\n".join(lines[start + 1:end])), runnable,
+                       start + 1))
+        i = end + 1
+    return blocks
+
+
+def _logical_lines(code):
+    """Shell lines with `\\` continuations joined."""
+    return code.replace("\\\n", " ").splitlines()
+
+
+def _env():
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="3", MPLBACKEND="Agg")
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    return env
+
+
+def _workdir(path):
+    path.mkdir(parents=True, exist_ok=True)
+    os.symlink(os.path.join(ROOT, "tools"), path / "tools")
+    return path
+
+
+class _Background:
+    """A subprocess started now and collected later (its output in files)."""
+
+    def __init__(self, args, cwd, name):
+        self.out, self.err = cwd / f".{name}.out", cwd / f".{name}.err"
+        with open(self.out, "w") as out, open(self.err, "w") as err:
+            self.process = subprocess.Popen(args, cwd=cwd, env=_env(), stdout=out, stderr=err)
+
+    def result(self, timeout=600):
+        returncode = self.process.wait(timeout=timeout)
+        return returncode, self.out.read_text(), self.err.read_text()
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+
+
+def _cheap_bash(code):
+    lines = []
+    for line in _logical_lines(code):
+        tool = TOOL.search(line)
+        if tool and tool.group(1) in CHEAP_FLAGS:
+            line = f"{line} {CHEAP_FLAGS[tool.group(1)]}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def _cheap_python(blocks):
+    applied = {old: 0 for old, _ in PYTHON_SUBSTITUTIONS}
+    cheap = []
+    for code in blocks:
+        for old, new in PYTHON_SUBSTITUTIONS:
+            applied[old] += code.count(old)
+            code = code.replace(old, new)
+        cheap.append(code)
+    unused = [old for old, count in applied.items() if not count]
+    assert not unused, f"README no longer contains {unused}: update PYTHON_SUBSTITUTIONS"
+    return cheap
+
+
+@pytest.fixture(scope="module")
+def jobs(tmp_path_factory):
+    """Starts the three slow parts at once (tool help, the bash blocks, the Python
+    blocks); each test collects its own."""
+    blocks = _blocks(_readme())
+    started = {}
+    help_dir = _workdir(tmp_path_factory.mktemp("help"))
+    tools = sorted(f for f in os.listdir(os.path.join(ROOT, "tools"))
+                   if f.endswith(".py") and f != "flags.py")
+    started["help"] = _Background([sys.executable, "-c", HELP_ALL]
+                                  + [f"tools/{t}" for t in tools], help_dir, "help")
+    bash_dir = _workdir(tmp_path_factory.mktemp("readme-bash"))
+    script = "\n".join(_cheap_bash(code) for language, code, runnable, _ in blocks
+                       if runnable and language == "bash")
+    started["bash"] = _Background(["bash", "-euo", "pipefail", "-c", script], bash_dir, "bash")
+    python_dir = _workdir(tmp_path_factory.mktemp("readme-python"))
+    paths = []
+    python_blocks = [code for language, code, runnable, _ in blocks
+                     if runnable and language == "python"]
+    for i, code in enumerate(_cheap_python(python_blocks)):
+        path = python_dir / f"readme_block_{i}.py"
+        path.write_text(code)
+        paths.append(str(path))
+    started["python"] = _Background([sys.executable, "-c", RUN_BLOCKS] + paths, python_dir,
+                                    "python")
+    yield {"dirs": {"bash": bash_dir, "python": python_dir}, **started}
+    for job in started.values():
+        job.stop()
+
+
+@pytest.fixture(scope="module")
+def tool_flags(jobs):
+    """{tool file: (flags, boolean flags)} parsed from each tool's --helpfull."""
+    returncode, out, err = jobs["help"].result()
+    assert returncode == 0, err[-3000:]
+    helps = json.loads(out.split("HELP-JSON ", 1)[1])
+    parsed = {}
+    for tool, text in helps.items():
+        assert "flags:" in text, f"{tool} --helpfull printed no flags: {text[-500:]}"
+        names = re.findall(r"^\s+(?:-\S+,)?--(\[no\])?([A-Za-z_][A-Za-z0-9_]*)", text, re.M)
+        parsed[tool] = ({name for _, name in names}, {name for no, name in names if no})
+    return parsed
+
+
+def _known(flag, flag_sets):
+    names, booleans = flag_sets
+    return flag in names or (flag.startswith("no") and flag[2:] in booleans)
+
+
+def _tool_commands(text):
+    """[(tool file, the command's text after it)] from fenced blocks and inline code."""
+    commands = []
+    pieces = [line for language, code, _, _ in _blocks(text) if language in ("bash", "")
+              for line in _logical_lines(code)]
+    pieces += re.findall(r"`([^`\n]*tools/\w+\.py[^`\n]*)`", text)
+    for piece in pieces:
+        piece = piece.split(" #", 1)[0]
+        matches = list(TOOL.finditer(piece))
+        for match, following in zip(matches, matches[1:] + [None]):
+            end = following.start() if following else len(piece)
+            commands.append((match.group(1), piece[match.end():end]))
+    return commands
+
+
+@pytest.mark.parametrize("readme", [README, os.path.join(ROOT, "zoo", "README.md")],
+                         ids=["README.md", "zoo/README.md"])
+def test_every_tool_flag_in_the_readme_exists(tool_flags, readme):
+    text = _readme(readme)
+    commands = _tool_commands(text)
+    assert len(commands) > (20 if readme == README else 3)
+    wrong = []
+    for tool, rest in commands:
+        assert os.path.exists(os.path.join(ROOT, "tools", tool)), f"no tools/{tool}"
+        if tool not in tool_flags:  # a module of the tools (flags.py), not a program
+            assert not FLAG.findall(rest), f"tools/{tool} is not a program: {rest}"
+            continue
+        wrong += [f"tools/{tool} --{flag}" for flag in FLAG.findall(rest)
+                  if not _known(flag, tool_flags[tool])]
+    every_tool = (set().union(*(names for names, _ in tool_flags.values())),
+                  set().union(*(booleans for _, booleans in tool_flags.values())))
+    wrong += [f"--{flag} (in no tool)" for flag in set(FLAG.findall(text))
+              if not _known(flag, every_tool) and flag not in NOT_TOOL_FLAGS]
+    assert not wrong, f"flags named in {readme} that the tools do not have: {sorted(wrong)}"
+
+
+def test_every_python_block_is_marked_runnable():
+    blocks = _blocks(_readme())
+    unmarked = [line for language, _, runnable, line in blocks
+                if language == "python" and not runnable]
+    assert not unmarked, (f"README.md Python blocks at lines {unmarked} are not marked "
+                          f"{MARKER}: every Python snippet must run as written")
+    assert any(language == "bash" and runnable for language, _, runnable, _ in blocks)
+
+
+def test_the_flow_runs_as_written_and_writes_what_the_readme_says(jobs):
+    returncode, out, err = jobs["bash"].result()
+    assert returncode == 0, f"{out[-2000:]}\n{err[-4000:]}"
+    run = jobs["dirs"]["bash"] / FLOW_RUN
+    missing = [name for name in FLOW_FILES if not (run / name).exists()]
+    assert not missing, f"the README's flow did not write {missing}"
+    text = _readme()
+    assert all(os.path.basename(name) in text for name in FLOW_FILES)
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["protocol"]["suite"].startswith("quick")  # the README's headline rule
+    assert [a["name"] for a in summary["protocol"]["attacks"]] == ["apgd-ce", "apgd-t"]
+    report = json.loads((run / "eval" / "report.json").read_text())
+    assert report["n_examples"] == 32 and 0 <= report["robust_accuracy"] <= 1
+    assert "model-index" in (run / "hub" / "README.md").read_text()
+    # Each tool ends with a line saying what it wrote where.
+    assert f"wrote {FLOW_RUN}/model.keras" in out
+    assert f"to {FLOW_RUN}/eval" in out
+    assert f"to {FLOW_RUN}/hub" in out
+
+
+def test_the_python_snippets_run_as_written(jobs):
+    returncode, out, err = jobs["python"].result()
+    assert returncode == 0, f"{out[-3000:]}\n{err[-4000:]}"
+    folder = jobs["dirs"]["python"]
+    assert (folder / "sgn.keras").exists()  # the tour's model.save
+    assert (folder / "runs" / "tune-digits-bayes" / "best_recipe.flags").exists()
+    assert "sgn-cnn-digits" in out and "PGD-20 fooled" in out
+
+
+def _table_after(text, marker):
+    """The rows (lists of cells) of the first Markdown table after `marker`."""
+    rows = []
+    for line in text[text.index(marker):].splitlines()[1:]:
+        if line.startswith("|"):
+            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
+        elif rows:
+            break
+    return rows[2:]  # after the header and its rule
+
+
+def _percent(value):
+    return "-" if value is None else f"{value:.1%}"
+
+
+def test_the_zoo_status_table_equals_the_zoo_entries():
+    entries_dir = os.path.join(ROOT, "keras_sgn", "zoo_entries")
+    entries = {}
+    for name in os.listdir(entries_dir):
+        with open(os.path.join(entries_dir, name)) as f:
+            entry = json.load(f)
+        entries[entry["name"]] = entry
+    rows = {row[0].strip("`"): row for row in _table_after(_readme(), "<!-- zoo-status")}
+    assert set(rows) == set(entries), "one row per keras_sgn/zoo_entries/*.json"
+    for name, entry in entries.items():
+        metrics = entry.get("metrics") or {}
+        row = rows[name]
+        assert row[3:5] == [_percent(metrics.get("clean_accuracy")),
+                            _percent(metrics.get("robust_accuracy"))], name
+        assert row[6].startswith(entry["status"]), name
+        if metrics:
+            assert f"{metrics['n_examples']:,} test images" in row[5], name
+            for attack in metrics["protocol"]["attacks"]:  # the protocol beside the number
+                assert attack["name"].upper() in row[5].upper(), (name, attack["name"])
+
+
+def test_the_digits_claims_table_is_the_committed_one():
+    with open(os.path.join(ROOT, "docs", "reproduce", "results.md")) as f:
+        committed = [line for line in f.read().splitlines() if line.strip()]
+    text = _readme()
+    section = text[text.index("<!-- digits-claims"):].splitlines()
+    for line in committed:
+        assert line in section, f"README's digits claims table lacks: {line}"
+
+
+def test_the_recipe_table_equals_the_recipes():
+    from keras_sgn import recipes
+
+    def epsilon(value):
+        return "8/255" if abs(value - 8 / 255) < 1e-12 else f"{value:g}"
+
+    expected = [[name, r["model"], epsilon(r["epsilon"]), str(r["epochs"]),
+                 str(r["batch_size"]), r["optimizer"], f"{r['learning_rate']:g}",
+                 r["lr_schedule"], f"{r['weight_decay']:g}"]
+                for name, r in sorted(recipes.DATASET_RECIPES.items())]
+    assert _table_after(_readme(), "<!-- recipes") == expected
