@@ -187,6 +187,30 @@ def test_batch_not_divisible_by_replicas(tmp_path):
     assert "divisible" in result.stderr and "batch_size" in result.stderr
 
 
+def test_summarize_runs_averages_only_over_seeds(trained_run, tmp_path):
+    """Copies of one run as seeds 0/1 and as a 2-epoch setting: two rows, never one."""
+    import shutil
+
+    source = trained_run[0]
+    config = json.loads((source / "config.json").read_text())
+    summary = json.loads((source / "summary.json").read_text())
+    for name, changes, robust in (("a", {"seed": 0}, 0.5), ("b", {"seed": 1}, 0.7),
+                                  ("c", {"seed": 0, "epochs": config["epochs"] + 1}, 0.1)):
+        folder = tmp_path / "runs" / name
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps({**config, **changes}))
+        (folder / "summary.json").write_text(json.dumps({**summary, "robust_accuracy": robust}))
+    shutil.rmtree(tmp_path / "unused", ignore_errors=True)
+    result = _run("summarize_runs.py", f"--runs={tmp_path / 'runs' / '*'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [line for line in result.stdout.splitlines() if line.startswith("| `")]
+    assert len(rows) == 2
+    seeds = [row for row in rows if "2 (0, 1)" in row][0]
+    assert "0.600 ± 0.100" in seeds and f"epochs={config['epochs']}" in seeds
+    other = [row for row in rows if row is not seeds][0]
+    assert "0.100" in other and f"epochs={config['epochs'] + 1}" in other
+
+
 def test_summarize_runs_tabulates_a_run(trained_run):
     out = trained_run[0]
     result = _run("summarize_runs.py", f"--runs={out}")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
+import keras_sgn
 from keras_sgn import methods, models, training
 
 
@@ -222,5 +223,8 @@ def test_epsilon_zero_trains_a_clean_baseline_that_loads(tmp_path):
         n_eval=16, eval_steps=1, test_steps=1, verbose=0, output_dir=str(out)))
     assert summary["epsilon"] == 0.0
     assert summary["robust_accuracy"] == summary["clean_accuracy"]  # nothing can move
+    # Every summary says what produced it.
+    assert summary["provenance"]["keras_sgn"] == keras_sgn.__version__
+    assert {"tensorflow", "keras", "numpy", "python", "git_commit"} <= set(summary["provenance"])
     loaded = keras.saving.load_model(out / "model.keras")
     assert loaded.method.epsilon == 0.0

@@ -1,6 +1,10 @@
 """Print a markdown table (mean ± std over seeds) of tools/train.py runs.
 
     python tools/summarize_runs.py --runs='runs/compare/*'
+
+Runs are grouped by every recipe setting of their config.json but the seed
+(keras_sgn.config.recipe_fields()), so only seeds are ever averaged; the
+settings in which the groups differ get a column of their own.
 """
 
 import collections
@@ -22,28 +26,62 @@ def _mean_std(values):
     return f"{statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}"
 
 
+def _group_key(folder, summary, recipe_fields):
+    """The run's recipe settings but the seed (a run without config.json: its summary's)."""
+    path = os.path.join(folder, "config.json")
+    settings = json.load(open(path)) if os.path.exists(path) else {
+        k: summary.get(k) for k in ("method", "model", "dataset", "epsilon")}
+    return tuple(sorted((k, json.dumps(v)) for k, v in settings.items()
+                        if k in recipe_fields and k != "seed"))
+
+
+def _differing(keys):
+    """Settings whose values differ between the groups."""
+    values = collections.defaultdict(set)
+    for key in keys:
+        for name, value in key:
+            values[name].add(value)
+    return sorted(name for name, seen in values.items() if len(seen) > 1)
+
+
 def main(argv):
     del argv
+    from keras_sgn import config  # after flag parsing: a bad flag costs no TensorFlow import
+
+    recipe_fields = set(config.recipe_fields())
     runs = collections.defaultdict(list)
     for path in sorted(glob.glob(os.path.join(FLAGS.runs, "summary.json"))):
         with open(path) as f:
             summary = json.load(f)
-        runs[(summary["method"], summary["model"], summary["dataset"])].append(summary)
+        folder = os.path.dirname(path)
+        config_path = os.path.join(folder, "config.json")
+        summary["seed"] = (json.load(open(config_path)).get("seed")
+                           if os.path.exists(config_path) else None)
+        runs[_group_key(folder, summary, recipe_fields)].append(summary)
     if not runs:  # one line and code 2 as keras_sgn.cli (which would import TensorFlow)
         print(f"error: --runs={FLAGS.runs}: no summary.json in the folders it matches. Give "
               "a glob of run folders, e.g. --runs='runs/*'.", file=sys.stderr)
         sys.exit(2)
     attack_names = sorted({name for group in runs.values() for s in group
                            for name in s.get("per_attack", {})})
-    print("| method | model | dataset | clean accuracy | robust accuracy (worst case) | "
-          + " | ".join(attack_names) + " | train seconds | runs |")
-    print("|" + "---|" * (7 + len(attack_names)))
-    for (method, model, dataset), group in runs.items():
-        cells = [_mean_std([s["per_attack"][name] for s in group]) for name in attack_names]
-        print(f"| `{method}` | {model} | {dataset} | "
+    differing = [name for name in _differing(runs) if name not in ("method", "model",
+                                                                   "dataset")]
+    print("| method | model | dataset | settings | clean accuracy | robust accuracy (worst "
+          "case) | " + " | ".join(attack_names) + " | train seconds | runs (seeds) |")
+    print("|" + "---|" * (8 + len(attack_names)))
+    for key, group in runs.items():
+        settings = dict(key)
+        method, model, dataset = (json.loads(settings[k]) for k in ("method", "model",
+                                                                     "dataset"))
+        shown = ", ".join(f"{name}={json.loads(settings[name])}" for name in differing
+                          if name in settings) or "-"
+        cells = [_mean_std([s["per_attack"][name] for s in group if name in s["per_attack"]]
+                           or [float("nan")]) for name in attack_names]
+        print(f"| `{method}` | {model} | {dataset} | {shown} | "
               f"{_mean_std([s['clean_accuracy'] for s in group])} | "
               f"{_mean_std([s['robust_accuracy'] for s in group])} | " + " | ".join(cells)
-              + f" | {statistics.mean(s['train_seconds'] for s in group):.1f} | {len(group)} |")
+              + f" | {statistics.mean(s['train_seconds'] for s in group):.1f} | "
+              f"{len(group)} ({', '.join(str(s.get('seed', '?')) for s in group)}) |")
 
 
 if __name__ == "__main__":

@@ -41,7 +41,8 @@ flags.DEFINE_integer("hyperband_iterations", 1, "Hyperband iterations.")
 flags.DEFINE_integer("num_initial_points", None, "Bayesian: random trials before the "
                      "Gaussian process (default max(3, max_trials // 2)).")
 flags.DEFINE_bool("include_default", True, "Random/Bayesian: trial 0 is the default setting.")
-flags.DEFINE_string("directory", "tuning", "Folder of the search projects.")
+flags.DEFINE_string("directory", "runs/tuning", "Folder of the search projects "
+                    "(under runs/, which git ignores).")
 flags.DEFINE_string("project_name", None, "Project (default {dataset}-{model}-{tuner}); an "
                     "existing one is resumed.")
 flags.DEFINE_bool("overwrite", False, "Start the project afresh instead of resuming it.")

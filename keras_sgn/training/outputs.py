@@ -12,7 +12,7 @@ up to and including that attack; `protocol` says so beside the numbers.
 import dataclasses
 import os
 
-from keras_sgn import evaluation, reporting
+from keras_sgn import evaluation, provenance, reporting
 from keras_sgn.io_utils import atomic_write_json, load_model_file
 
 FINAL_TEST_SUITE = "quick"
@@ -53,7 +53,9 @@ def final_test(config, model, test_ds, num_classes):
 def write_outputs(config, write_dir, test_ds, checkpoint, backup, execution, num_classes):
     """The chief's final files: `history.json`, `training_curves.png`, and
     `summary.json` with the final test of the best model; returns the summary."""
-    write_history(backup.history, write_dir, checkpoint.best_epoch)
+    title = (f"{config.method} / {config.model} on {config.dataset}, {config.norm} "
+             f"eps={config.epsilon:.4g}")
+    write_history(backup.history, write_dir, checkpoint.best_epoch, title=title)
     best = load_model_file(checkpoint.best_path)
     report = final_test(config, best, test_ds, num_classes)
     summary = {
@@ -75,12 +77,13 @@ def write_outputs(config, write_dir, test_ds, checkpoint, backup, execution, num
         "norm": config.norm,
         **execution,  # strategy, replicas, workers, train_seconds, resumed_from_epoch
         "parameters": int(best.count_params()),
+        "provenance": provenance.provenance(),  # keras_sgn version, git commit, libraries
     }
     atomic_write_json(os.path.join(write_dir, "summary.json"), summary)
     return summary
 
 
-def write_history(history, write_dir, best_epoch=None):
+def write_history(history, write_dir, best_epoch=None, title=None):
     """`history.json` and `training_curves.png`: the losses, and every other
     logged metric (accuracies), per epoch."""
     from matplotlib.ticker import MaxNLocator  # after reporting picks the headless backend
@@ -102,6 +105,10 @@ def write_history(history, write_dir, best_epoch=None):
     ax_loss.set_ylabel("loss")
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(0, 1)
+    ax_loss.set_title("loss per epoch")
+    ax_acc.set_title("accuracy per epoch (adv_: on the training attack's inputs)")
+    if title:
+        fig.suptitle(f"Training curves: {title}")
     reporting.save_figure(fig, os.path.join(write_dir, "training_curves.png"), dpi=100)
 
 
