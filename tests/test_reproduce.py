@@ -88,7 +88,11 @@ def test_analysis_target_speedups_and_collapse():
 def test_method_lists_and_default_seeds_come_from_the_registry():
     claims = ["standard", "fast", "pgd", "free", "trades", "sgn", "sgn-pgd"]
     assert sorted(reproduce.STUDIES["claims"]["methods"]) == sorted(claims)
-    assert set(claims) <= set(reproduce.ALL_METHODS) == set(methods.list_methods())
+    assert set(claims) <= set(reproduce.ALL_METHODS) == set(methods.list_methods(variants=False))
+    # The variants study: every registered variant, against sgn and PGD-AT.
+    variants = {m for m in methods.list_methods() if methods.method_class(m).variant}
+    assert len(variants) >= 3
+    assert set(reproduce.STUDIES["variants"]["methods"]) == variants | {"sgn", "pgd"}
     assert {"fast", "free", "sgn"} <= set(reproduce.SINGLE_STEP)
     assert not {"standard", "pgd", "trades", "sgn-pgd"} & set(reproduce.SINGLE_STEP)
     for method in claims:
