@@ -3,6 +3,15 @@
 import numpy as np
 
 
+def collect(dataset):
+    """All `(images, labels)` of a batched tf.data dataset as two NumPy arrays."""
+    xs, ys = [], []
+    for x, y in dataset:
+        xs.append(np.asarray(x))
+        ys.append(np.asarray(y))
+    return np.concatenate(xs), np.concatenate(ys)
+
+
 def accuracy(model, x, y):
     return float(np.mean(np.argmax(model(x, training=False), -1) == y))
 

@@ -17,14 +17,7 @@ import tensorflow_datasets as tfds
 from keras_sgn import data
 from keras_sgn.data import catalog, sources, tfds_source
 from keras_sgn.data import digits as data_digits
-
-
-def _collect(ds):
-    xs, ys = [], []
-    for x, y in ds:
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    return np.concatenate(xs), np.concatenate(ys)
+from tests.helpers import collect
 
 
 @pytest.fixture(autouse=True)
@@ -74,7 +67,7 @@ def test_digits_info_stats_match_train_split():
     i = data.info("digits")
     assert i.image_shape == (8, 8, 1) and i.num_classes == 10 and not i.augment
     assert dict(i.num_examples) == {"train": 1_257, "validation": 180, "test": 360}
-    x, _ = _collect(data.load("digits", "train", batch_size=2000, shuffle=False))
+    x, _ = collect(data.load("digits", "train", batch_size=2000, shuffle=False))
     np.testing.assert_allclose(i.mean, [x.mean()], rtol=1e-5)
     np.testing.assert_allclose(i.std, [x.std()], rtol=1e-4)
     assert data.info("digits") == i  # computed once, deterministic
@@ -92,7 +85,7 @@ def test_digits_batches_shapes_dtypes_ranges():
     x, y = next(iter(ds))
     assert x.shape == (64, 8, 8, 1) and x.dtype == tf.float32
     assert y.shape == (64,) and y.dtype == tf.int32
-    x, y = _collect(ds)
+    x, y = collect(ds)
     assert x.shape == (1_257, 8, 8, 1)
     assert x.min() == 0.0 and x.max() == 1.0
     assert set(np.unique(y)) == set(range(10))
@@ -104,7 +97,7 @@ def test_digits_splits_disjoint_complete_stable():
     sizes, indices = {}, []
     all_images, all_labels, splits = data_digits.arrays()
     for split in data.SPLITS:
-        x, y = _collect(data.load("digits", split, batch_size=500, shuffle=False))
+        x, y = collect(data.load("digits", split, batch_size=500, shuffle=False))
         sizes[split] = len(x)
         # the loaded split is exactly the indexed subset, in order
         np.testing.assert_array_equal(x, all_images[splits[split]] / 16.0)
@@ -130,27 +123,27 @@ def test_digits_splits_disjoint_complete_stable():
 
 
 def test_digits_same_on_two_calls_and_seeded_shuffle():
-    a = _collect(data.load("digits", "test", batch_size=100))
-    b = _collect(data.load("digits", "test", batch_size=100))
+    a = collect(data.load("digits", "test", batch_size=100))
+    b = collect(data.load("digits", "test", batch_size=100))
     np.testing.assert_array_equal(a[0], b[0])  # test split: not shuffled by default
     ds1 = data.load("digits", "train", batch_size=256, seed=3)
     ds2 = data.load("digits", "train", batch_size=256, seed=3)
-    e1, e2 = _collect(ds1), _collect(ds2)
+    e1, e2 = collect(ds1), collect(ds2)
     np.testing.assert_array_equal(e1[1], e2[1])  # same seed -> same order
-    e1b = _collect(ds1)  # second epoch of the same dataset is reshuffled
+    e1b = collect(ds1)  # second epoch of the same dataset is reshuffled
     assert not np.array_equal(e1[1], e1b[1])
     assert sorted(e1[1].tolist()) == sorted(e1b[1].tolist())
-    e3 = _collect(data.load("digits", "train", batch_size=256, seed=4))
+    e3 = collect(data.load("digits", "train", batch_size=256, seed=4))
     assert not np.array_equal(e1[1], e3[1])
 
 
 def test_digits_n_examples_and_drop_remainder():
-    first = _collect(data.load("digits", "train", batch_size=1000, shuffle=False))
-    x, y = _collect(data.load("digits", "train", batch_size=7, shuffle=False, n_examples=20))
+    first = collect(data.load("digits", "train", batch_size=1000, shuffle=False))
+    x, y = collect(data.load("digits", "train", batch_size=7, shuffle=False, n_examples=20))
     assert x.shape == (20, 8, 8, 1)
     np.testing.assert_array_equal(x, first[0][:20])  # first n, before shuffling
     # with shuffling: the same 20 examples, permuted
-    xs, ys = _collect(data.load("digits", "train", batch_size=7, n_examples=20))
+    xs, ys = collect(data.load("digits", "train", batch_size=7, n_examples=20))
     assert sorted(ys.tolist()) == sorted(y.tolist())
     batches = [b[0].shape[0] for b in data.load("digits", "train", batch_size=7, n_examples=20)]
     assert batches == [7, 7, 6]
@@ -158,10 +151,10 @@ def test_digits_n_examples_and_drop_remainder():
     assert [b[0].shape[0] for b in ds] == [7, 7]
     assert ds.element_spec[0].shape.as_list() == [7, 8, 8, 1]
     # n_examples larger than the split: whole split
-    x, _ = _collect(data.load("digits", "validation", batch_size=500, n_examples=10_000))
+    x, _ = collect(data.load("digits", "validation", batch_size=500, n_examples=10_000))
     assert len(x) == 180
     # cache=False works the same
-    x2, _ = _collect(data.load("digits", "validation", batch_size=500, cache=False))
+    x2, _ = collect(data.load("digits", "validation", batch_size=500, cache=False))
     np.testing.assert_array_equal(x, x2)
 
 
@@ -246,11 +239,11 @@ def test_cifar10_mocked_all_splits(no_network):
             ds = data.load("cifar10", split, batch_size=4)
             assert ds.element_spec[0].dtype == tf.float32
             assert ds.element_spec[1].dtype == tf.int32
-            x, y = _collect(ds)
+            x, y = collect(ds)
             assert x.shape == (10, 32, 32, 3) and x.dtype == np.float32
             assert 0.0 <= x.min() and x.max() <= 1.0 and x.max() > 0.5
             assert y.dtype == np.int32 and 0 <= y.min() and y.max() < 10
-        x, _ = _collect(data.load("cifar10", "test", batch_size=4, n_examples=6))
+        x, _ = collect(data.load("cifar10", "test", batch_size=4, n_examples=6))
         assert x.shape == (6, 32, 32, 3)
 
 
@@ -270,13 +263,13 @@ def _matches_crop(aug, orig, allow_flip):
 @pytest.mark.parametrize("name, flip", [("cifar10", True), ("svhn_cropped", False)])
 def test_augmentation_is_pad_crop_flip_and_keeps_range(name, flip, no_network):
     with _mocked(12):
-        plain, y0 = _collect(data.load(name, "train", batch_size=12, shuffle=False,
+        plain, y0 = collect(data.load(name, "train", batch_size=12, shuffle=False,
                                        augment=False))
         ds = data.load(name, "train", batch_size=5, shuffle=False, seed=1)  # augment default
-        aug1, y1 = _collect(ds)
-        aug2, _ = _collect(ds)
-        aug3, _ = _collect(data.load(name, "train", batch_size=5, shuffle=False, seed=1))
-        val, _ = _collect(data.load(name, "validation", batch_size=12))
+        aug1, y1 = collect(ds)
+        aug2, _ = collect(ds)
+        aug3, _ = collect(data.load(name, "train", batch_size=5, shuffle=False, seed=1))
+        val, _ = collect(data.load(name, "validation", batch_size=12))
     np.testing.assert_array_equal(y0, y1)
     assert aug1.shape == plain.shape == (12, 32, 32, 3) and aug1.dtype == np.float32
     assert aug1.min() >= 0.0 and aug1.max() <= 1.0
@@ -299,10 +292,10 @@ def _looks_like_prepared_tfds(root, name, version="3.0.1"):
 
 def test_explicit_augment_on_eval_split_and_mnist_has_no_augment(no_network, tmp_path):
     with _mocked(4):
-        x, _ = _collect(data.load("cifar100", "test", batch_size=4, augment=True))
+        x, _ = collect(data.load("cifar100", "test", batch_size=4, augment=True))
         assert x.shape == (4, 32, 32, 3)
         tfds_dir = _looks_like_prepared_tfds(tmp_path, "fashion_mnist")
-        x, _ = _collect(data.load("fashion_mnist", "train", batch_size=4, data_dir=tfds_dir))
+        x, _ = collect(data.load("fashion_mnist", "train", batch_size=4, data_dir=tfds_dir))
         assert x.shape == (4, 28, 28, 1)
         with pytest.raises(ValueError, match="augment"):
             data.load("mnist", "train", augment=True)
@@ -381,7 +374,7 @@ def test_real_tfds_files_splits_disjoint(tiny_prepared_mnist, monkeypatch, no_ne
     assert dict(data.info("mnist").num_examples) == {"train": 50, "validation": 10, "test": 20}
     got = {}
     for split in data.SPLITS:
-        x, y = _collect(data.load("mnist", split, data_dir=d, batch_size=16, shuffle=False))
+        x, y = collect(data.load("mnist", split, data_dir=d, batch_size=16, shuffle=False))
         assert x.dtype == np.float32 and y.dtype == np.int32 and x.shape[1:] == (28, 28, 1)
         assert x.min() >= 0.0 and x.max() <= 1.0
         got[split] = x
@@ -391,6 +384,6 @@ def test_real_tfds_files_splits_disjoint(tiny_prepared_mnist, monkeypatch, no_ne
     assert len(train_keys) == 50 and len(val_keys) == 10 and not train_keys & val_keys
     # TFDS_DATA_DIR is honoured when data_dir is not given; shuffled train has the same images
     monkeypatch.setenv("TFDS_DATA_DIR", d)
-    xs, _ = _collect(data.load("mnist", "train", batch_size=16, n_examples=50))
+    xs, _ = collect(data.load("mnist", "train", batch_size=16, n_examples=50))
     assert {a.tobytes() for a in xs} == train_keys
     assert not np.array_equal(xs, got["train"])

@@ -15,6 +15,7 @@ import pytest
 
 from keras_sgn import data
 from keras_sgn.data import cache, idx, sources
+from tests.helpers import collect
 
 pytest_plugins = ("pytester",)
 
@@ -29,12 +30,6 @@ PINNED = {
 }
 
 
-def _collect(ds):
-    xs, ys = [], []
-    for x, y in ds:
-        xs.append(x.numpy())
-        ys.append(y.numpy())
-    return np.concatenate(xs), np.concatenate(ys)
 
 
 def _as_uint8(x):
@@ -128,12 +123,12 @@ def test_fashion_mnist_splits_shapes_range_balance(fashion_source):
 
 @real_data
 def test_fashion_mnist_first_examples_shuffle_and_no_augmentation(fashion_source):
-    first, labels = _collect(data.load("fashion_mnist", "train", 1_000, shuffle=False,
+    first, labels = collect(data.load("fashion_mnist", "train", 1_000, shuffle=False,
                                        n_examples=1_000))
-    x, y = _collect(data.load("fashion_mnist", "train", 7, shuffle=False, n_examples=20))
+    x, y = collect(data.load("fashion_mnist", "train", 7, shuffle=False, n_examples=20))
     np.testing.assert_array_equal(x, first[:20])  # the first n, before shuffling
-    a = _collect(data.load("fashion_mnist", "train", 100, n_examples=1_000, seed=5))
-    b = _collect(data.load("fashion_mnist", "train", 100, n_examples=1_000, seed=5))
+    a = collect(data.load("fashion_mnist", "train", 100, n_examples=1_000, seed=5))
+    b = collect(data.load("fashion_mnist", "train", 100, n_examples=1_000, seed=5))
     np.testing.assert_array_equal(a[0], b[0])  # seeded
     assert not np.array_equal(a[1], labels)  # shuffled by default for train ...
     assert sorted(a[1].tolist()) == sorted(labels.tolist())
@@ -157,7 +152,7 @@ def test_decoded_arrays_are_cached_and_the_cache_is_used(fashion_source, monkeyp
 
     monkeypatch.setattr(sources, "read", no_reading)
     cache.forget()  # not the in-memory copy: the one on disk
-    x, y = _collect(data.load("fashion_mnist", "validation", 1_000, shuffle=False))
+    x, y = collect(data.load("fashion_mnist", "validation", 1_000, shuffle=False))
     assert _fingerprint(_as_uint8(x), y) == PINNED["validation"]
 
 
@@ -176,7 +171,7 @@ def test_a_corrupted_cache_is_rebuilt_not_trusted(fashion_source, monkeypatch, t
     monkeypatch.setattr(sources, "read", lambda source: reads.append(source) or real_read(source))
     cache.forget()
     with caplog.at_level(logging.WARNING, logger="keras_sgn.data.cache"):
-        x, y = _collect(data.load("fashion_mnist", "validation", 1_000, shuffle=False))
+        x, y = collect(data.load("fashion_mnist", "validation", 1_000, shuffle=False))
     assert len(reads) == 1 and "corrupted" in caplog.text
     assert _fingerprint(_as_uint8(x), y) == PINNED["validation"]
     with open(npz_path, "rb") as f, open(json_path) as g:  # rewritten, and valid again
@@ -238,7 +233,7 @@ def test_mnist_reads_keras_npz_checked_by_content(fashion_source, monkeypatch, t
     np.savez(tmp_path / "mnist.npz", **original)
     source = data.locate("mnist", data_dir=str(tmp_path))
     assert (source.kind, source.path) == ("npz", str(tmp_path / "mnist.npz"))
-    got = _collect(data.load("mnist", "validation", 1_000, data_dir=str(tmp_path)))
+    got = collect(data.load("mnist", "validation", 1_000, data_dir=str(tmp_path)))
     assert _fingerprint(_as_uint8(got[0]), got[1]) == PINNED["validation"]
     original["x_test"][0, 14, 14] ^= 1
     np.savez(tmp_path / "mnist.npz", **original)

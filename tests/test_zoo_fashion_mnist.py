@@ -9,15 +9,13 @@ import pytest
 
 import keras_sgn
 from keras_sgn import data, zoo
+from tests.helpers import collect
 
 SHIPPED = ("sgn-cnn-fashion-mnist", "pgd-cnn-fashion-mnist")
 
 
 def _test_split():
-    xs, ys = [], []
-    for x, y in data.load("fashion_mnist", "test", batch_size=2000, shuffle=False):
-        xs.append(x.numpy()), ys.append(y.numpy())
-    return np.concatenate(xs), np.concatenate(ys)
+    return collect(data.load("fashion_mnist", "test", batch_size=2000, shuffle=False))
 
 
 @pytest.mark.real_data("fashion_mnist")
