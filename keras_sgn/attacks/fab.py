@@ -33,30 +33,38 @@ from keras_sgn.attacks import core
 _BIG = 1e12
 
 
+# Halvings of the bracket in `_solve_piecewise_linear`: 2^-32 of the largest
+# breakpoint, far below float32's resolution of the step.
+_BISECTIONS = 32
+
+
 def _solve_piecewise_linear(breakpoint, slope, target):
     """Per row, the smallest `t >= 0` with `sum_i slope_i * min(t, breakpoint_i) >= target`.
 
-    The left side is concave, non-decreasing and piecewise linear with kinks at
-    the breakpoints, so after sorting them one cumulative sum gives its value at
-    every kink and the segment holding the solution. Returns `inf` where even
-    `t = inf` falls short.
+    The left side `F` is concave, non-decreasing and piecewise linear with
+    kinks at the breakpoints. Bisection brackets the solution, then one linear
+    solve on the bracket's lower end gives `t` (exact unless a kink falls inside
+    the final bracket, 2^-32 of the largest breakpoint wide). Bisection rather
+    than sorting the breakpoints: TensorFlow's CPU sort of a (500, 784) batch
+    took 113 ms, eight times one FAB iteration's forward and backward passes.
+    Inactive coordinates carry `slope = 0`. Returns `inf` where even `t = inf`
+    falls short.
     """
-    order = tf.argsort(breakpoint, axis=1)
-    kinks = tf.gather(breakpoint, order, batch_dims=1)
-    slopes = tf.gather(slope, order, batch_dims=1)
-    saturated = tf.cumsum(slopes * kinks, axis=1)  # sum over kinks <= this one
-    # Slope left after each kink, as a sum (not a difference): exactly 0 after the last.
-    remaining = tf.cumsum(slopes, axis=1, exclusive=True, reverse=True)
-    below = tf.reduce_sum(tf.cast(saturated + kinks * remaining < target[:, None], tf.int32),
-                          axis=1)
-    n = tf.shape(breakpoint)[1]
-    # Past the first `below` kinks (0: none saturated yet) the value is A + t * S.
-    padded_saturated = tf.pad(saturated, [[0, 0], [1, 0]])
-    padded_remaining = tf.concat([tf.reduce_sum(slopes, axis=1, keepdims=True), remaining], 1)
-    a = tf.gather(padded_saturated, below, batch_dims=1)
-    s = tf.gather(padded_remaining, below, batch_dims=1)
-    t = tf.math.divide_no_nan(target - a, s)
-    return tf.where(below >= n, np.inf, tf.maximum(t, 0.0))
+    def value(t):
+        return tf.reduce_sum(slope * tf.minimum(t[:, None], breakpoint), axis=1)
+
+    active = slope > 0.0
+    reachable = tf.reduce_sum(tf.where(active, slope * breakpoint, 0.0), axis=1) >= target
+    low = tf.zeros_like(target)
+    high = tf.reduce_max(tf.where(active, breakpoint, 0.0), axis=1)
+    for _ in range(_BISECTIONS):
+        middle = 0.5 * (low + high)
+        enough = value(middle) >= target
+        high = tf.where(enough, middle, high)
+        low = tf.where(enough, low, middle)
+    remaining = tf.reduce_sum(tf.where(breakpoint > low[:, None], slope, 0.0), axis=1)
+    t = tf.minimum(low + tf.math.divide_no_nan(target - value(low), remaining), high)
+    return tf.where(reachable, tf.maximum(t, 0.0), np.inf)
 
 
 def project_to_hyperplane(point, w, c, norm):

@@ -111,7 +111,7 @@ def _linf_candidates(x, x_best, epsilon, p, rng):
     # As published, redraw the signs of windows whose proposal would not change
     # the image (e.g. the window already holds those signs), a few times at most.
     for _ in range(_MAX_SIGN_RESAMPLES):
-        signs = epsilon * rng.choice([-1.0, 1.0], size=(int(redraw.sum()), 1, 1, c))
+        signs = rng.choice(np.float32([-epsilon, epsilon]), size=(int(redraw.sum()), 1, 1, c))
         proposal = np.clip(x[redraw] + np.where(mask[redraw], signs, delta[redraw]), 0.0, 1.0)
         x_new[redraw] = proposal
         unchanged = np.all(np.abs(proposal - x_best[redraw]) < 1e-7, axis=(1, 2, 3))
@@ -171,6 +171,43 @@ def _l2_candidates(x, x_best, epsilon, p, rng):
     delta[window2] = 0.0
     delta[window] = new
     return np.clip(x + delta / (_l2_norms(delta) + _TINY) * epsilon, 0.0, 1.0)
+
+
+class _Search:
+    """The examples still searched, kept contiguous in float32.
+
+    Gathering the unfooled examples out of the whole batch on every query cost
+    as much as the forward pass; they are compacted only when some were fooled.
+    `write_back` copies the best points into the caller's `x_best` and `margin`.
+    """
+
+    def __init__(self, x, y, x_best, margin):
+        self.all_best, self.all_margin = x_best, margin
+        self.index = np.flatnonzero(margin > 0)
+        self.x, self.y = x[self.index], y[self.index]
+        self.x_best, self.margin = x_best[self.index], margin[self.index]
+
+    def compact(self):
+        """Drop the fooled examples; False when none is left."""
+        alive = self.margin > 0
+        if not alive.all():
+            self.write_back()
+            self.index, self.x, self.y = self.index[alive], self.x[alive], self.y[alive]
+            self.x_best, self.margin = self.x_best[alive], self.margin[alive]
+        return self.index.size > 0
+
+    def keep_better(self, x_new, new_margin):
+        improved = new_margin < self.margin
+        self.x_best[improved] = x_new[improved]
+        self.margin[improved] = new_margin[improved]
+
+    def robust_fraction(self):
+        return float((np.sum(self.all_margin > 0) - np.sum(self.margin <= 0))
+                     / len(self.all_margin))
+
+    def write_back(self):
+        self.all_best[self.index] = self.x_best
+        self.all_margin[self.index] = self.margin
 
 
 def square(model, x, y, epsilon=8 / 255, norm="linf", n_queries=5000, p_init=None, seed=0,
@@ -257,37 +294,31 @@ def square(model, x, y, epsilon=8 / 255, norm="linf", n_queries=5000, p_init=Non
 
     rng = np.random.default_rng(seed)
     margins_of = _margin_function(model, x.shape[1:])
-    if norm == "linf":
-        init, candidates = _linf_init, _linf_candidates
-    else:
-        init, candidates = _l2_init, _l2_candidates
-    x64 = x.astype(np.float64)
-
-    x_best = x64.copy()
+    init, candidates = (_linf_init, _linf_candidates) if norm == "linf" else (_l2_init,
+                                                                             _l2_candidates)
+    x_best = x.copy()
     margin = margins_of(x, y)  # clean check, not counted as a query
     todo = np.flatnonzero(margin > 0)
     if todo.size:
-        x_best[todo] = init(x64[todo], epsilon, rng)
+        x_best[todo] = init(x[todo], epsilon, rng)
         margin[todo] = margins_of(x_best[todo], y[todo])
 
     progbar = None
     if verbose:
         progbar = keras.utils.Progbar(n_queries, stateful_metrics=["robust"])
         progbar.update(1, [("robust", float(np.mean(margin > 0)))])
+    search = _Search(x, y, x_best, margin)
     queries = 1
     for iteration in range(n_queries - 1):
-        todo = np.flatnonzero(margin > 0)
-        if todo.size == 0:
+        if not search.compact():
             break
         p = p_selection(float(p_init), iteration, n_queries)
-        x_new = candidates(x64[todo], x_best[todo], epsilon, p, rng)
-        new_margin = margins_of(x_new, y[todo])
-        improved = new_margin < margin[todo]
-        x_best[todo[improved]] = x_new[improved]
-        margin[todo[improved]] = new_margin[improved]
+        x_new = candidates(search.x, search.x_best, epsilon, p, rng)
+        search.keep_better(x_new, margins_of(x_new, search.y))
         queries = iteration + 2
         if progbar is not None:
-            progbar.update(queries, [("robust", float(np.mean(margin > 0)))])
+            progbar.update(queries, [("robust", search.robust_fraction())])
+    search.write_back()
     if progbar is not None and queries < n_queries:  # stopped early: every example fooled
         progbar.update(n_queries, [("robust", float(np.mean(margin > 0)))], finalize=True)
 
