@@ -145,3 +145,61 @@ def test_model_card_and_report_record_the_software():
     report = {**_report(), "provenance": metadata["metrics"]["provenance"]}
     assert "- software: keras-sgn 9.9.9, TensorFlow 2.99, Keras 3.99\n" in (
         robustness_report.markdown_report(report))
+
+
+def _card_with_training(training):
+    metadata = copy.deepcopy(_metadata())
+    metadata["training"] = training
+    return card.model_card(metadata)
+
+
+def test_model_card_names_the_validation_protocol_of_the_kept_epoch():
+    from keras_sgn import training
+    from keras_sgn.training import outputs
+
+    config = training.TrainConfig(dataset="digits", n_eval=100).resolved()
+    summary = {"epochs": 20, "best_epoch": 17, "best_val_robust_accuracy": 0.712,
+               "train_seconds": 467.6, "replicas": 1, **outputs.validation_record(config)}
+    assert summary["validation_estimate"]["n_examples"] == 100
+    label = "PGD-10, cheap per-epoch estimate on 100 validation images; not a test number"
+    assert summary["validation_protocol"] == label
+    text = _card_with_training(summary)
+    assert (f"- trained 20 epochs in 468 s of training wall time (1 replica); kept epoch 17 "
+            f"by validation robust accuracy 71.20% ({label})") in text
+    # The Hub metadata's training block carries the same words, copied from the summary.
+    block = hub.training_block({**summary, "strategy": "default"})
+    assert block["best_val_robust_accuracy_means"] == label and "strategy" not in block
+    assert block["validation_estimate"] == summary["validation_estimate"]
+
+
+def test_model_card_of_an_older_summary_says_the_validation_protocol_is_unknown():
+    old = {"epochs": 20, "best_epoch": 17, "best_val_robust_accuracy": 0.717}
+    text = _card_with_training(old)
+    assert ("- trained 20 epochs (training wall time not recorded); kept epoch 17 by validation "
+            "robust accuracy 71.70% (cheap per-epoch estimate on the validation split, its "
+            "attack and size not recorded; not a test number)") in text
+    assert "PGD-" not in text.split("## Training")[1]
+    assert hub.training_block(old)["best_val_robust_accuracy_means"] == card.validation_label(old)
+    resumed = _card_with_training({**old, "train_seconds": 60.0, "replicas": 2,
+                                   "resumed_from_epoch": 12})
+    assert ("in 60 s of training wall time (2 replicas; after resuming from epoch 12: the "
+            "epochs before are not counted)") in resumed
+    assert "epochs, training wall time and kept epoch not recorded" in _card_with_training({})
+
+
+def test_model_card_names_the_test_suite_and_the_commands():
+    from keras_sgn import evaluation
+
+    metadata = copy.deepcopy(_metadata())
+    metadata["metrics"]["protocol"]["attacks"] = [
+        {**spec.settings(), "name": spec.name, "kind": "white-box"}
+        for spec in evaluation.parse_attacks("quick")]
+    assert hub.attack_suite(metadata["metrics"]["protocol"]) == "quick"
+    assert hub.attack_suite(_metadata()["metrics"]["protocol"]) is None  # not a preset
+    text = hub.model_card(metadata)  # the shipped metadata has no "suite": named from attacks
+    n = metadata["metrics"]["n_examples"]
+    assert f"with the `quick` attack suite on the test split ({n} images)" in text
+    assert "linf eps=0.1, quick suite (apgd-ce, apgd-t), cascade," in text
+    assert metadata["recipe"]["train_command"] in text
+    assert metadata["metrics"]["evaluate_command"] in text
+    assert "with the attacks listed below on the test split" in card.model_card(_metadata())

@@ -235,6 +235,20 @@ def test_export_is_a_keras_directory_model_with_card(exported, tiny_run):
                                   _predict(tiny_run["model"], tiny_run["x"]))
 
 
+def test_export_takes_the_training_block_from_the_run_summary(exported, tiny_run):
+    """metadata.json's `training` block is the run's summary.json at export time, with
+    the card's words for the validation estimate; the card shows the same words."""
+    summary = json.load(open(tiny_run["dir"] / "summary.json"))
+    training = exported["metadata"]["training"]
+    label = training.pop("best_val_robust_accuracy_means")
+    assert training == summary  # all of this summary's keys are copied, none invented
+    assert label == ("cheap per-epoch estimate on the validation split, its attack and size "
+                     "not recorded; not a test number")  # this summary predates the record
+    card = open(os.path.join(exported["folder"], "README.md")).read()
+    assert f"kept epoch 1 by validation robust accuracy 10.00% ({label})" in card
+    assert exported["metadata"]["metrics"]["suite"] is None  # pgd-ce:steps=2 is no preset
+
+
 def test_export_refuses_a_report_of_another_dataset(tiny_run, tmp_path):
     report = json.load(open(tiny_run["dir"] / "eval" / "report.json"))
     report["dataset"] = "mnist"

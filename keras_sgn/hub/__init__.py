@@ -32,6 +32,7 @@ from keras_sgn.hub.metadata import (
     DEFAULT_NAMESPACE,
     FORMAT,
     PublishError,
+    attack_suite,
     build_metadata,
     default_name,
     describe_model,
@@ -42,6 +43,7 @@ from keras_sgn.hub.metadata import (
     read_report,
     read_run,
     train_command,
+    training_block,
 )
 from keras_sgn.hub.upload import check_token, record_entry, upload_folder, verify_remote
 from keras_sgn.reporting.model_card import DATASET_NAMES, PAPER, wilson_interval
@@ -52,6 +54,7 @@ __all__ = [
     "FORMAT",
     "PAPER",
     "PublishError",
+    "attack_suite",
     "build_metadata",
     "card_front_matter",
     "check_token",
@@ -71,6 +74,7 @@ __all__ = [
     "read_run",
     "record_entry",
     "train_command",
+    "training_block",
     "upload_folder",
     "verify_remote",
     "wilson_interval",

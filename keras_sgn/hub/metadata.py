@@ -12,6 +12,7 @@ import numpy as np
 
 from keras_sgn import config as run_config
 from keras_sgn import evaluation, provenance, recipes
+from keras_sgn.reporting.model_card import validation_label
 
 FORMAT = "keras-sgn-model-folder/1"
 DEFAULT_NAMESPACE = "keras-sgn"
@@ -20,9 +21,13 @@ _ALWAYS_WRITTEN = ("dataset", "method", "seed")
 # The config fields that describe the feedback, shown in the architecture block.
 _FEEDBACK_FIELDS = ("method", "sites", "beta", "normalization", "clean_weight", "second_order",
                     "feedback_at_inference", "step_size", "attack_steps")
-_TRAINING_SUMMARY = ("epochs", "best_epoch", "best_val_robust_accuracy", "train_seconds",
-                     "replicas", "clean_accuracy", "robust_accuracy", "per_attack",
-                     "n_test_examples")
+# What the `training` block copies from the run's summary.json, as it is at export
+# time: each number with what says how it was measured (the final test's
+# `protocol`, the validation estimate that picked the kept epoch).
+_TRAINING_SUMMARY = ("epochs", "best_epoch", "best_val_robust_accuracy",
+                     "validation_estimate", "validation_protocol", "train_seconds",
+                     "replicas", "resumed_from_epoch", "clean_accuracy", "robust_accuracy",
+                     "per_attack", "protocol", "n_test_examples")
 
 
 class PublishError(Exception):
@@ -99,14 +104,28 @@ def train_command(train_config, output_dir):
     return " ".join(["python tools/train.py", *flags, _flag("output_dir", output_dir)])
 
 
-def _attacks_flag(protocol):
-    """`--attacks` of a report's protocol: the preset it equals, else the list."""
-    given = [{k: v for k, v in a.items() if k not in ("name", "kind")} | {"name": a["name"]}
-             for a in protocol["attacks"]]
+def _given_attacks(protocol):
+    return [{k: v for k, v in a.items() if k not in ("name", "kind")} | {"name": a["name"]}
+            for a in protocol["attacks"]]
+
+
+def attack_suite(protocol):
+    """The name of the `keras_sgn.evaluation.PRESETS` suite whose attacks (with
+    their settings) a report's protocol lists, e.g. `quick`; None if none."""
+    given = _given_attacks(protocol)
     for preset, specs in evaluation.PRESETS.items():
         parsed = [{**s.settings(), "name": s.name} for s in evaluation.parse_attacks(specs)]
         if parsed == given:
             return preset
+    return None
+
+
+def _attacks_flag(protocol):
+    """`--attacks` of a report's protocol: the preset it equals, else the list."""
+    preset = attack_suite(protocol)
+    if preset:
+        return preset
+    given = _given_attacks(protocol)
     return ";".join(a["name"] + (":" + ",".join(f"{k}={v}" for k, v in a.items() if k != "name")
                                  if len(a) > 1 else "") for a in given)
 
@@ -167,6 +186,7 @@ def metrics_from_report(report, model_path, eval_dir):
         "split": report.get("split", "test"),
         "n_examples": report["n_examples"],
         "protocol": report["protocol"],
+        "suite": attack_suite(report["protocol"]),
         "sanity_passed": report.get("sanity_passed"),
         "sanity_checks": {c["name"]: c["passed"] for c in report.get("sanity_checks", [])},
         "measured_with": "tools/evaluate.py",
@@ -212,6 +232,16 @@ def _recipe(name, train_config, metrics):
     }
 
 
+def training_block(summary):
+    """The `training` block of `metadata.json`, from the run's `summary.json`:
+    its numbers with their protocols, and `best_val_robust_accuracy_means`, the
+    card's words for the validation estimate that picked the kept epoch."""
+    training = {k: summary[k] for k in _TRAINING_SUMMARY if k in summary}
+    if "best_val_robust_accuracy" in training:
+        training["best_val_robust_accuracy_means"] = validation_label(training)
+    return training
+
+
 def build_metadata(name, model, run, metrics, keras_metadata, repo_id=None):
     """`metadata.json`: Keras' keys plus what a user or auditor needs."""
     config, summary = run["train_config"], run["summary"]
@@ -228,6 +258,6 @@ def build_metadata(name, model, run, metrics, keras_metadata, repo_id=None):
         "architecture": describe_model(model, config),
         "parameters": int(model.count_params()),
         "recipe": _recipe(name, config, metrics),
-        "training": {k: summary.get(k) for k in _TRAINING_SUMMARY if k in summary},
+        "training": training_block(summary),
         "metrics": metrics,
     })

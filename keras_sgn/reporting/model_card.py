@@ -144,9 +144,12 @@ def _robustness(metadata):
     protocol = metrics["protocol"]
     cascade_text = ("run as a cascade (each on the points still robust, AutoAttack style)"
                     if protocol.get("cascade") else "each run on every correctly classified point")
+    suite = (f"the `{metrics['suite']}` attack suite" if metrics.get("suite")
+             else "the attacks listed below")
     return f"""## Robustness
 
-Measured by `tools/evaluate.py` on the {metrics['split']} split ({metrics['n_examples']} images):
+Measured by `tools/evaluate.py` with {suite} on the {metrics['split']} split \
+({metrics['n_examples']} images):
 
 {_accuracy_table(metrics)}
 
@@ -167,16 +170,55 @@ Reproduce:
 ```"""
 
 
+def validation_label(training):
+    """What the kept epoch's validation robust accuracy is, in words, e.g.
+    `PGD-10, cheap per-epoch estimate on 5,000 validation images; not a test number`.
+
+    `training` is a run's `summary.json` (or the `training` block of its
+    `metadata.json`, copied from it). The attack and the number of images come
+    from its `validation_estimate`; a summary written before that was recorded
+    gets its `validation_protocol` sentence, or else a neutral wording.
+    """
+    estimate = training.get("validation_estimate")
+    if isinstance(estimate, dict) and estimate.get("steps"):
+        attack = f"PGD-{estimate['steps']}"
+        if (estimate.get("restarts") or 1) > 1:
+            attack += f" with {estimate['restarts']} restarts"
+        n = estimate.get("n_examples")
+        images = f"{n:,} validation images" if n else "the validation split"
+        return f"{attack}, cheap per-epoch estimate on {images}; not a test number"
+    if isinstance(training.get("validation_protocol"), str):
+        return training["validation_protocol"]
+    return ("cheap per-epoch estimate on the validation split, its attack and size not "
+            "recorded; not a test number")
+
+
+def _wall_time_text(training):
+    """`in S s of training wall time (R replicas)`, saying when it is partial or unknown."""
+    seconds = training.get("train_seconds")
+    if not seconds:
+        return " (training wall time not recorded)"
+    replicas = training.get("replicas")
+    where = [f"{replicas} replica{'s' if replicas != 1 else ''}"] if replicas else []
+    if training.get("resumed_from_epoch") is not None:  # train_seconds counts the last session
+        where.append(f"after resuming from epoch {training['resumed_from_epoch']}: the "
+                     "epochs before are not counted")
+    return f" in {seconds:.0f} s of training wall time" + (f" ({'; '.join(where)})"
+                                                            if where else "")
+
+
 def _trained_text(training):
-    """`- trained N epochs in S s; kept epoch E (...)`, or nothing."""
+    """`- trained N epochs in S s ...; kept epoch E by validation robust accuracy
+    X% (its protocol)`, or a line saying the run's summary was not there."""
     if not training.get("epochs"):
-        return ""
-    text = f"\n- trained {training['epochs']} epochs"
-    if training.get("train_seconds"):
-        text += f" in {training['train_seconds']:.0f} s"
+        return ("\n- epochs, training wall time and kept epoch not recorded (the run had no "
+                "summary.json when it was exported)")
+    text = f"\n- trained {training['epochs']} epochs{_wall_time_text(training)}"
     if training.get("best_epoch"):
-        text += (f"; kept epoch {training['best_epoch']} (best validation robust accuracy, "
-                 f"{_pct(training['best_val_robust_accuracy'])})")
+        best = training.get("best_val_robust_accuracy")
+        score = f" {_pct(best)}" if best is not None else ""
+        text += (f"; kept epoch {training['best_epoch']} by validation robust accuracy{score} "
+                 f"({validation_label(training)})")
     return text
 
 
