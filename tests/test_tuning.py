@@ -4,6 +4,7 @@ complete, resume and run as chief + worker (tiny digits subsets)."""
 import dataclasses
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -155,18 +156,32 @@ def test_every_trial_reads_the_training_data_as_train_py_does():
 # -- searches -----------------------------------------------------------------
 
 
-def test_tiny_hyperband_continues_trials_and_writes_the_results(tmp_path):
+def test_tiny_hyperband_runs_the_default_first_continues_trials_and_writes_results(
+        tmp_path, capsys):
+    # The recipe's feedback values are in the space: sites input,stage2, beta 0.01,
+    # input step 1.25 x epsilon, clean_weight 0, weight decay 0, the recipe's lr.
     hypermodel = tuning.SGNHyperModel(  # max_epochs=2
-        training.TrainConfig(**{**TINY, "epochs": 2}), model_kwargs={"width": 8},
+        training.TrainConfig(**{**TINY, "epochs": 2, "sites": "input,stage2"}),
+        model_kwargs={"width": 8},
         space={"second_order": False, "sites": ["input", "input,stage2"]})
-    tuner = tuning.make_tuner(hypermodel, "hyperband", max_trials=None, factor=2,
+    recipe = hypermodel.config_for(hypermodel.default_values())
+    assert (recipe.sites, recipe.beta, recipe.normalization, recipe.clean_weight) == (
+        "input,stage2", "stage2=0.01", "l2_relative", 0.0)
+    assert recipe.step_size == pytest.approx(1.25 * 0.1) and recipe.learning_rate == 2e-3
+    # max_trials=3: the first bracket (two 1-epoch trials, then the better one continued).
+    tuner = tuning.make_tuner(hypermodel, "hyperband", max_trials=3, factor=2,
                               directory=str(tmp_path), project_name="hb")
-    tuning.search(tuner, verbose=0)
-    trials = list(tuner.oracle.trials.values())
-    assert all(t.status == "COMPLETED" for t in trials) and len(trials) >= 3
-    # Successive halving: a 2-epoch trial continued a 1-epoch one from its checkpoint.
-    assert any("tuner/trial_id" in t.hyperparameters.values
-               and t.hyperparameters.values["tuner/initial_epoch"] == 1 for t in trials)
+    tuning.search(tuner, verbose=1)
+    log = capsys.readouterr().out
+    trials = sorted(tuner.oracle.trials.values(), key=lambda t: int(t.trial_id))
+    assert [t.status for t in trials] == ["COMPLETED"] * 3
+    # The baseline: trial 1 is the recipe's setting, with the bracket's 1-epoch budget.
+    assert hypermodel.config_for(trials[0].hyperparameters) == recipe
+    assert trials[0].hyperparameters.values["tuner/epochs"] == 1
+    assert hypermodel.config_for(trials[1].hyperparameters) != recipe
+    # Successive halving: the 2-epoch trial continued a 1-epoch one from its checkpoint.
+    continued = trials[2].hyperparameters.values
+    assert continued["tuner/initial_epoch"] == 1 and continued["tuner/epochs"] == 2
     result = tuning.write_outputs(tuner, hypermodel, str(tmp_path / "out"), "hyperband")
     best = json.loads((tmp_path / "out" / "best_hyperparameters.json").read_text())
     assert best["objective"] == "val_robust_accuracy"
@@ -176,6 +191,26 @@ def test_tiny_hyperband_continues_trials_and_writes_the_results(tmp_path):
     assert (tmp_path / "out" / "trials_objective.png").stat().st_size > 1000
     # TensorBoard logs with the HParams plugin's summaries, one folder per trial.
     assert any((tmp_path / "hb" / "logs").rglob("*tfevents*"))
+
+    # One numbering, from 1: KerasTuner's log, the table, the JSON rows, the plot.
+    assert [int(n) for n in re.findall(r"Running Trial #(\d+)", log)] == [1, 2, 3]
+    assert [int(n) for n in re.findall(r"Trial (\d+) Complete", log)] == [1, 2, 3]
+    cells = [line.split("|")[1].strip() for line in result["table"].splitlines()[2:]]
+    assert sorted(int(cell.split()[0]) for cell in cells) == [1, 2, 3]
+    assert "1 (default)" in cells
+    parent = 1 + int(continued["tuner/trial_id"])
+    assert any(cell.startswith("3 (") and f"continues {parent})" in cell for cell in cells)
+    rows = result["rows"]
+    assert sorted(r["trial"] for r in rows) == [1, 2, 3]
+    assert sorted(r["trial"] for r in rows if r["default"]) == [1] + ([3] if parent == 1 else [])
+    assert best["trial"] == rows[0]["trial"]
+    axis = tuning.trials_figure(rows).axes[0]
+    trial_points, default_circles = axis.collections[0], axis.collections[1]
+    assert list(trial_points.get_offsets()[:, 0]) == [1, 2, 3]
+    assert list(trial_points.get_offsets()[:, 1]) == [
+        r["val_robust_accuracy"] for r in sorted(rows, key=lambda r: r["trial"])]
+    assert 1 in list(default_circles.get_offsets()[:, 0])
+    assert re.match(r"default setting \(trials? 1\b", axis.get_legend().get_texts()[-1].get_text())
 
 
 def test_bayesian_trials_run_under_the_distribution_strategy(tmp_path):
@@ -191,7 +226,7 @@ def test_bayesian_trials_run_under_the_distribution_strategy(tmp_path):
 
     hypermodel = Recording(training.TrainConfig(**TINY), model_kwargs={"width": 8},
                            space={"second_order": False})
-    # Bayesian: trial 0 is the default setting, trial 1 the Gaussian process's proposal.
+    # Bayesian: trial 1 is the default setting, trial 2 the Gaussian process's proposal.
     tuner = tuning.make_tuner(hypermodel, "bayesian", max_trials=2, num_initial_points=1,
                               directory=str(tmp_path), distribution_strategy=strategy,
                               tensorboard=False)
@@ -219,11 +254,14 @@ def cli_search(tmp_path_factory):
 def test_random_search_writes_table_json_recipe_and_plot(cli_search):
     base, out, result = cli_search
     assert "| trial | val robust | val clean |" in result.stdout
-    assert "0 (default)" in result.stdout  # trial 0 is the default setting
+    assert "| 1 (default) |" in result.stdout  # trial 1 is the default setting
     best = json.loads((out / "best_hyperparameters.json").read_text())
+    assert f"Best: trial {best['trial']}" in result.stdout and best["trial"] in (1, 2)
     assert best["trials_completed"] == 2 and 0.0 <= best["score"] <= 1.0
     rows = json.loads((out / "trials.json").read_text())
     assert len(rows) == 2 and rows[0]["val_robust_accuracy"] == best["score"]
+    assert sorted(r["trial"] for r in rows) == [1, 2]
+    assert [r["trial"] for r in rows if r["default"]] == [1]
     for name in ("best_recipe.flags", "default_recipe.flags", "results.md"):
         assert (out / name).stat().st_size > 100
     assert (out / "trials_objective.png").stat().st_size > 1000

@@ -12,10 +12,15 @@ up to and including that attack; `protocol` says so beside the numbers.
 import dataclasses
 import os
 
+from keras_sgn import data as sgn_data
 from keras_sgn import evaluation, provenance, reporting
 from keras_sgn.io_utils import atomic_write_json, load_model_file
+from keras_sgn.reporting.model_card import validation_label
+from keras_sgn.training.callbacks import write_hparams
 
 FINAL_TEST_SUITE = "quick"
+# The run's TensorBoard logs (epoch curves, then its HParams row), under output_dir.
+TENSORBOARD_DIR = "logs"
 PER_ATTACK_MEANS = ("accuracy after the cascade up to and including this attack (each "
                     "attack runs only on the points still robust), as in tools/evaluate.py's "
                     "report.json")
@@ -50,9 +55,30 @@ def final_test(config, model, test_ds, num_classes):
     return report
 
 
+def validation_record(config, strategy_name=None, restarts=1):
+    """How `best_val_robust_accuracy` (which picks the kept epoch) was measured:
+    `validation_estimate` (the `SGNModel` validation attack: PGD-`eval_steps`,
+    cross-entropy, step epsilon/4, random start, on the fixed validation split
+    or its first `n_eval` images, every epoch) and `validation_protocol`, the
+    same in the words the model card uses."""
+    n_examples = sgn_data.info(config.dataset).num_examples["validation"]
+    if config.n_eval:
+        n_examples = min(n_examples, config.n_eval)
+    if strategy_name == "tpu":  # the validation batches are all full on TPUs
+        n_examples -= n_examples % config.batch_size
+    estimate = {"attack": "pgd", "loss": "cross-entropy", "steps": config.eval_steps,
+                "restarts": int(restarts), "step_size": "epsilon/4", "random_start": True,
+                "norm": config.norm, "epsilon": config.epsilon, "split": "validation",
+                "n_examples": n_examples, "when": "every epoch"}
+    return {"validation_estimate": estimate,
+            "validation_protocol": validation_label({"validation_estimate": estimate})}
+
+
 def write_outputs(config, write_dir, test_ds, checkpoint, backup, execution, num_classes):
-    """The chief's final files: `history.json`, `training_curves.png`, and
-    `summary.json` with the final test of the best model; returns the summary."""
+    """The chief's final files: `history.json`, `training_curves.png`,
+    `summary.json` with the final test of the best model, and the run's
+    hyperparameters and final metrics in its TensorBoard logs (HParams);
+    returns the summary."""
     title = (f"{config.method} / {config.model} on {config.dataset}, {config.norm} "
              f"eps={config.epsilon:.4g}")
     write_history(backup.history, write_dir, checkpoint.best_epoch, title=title)
@@ -67,9 +93,8 @@ def write_outputs(config, write_dir, test_ds, checkpoint, backup, execution, num
         "epochs": backup.epoch,
         "best_epoch": checkpoint.best_epoch,
         "best_val_robust_accuracy": checkpoint.best,
-        "validation_protocol": (f"PGD-{config.eval_steps} (cross-entropy, random start) on "
-                                "the validation split, each epoch: a cheap estimate that "
-                                "picks the best epoch, not a number to quote"),
+        **validation_record(config, execution.get("strategy"),
+                            getattr(getattr(checkpoint, "model", None), "eval_restarts", 1)),
         "method": config.method,
         "model": config.model,
         "dataset": config.dataset,
@@ -80,6 +105,7 @@ def write_outputs(config, write_dir, test_ds, checkpoint, backup, execution, num
         "provenance": provenance.provenance(),  # keras_sgn version, git commit, libraries
     }
     atomic_write_json(os.path.join(write_dir, "summary.json"), summary)
+    write_hparams(os.path.join(write_dir, TENSORBOARD_DIR), config, summary)
     return summary
 
 
@@ -133,7 +159,7 @@ def result_lines(summary, output_dir):
                  f"{os.path.join(output_dir, 'summary.json')} (--overwrite trains it again)")
     else:
         files = ("model.keras", "summary.json", "history.json", "training_curves.png",
-                 "config.json", "logs/")
+                 "config.json", TENSORBOARD_DIR + "/")
         wrote = "wrote " + ", ".join(os.path.join(output_dir, f) for f in files)
     result = (f"clean accuracy {summary['clean_accuracy']:.4f}, robust accuracy "
               f"{summary['robust_accuracy']:.4f} ({describe_protocol(summary['protocol'])}; "

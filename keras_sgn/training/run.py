@@ -157,7 +157,7 @@ def _run(config, strategy, strategy_name, folder):
             compile_for_training(model, config, splits.steps_per_epoch, strategy)
         checkpoint, backup = _backup_callbacks(config, model, write_dir)
         state = _resume(config, folder, backup, strategy, splits.steps_per_epoch)
-        logs = keras.callbacks.TensorBoard(os.path.join(write_dir, "logs"))
+        logs = keras.callbacks.TensorBoard(os.path.join(write_dir, outputs.TENSORBOARD_DIR))
         train_seconds = _fit(config, model, splits, backup, [checkpoint, backup, logs])
         if chief:
             execution = {"strategy": strategy_name, "workers": num_workers,

@@ -58,10 +58,11 @@ recipes, output files), `report` (the table and the plot).
 """
 
 from keras_sgn.tuning.hypermodel import METHODS, OBJECTIVE, SGNHyperModel, objective
-from keras_sgn.tuning.report import format_table, plot_trials
+from keras_sgn.tuning.report import format_table, plot_trials, trial_label, trials_figure
 from keras_sgn.tuning.results import (
     load_best,
     recipe_flags,
+    trial_number,
     trial_rows,
     write_outputs,
 )
@@ -100,7 +101,10 @@ __all__ = [
     "search",
     "site_choices",
     "space_from_strings",
+    "trial_label",
+    "trial_number",
     "trial_rows",
+    "trials_figure",
     "tune",
     "write_outputs",
 ]

@@ -25,6 +25,14 @@ def _accuracy(value):
     return MISSING if value is None else f"{value:.4f}"
 
 
+def trial_label(row):
+    """A row's trial as the table shows it: its number (from 1), `default` for
+    the base setting (the baseline) and the trial a Hyperband round continues."""
+    notes = (["default"] if row["default"] else []) + (
+        [f"continues {row['continues']}"] if row.get("continues") else [])
+    return f"{row['trial']}" + (f" ({', '.join(notes)})" if notes else "")
+
+
 def _table_row(row, epsilon):
     config = row["config"]
     selected = config["sites"].split(",")
@@ -35,7 +43,7 @@ def _table_row(row, epsilon):
     alpha = (config["step_size"] / epsilon
              if epsilon and config["step_size"] is not None else None)
     return [
-        row["trial_id"] + (" (default)" if row["default"] else ""),
+        trial_label(row),
         _accuracy(row[OBJECTIVE]),
         _accuracy(row["val_accuracy"]),
         f"{row['best_epoch'] or MISSING}/{row['epochs']}",
@@ -64,25 +72,33 @@ def _best_so_far(values):
     return line
 
 
-def plot_trials(rows, path, title=""):
-    """Objective of each trial in start order, with the best so far."""
-    ordered = sorted(rows, key=lambda r: int(r["trial_id"]))
-    xs = list(range(1, len(ordered) + 1))
+def trials_figure(rows, title=""):
+    """The figure of `plot_trials`: each trial's objective at its number (the
+    table's and the log's), the best so far, the default setting circled."""
+    ordered = sorted(rows, key=lambda r: r["trial"])
     fig, ax = reporting.new_figure(figsize=(7, 4))
-    done = [(x, r[OBJECTIVE]) for x, r in zip(xs, ordered) if r[OBJECTIVE] is not None]
+    done = [(r["trial"], r[OBJECTIVE]) for r in ordered if r[OBJECTIVE] is not None]
     if done:
         ax.scatter([x for x, _ in done], [y for _, y in done], s=30, label="trial", zorder=3)
         ax.step([x for x, _ in done], _best_so_far(y for _, y in done), where="post",
                 color="C1", label="best so far")
-    defaults = [(x, r[OBJECTIVE]) for x, r in zip(xs, ordered)
+    defaults = [(r["trial"], r[OBJECTIVE]) for r in ordered
                 if r["default"] and r[OBJECTIVE] is not None]
     if defaults:
+        numbers = ", ".join(str(x) for x, _ in defaults)
         ax.scatter([x for x, _ in defaults], [y for _, y in defaults], s=90,
-                   facecolors="none", edgecolors="C2", label="default setting", zorder=4)
-    ax.set_xlabel("trial (start order)")
+                   facecolors="none", edgecolors="C2", zorder=4,
+                   label=f"default setting (trial{'s' if len(defaults) > 1 else ''} {numbers})")
+    ax.set_xlabel("trial (start order, as in the table and the log)")
+    ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_ylabel(OBJECTIVE)
     ax.set_ylim(0, 1)
     ax.set_title(title)
     ax.legend(loc="lower right")
-    reporting.save_figure(fig, path, dpi=100)
+    return fig
+
+
+def plot_trials(rows, path, title=""):
+    """Objective of each trial by trial number, with the best so far (a PNG at `path`)."""
+    reporting.save_figure(trials_figure(rows, title), path, dpi=100)
     return path

@@ -24,14 +24,26 @@ def _metric(trial, name):
     return None if value is None else float(value)
 
 
+def trial_number(trial_id):
+    """The number a trial is shown with everywhere (table, plot, tools/tune.py,
+    KerasTuner's "Running Trial #N" log): its start order, from 1. KerasTuner's
+    `trial_id` (its folder `trial_<id>`, its TensorBoard run `logs/<id>`)
+    counts from 0."""
+    return int(trial_id) + 1
+
+
 def _trial_row(trial, hypermodel, default):
     values = dict(trial.hyperparameters.values)
     config = hypermodel.config_for(values)
     initial_epoch = int(values.get("tuner/initial_epoch", 0))
     return {
+        "trial": trial_number(trial.trial_id),
         "trial_id": trial.trial_id,
         "status": trial.status,
         "default": config == default,
+        # A Hyperband round continues a trial of the previous round from its checkpoint.
+        "continues": (trial_number(values["tuner/trial_id"])
+                      if "tuner/trial_id" in values else None),
         OBJECTIVE: float(trial.score) if trial.score is not None else None,
         "val_accuracy": _metric(trial, "val_accuracy"),
         "epochs": int(values.get("tuner/epochs", hypermodel.config.epochs)),
@@ -43,15 +55,18 @@ def _trial_row(trial, hypermodel, default):
 
 
 def trial_rows(tuner, hypermodel):
-    """One dict per trial, best first: id, status, score (`val_robust_accuracy`
-    of the best epoch), `val_accuracy` of that epoch, epochs, the hyperparameter
-    values and the trial's `TrainConfig` fields that the space sets."""
+    """One dict per trial, best first: its number (`trial`, from 1, as in the
+    log; see `trial_number`) and KerasTuner's `trial_id`, status, `default`
+    (the base setting, the baseline), `continues` (the trial a Hyperband
+    round continues, or None), score (`val_robust_accuracy` of the best
+    epoch), `val_accuracy` of that epoch, epochs, the hyperparameter values and
+    the trial's `TrainConfig` fields that the space sets."""
     oracle = tuner.oracle
     default = hypermodel.config_for(default_point(oracle.get_space()))
     rows = [_trial_row(trial, hypermodel, default) for trial in oracle.trials.values()]
     # Best robust accuracy first; ties go to the better clean accuracy.
     rows.sort(key=lambda r: (r[OBJECTIVE] is None, -(r[OBJECTIVE] or 0.0),
-                             -(r["val_accuracy"] or 0.0), int(r["trial_id"])))
+                             -(r["val_accuracy"] or 0.0), r["trial"]))
     return rows
 
 
@@ -80,6 +95,7 @@ def _best_summary(best, best_config, hypermodel, completed, source, recipe_path)
         "direction": "max",
         "score": best[OBJECTIVE],
         "val_accuracy": best["val_accuracy"],
+        "trial": best["trial"],
         "trial_id": best["trial_id"],
         "best_epoch": best["best_epoch"],
         "hyperparameters": best["hyperparameters"],
@@ -95,7 +111,7 @@ def _write_recipes(paths, best, best_config, hypermodel, source):
     note = ("\nNot in the recipe (no train.py flag): model_kwargs "
             f"{hypermodel.model_kwargs}." if hypermodel.model_kwargs else "")
     atomic_write_text(paths["best_recipe.flags"], recipe_flags(best_config, comment=(
-        f"Winner of the {source}: trial {best['trial_id']}, {OBJECTIVE}="
+        f"Winner of the {source}: trial {best['trial']}, {OBJECTIVE}="
         f"{best[OBJECTIVE]:.4f} (best epoch {best['best_epoch']} of {best['epochs']}).\n"
         f"Train it: python tools/train.py --flagfile={paths['best_recipe.flags']} "
         f"--output_dir=runs/best{note}")))
@@ -112,7 +128,9 @@ def _results_markdown(source, table, hypermodel):
     n_val = min(n_val, config.n_eval) if config.n_eval else n_val
     return (f"# {source}\n\nObjective: {OBJECTIVE} (PGD-{config.eval_steps}, "
             f"eps={config.epsilon:g} {config.norm}, on {n_val} fixed validation images), "
-            "maximised; each trial's best epoch (best/trained epochs).\n\n"
+            "maximised; each trial's best epoch (best/trained epochs). Trials are "
+            "numbered from 1 in start order, as in the log and the plot; `default` marks "
+            "the base setting (the baseline the others have to beat).\n\n"
             f"{table}\n")
 
 

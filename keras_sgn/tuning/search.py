@@ -15,20 +15,49 @@ TUNERS = ("hyperband", "bayesian", "random")
 
 
 def _default_first(oracle_class):
-    """An oracle that runs the base configuration as its first trial, so the
-    default setting is measured in the same search as the others."""
+    """`oracle_class` running the base configuration (the space's defaults) as
+    its first trial, so the default setting is measured in the same search as
+    the others: the baseline they have to beat."""
 
     class DefaultFirst(oracle_class):
         include_default = True
 
         def populate_space(self, trial_id):
-            if self.include_default and not self.trials:
-                return {"status": "RUNNING",
-                        "values": default_point(self.hyperparameters)}
-            return super().populate_space(trial_id)
+            if not self.include_default or self.trials:
+                return super().populate_space(trial_id)
+            default = default_point(self.hyperparameters)
+            if not issubclass(oracle_class, keras_tuner.oracles.HyperbandOracle):
+                return {"status": "RUNNING", "values": default}
+            # Hyperband opens its first bracket with this trial and gives it the
+            # bracket's epoch budget (its `tuner/...` values): keep those.
+            response = super().populate_space(trial_id)
+            if response.get("status") != "RUNNING":
+                return response
+            budget = {name: value for name, value in response["values"].items()
+                      if name.startswith("tuner/")}
+            return {**response, "values": {**default, **budget}}
 
     DefaultFirst.__name__ = f"DefaultFirst{oracle_class.__name__}"
     return DefaultFirst
+
+
+class _Hyperband(keras_tuner.Hyperband):
+    """KerasTuner's Hyperband tuner (its epoch budgets and checkpoint reloads)
+    over a given oracle: `keras_tuner.Hyperband` always makes its own."""
+
+    def __init__(self, oracle, **kwargs):
+        keras_tuner.Tuner.__init__(self, oracle=oracle, **kwargs)
+
+
+def _hyperband_oracle(max_epochs, factor, hyperband_iterations, max_trials, include_default,
+                      **oracle_args):
+    """The Hyperband oracle, running the default setting first."""
+    oracle = _default_first(keras_tuner.oracles.HyperbandOracle)(
+        max_epochs=max_epochs, factor=factor, hyperband_iterations=hyperband_iterations,
+        **oracle_args)
+    oracle.max_trials = max_trials  # an extra cap on Hyperband's own budget
+    oracle.include_default = bool(include_default)
+    return oracle
 
 
 def _sampling_oracle(tuner, max_trials, num_initial_points, include_default, **oracle_args):
@@ -67,8 +96,10 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=10, directory="tuning",
         num_initial_points: Bayesian only: random trials before the Gaussian
             process proposes; default `max(3, max_trials // 2)` (KerasTuner's own
             default, 3 per dimension, would make short searches purely random).
-        include_default: random and Bayesian: the first trial is the base
-            config's own setting, the baseline the others must beat.
+        include_default: the first trial (trial 1) is the base config's own
+            setting (the space's defaults), the baseline the others must beat;
+            in a Hyperband search it opens the first bracket with that
+            bracket's epoch budget and is continued if it is among the best.
         executions_per_trial, max_retries_per_trial,
         max_consecutive_failed_trials: as in KerasTuner.
         tensorboard: log each trial with TensorBoard, with its hyperparameters
@@ -93,10 +124,9 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=10, directory="tuning",
                        max_retries_per_trial=max_retries_per_trial,
                        max_consecutive_failed_trials=max_consecutive_failed_trials)
     if tuner == "hyperband":
-        instance = keras_tuner.Hyperband(max_epochs=hypermodel.config.epochs, factor=factor,
-                                         hyperband_iterations=hyperband_iterations,
-                                         **oracle_args, **common)
-        instance.oracle.max_trials = max_trials
+        oracle = _hyperband_oracle(hypermodel.config.epochs, factor, hyperband_iterations,
+                                   max_trials, include_default, **oracle_args)
+        instance = _Hyperband(oracle=oracle, **common)
     else:
         oracle = _sampling_oracle(tuner, max_trials, num_initial_points, include_default,
                                   **oracle_args)

@@ -1,6 +1,10 @@
-"""The callbacks of a training run: the best checkpoint and the preemption backup."""
+"""The callbacks of a training run: the best checkpoint and the preemption
+backup; and, once the run is tested, its hyperparameters and final metrics for
+TensorBoard's HParams dashboard (`write_hparams`)."""
 
 from keras_sgn.training.callbacks.best import SafeCheckpoint
+from keras_sgn.training.callbacks.hparams import FINAL_METRICS, run_hparams, write_hparams
 from keras_sgn.training.callbacks.preemption import PreemptionCheckpoint, TrainingPreempted
 
-__all__ = ["PreemptionCheckpoint", "SafeCheckpoint", "TrainingPreempted"]
+__all__ = ["FINAL_METRICS", "PreemptionCheckpoint", "SafeCheckpoint", "TrainingPreempted",
+           "run_hparams", "write_hparams"]
