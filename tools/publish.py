@@ -19,6 +19,11 @@ and is never printed. The name defaults to METHOD-MODEL-DATASET of the run.
     --folder=DIR      upload an already exported folder as is (instead of --run_dir)
 """
 
+# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
+# logs unless --verbose=2 (tools/quiet_start.py).
+import quiet_start  # noqa: F401
+
+# isort: split
 import os
 import shutil
 import tempfile

@@ -19,11 +19,13 @@ RESULTS_DIR/results.json, results.md, robust_vs_time.png, robust_vs_epochs.png
 (after every method) and OUTPUT_DIR/runs/<method>-seed<k>/.
 """
 
+# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
+# logs unless --verbose=2 (tools/quiet_start.py).
+import quiet_start  # noqa: F401
+
+# isort: split
 import logging
 import os
-
-# Keep TensorFlow start-up chatter out of the report.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 

@@ -46,7 +46,11 @@ def _differing(keys):
 
 def main(argv):
     del argv
-    from keras_sgn import config  # after flag parsing: a bad flag costs no TensorFlow import
+    # After flag parsing (a bad flag costs no TensorFlow import); quiet_start first: it
+    # hides TensorFlow's start-up logs unless --verbose=2 (tools/quiet_start.py).
+    import quiet_start  # noqa: F401
+    # isort: split
+    from keras_sgn import config
 
     recipe_fields = set(config.recipe_fields())
     runs = collections.defaultdict(list)

@@ -18,6 +18,11 @@ user can fix (a bad flag value, a refused folder, a full disk) are one line
 naming the flag and the fix, with exit status 2.
 """
 
+# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
+# logs unless --verbose=2 (tools/quiet_start.py).
+import quiet_start  # noqa: F401
+
+# isort: split
 import json
 import sys
 

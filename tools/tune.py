@@ -18,6 +18,11 @@ oracle, then writes the results) and KERASTUNER_TUNER_ID=tuner0, tuner1...
 (run trials), sharing KERASTUNER_ORACLE_IP/KERASTUNER_ORACLE_PORT and --directory.
 """
 
+# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
+# logs unless --verbose=2 (tools/quiet_start.py).
+import quiet_start  # noqa: F401
+
+# isort: split
 from absl import flags
 from flags import (  # tools/flags.py: the flags of keras_sgn.config
     apply_logical_cpus,
@@ -40,7 +45,8 @@ flags.DEFINE_integer("factor", 3, "Hyperband reduction factor.")
 flags.DEFINE_integer("hyperband_iterations", 1, "Hyperband iterations.")
 flags.DEFINE_integer("num_initial_points", None, "Bayesian: random trials before the "
                      "Gaussian process (default max(3, max_trials // 2)).")
-flags.DEFINE_bool("include_default", True, "Random/Bayesian: trial 0 is the default setting.")
+flags.DEFINE_bool("include_default", True, "Trial 1 is the default setting (the recipe's "
+                  "feedback values), the baseline; in every tuner.")
 flags.DEFINE_string("directory", "runs/tuning", "Folder of the search projects "
                     "(under runs/, which git ignores).")
 flags.DEFINE_string("project_name", None, "Project (default {dataset}-{model}-{tuner}); an "
@@ -97,7 +103,8 @@ def main(argv):
         return
     best, paths = result["best"], result["paths"]
     print(result["table"])
-    print(f"\nBest: trial {best['trial_id']}, {tuning.OBJECTIVE}={best[tuning.OBJECTIVE]:.4f}")
+    print(f"\nBest: trial {tuning.trial_label(best)}, "
+          f"{tuning.OBJECTIVE}={best[tuning.OBJECTIVE]:.4f}")
     for name, path in paths.items():
         print(f"  {name}: {path}")
     print(f"Train the winner: python tools/train.py --flagfile={paths['best_recipe.flags']} "

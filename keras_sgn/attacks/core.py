@@ -13,6 +13,7 @@ pixel units, models return logits, and attacks run the model with
 `training=False` so BatchNorm uses its moving statistics.
 """
 
+import functools
 import weakref
 
 import numpy as np
@@ -285,7 +286,11 @@ def compiled_for(model, key, attack, image_shape, scalar_specs, jit_compile=Fals
         forward = weak_forward(model)
         signature = [tf.TensorSpec([None, *image_shape], tf.float32),
                      tf.TensorSpec([None], tf.int32), *scalar_specs]
-        per_model[key] = tf.function(lambda x, y, *scalars: attack(forward, x, y, *scalars),
+        # A partial, not a lambda: TensorFlow's retracing detector keys on the Python
+        # function's code object, which every lambda made here shares, so seven attacks
+        # each traced once read as "5 out of the last 7 calls triggered retracing". A
+        # partial is its own key: only a real retrace of this function would warn.
+        per_model[key] = tf.function(functools.partial(attack, forward),
                                      input_signature=signature, jit_compile=jit_compile)
     return per_model[key]
 

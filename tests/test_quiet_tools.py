@@ -1,0 +1,137 @@
+"""The tools print no TensorFlow start-up logs unless `--verbose=2` (tools/quiet_start.py),
+and the compiled attacks raise no false "retracing" warnings."""
+
+import importlib.util
+import json
+import logging
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from keras_sgn import attacks, models
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# What TensorFlow prints at start-up ("I0000 ... port.cc:153] oneDNN custom operations
+# are on", "E0000 ... failed call to cuInit", "WARNING: All log messages before
+# absl::InitializeLog() ...") and the retracing warning.
+NOISE = ("I0000", "E0000", "W0000", "cuInit", "oneDNN", "absl::InitializeLog", "retracing")
+
+
+def _quiet_start():
+    spec = importlib.util.spec_from_file_location(
+        "quiet_start", os.path.join(ROOT, "tools", "quiet_start.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+quiet_start = _quiet_start()
+
+
+def _run(tool, *args):
+    """`tools/<tool> args` as a user runs it: stdout + stderr, and the exit code."""
+    # As in a user's shell: without the TF_CPP_MIN_LOG_LEVEL the test session sets.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool), *args],
+                            capture_output=True, text=True, timeout=120, cwd=ROOT,
+                            env=dict(env, PYTHONPATH=ROOT))
+    return result.stdout + result.stderr, result.returncode
+
+
+def _noise(output):
+    return [line for line in output.splitlines() if any(word in line for word in NOISE)]
+
+
+def test_verbose_is_read_from_the_command_line_before_absl():
+    verbose = quiet_start.verbose_from_argv
+    assert verbose(["tool.py"]) is None
+    assert verbose(["tool.py", "--verbose=2"]) == 2
+    assert verbose(["tool.py", "--verbose", "3", "--epochs=1"]) == 3
+    assert verbose(["tool.py", "-verbose=0"]) == 0
+    assert verbose(["tool.py", "--verbose=2", "--verbose=1"]) == 1  # the last wins, as in absl
+    assert verbose(["tool.py", "--verbose=high"]) is None  # absl reports the bad value
+    assert verbose(["tool.py", "--verbose"]) is None
+    assert verbose(["tool.py", "--verbosity=2", "--verbose_log=3"]) is None  # other flags
+    assert verbose(["tool.py", "--", "--verbose=2"]) is None  # not a flag after --
+    assert verbose(["tool.py", "--run_dir", "--verbose=2"]) == 2
+    assert quiet_start.shows_tensorflow_logs(["tool.py", "--verbose=2"])
+    assert not quiet_start.shows_tensorflow_logs(["tool.py", "--verbose=1"])
+    assert not quiet_start.shows_tensorflow_logs(["tool.py"])
+    # With --verbose=2 nothing is touched (not even the environment).
+    assert quiet_start.quiet_tensorflow_startup(["tool.py", "--verbose", "2"]) is False
+
+
+def test_only_tensorflow_log_lines_are_dropped():
+    captured = (
+        "WARNING: All log messages before absl::InitializeLog() is called are written to "
+        "STDERR\n"
+        "I0000 00:00:1796094486.610066   16804 port.cc:153] oneDNN custom operations are on.\n"
+        "E0000 00:00:1796094496.961249   16804 cuda_platform.cc:52] failed call to cuInit\n"
+        "I0000 00:00:1796094646.177690   18384 cpu_feature_guard.cc:227] This TensorFlow binary "
+        "is optimized\n"
+        "To enable the following instructions: AVX2 FMA, in other operations, rebuild "
+        "TensorFlow with the appropriate compiler flags.\n"
+        "/home/me/lib.py:3: UserWarning: a real warning\n"
+        "  warnings.warn('a real warning')\n"
+        "W1201 03:09:47.117079 140618831825792 polymorphic_function.py:157] a Python record\n")
+    assert quiet_start.drop_tensorflow_logs(captured) == (
+        "/home/me/lib.py:3: UserWarning: a real warning\n"
+        "  warnings.warn('a real warning')\n"
+        "W1201 03:09:47.117079 140618831825792 polymorphic_function.py:157] a Python record\n")
+
+
+def test_what_is_printed_while_hidden_comes_back_without_the_logs(capfd):
+    with quiet_start.tensorflow_logs_hidden():
+        os.write(2, b"I0000 00:00:1.5   7 port.cc:153] oneDNN custom operations are on\n")
+        print("a real warning", file=sys.stderr)
+    os.write(2, b"error: printed after start-up\n")  # stderr is back
+    assert capfd.readouterr().err == "a real warning\nerror: printed after start-up\n"
+    with pytest.raises(ImportError):  # a failed start-up shows everything it printed
+        with quiet_start.tensorflow_logs_hidden():
+            os.write(2, b"E0000 00:00:1.5   7 loader.cc:1] why the import failed\n")
+            raise ImportError("no module")
+    assert "why the import failed" in capfd.readouterr().err
+
+
+def test_an_evaluation_prints_no_tensorflow_logs(tmp_path):
+    output, code = _run("evaluate.py", "--model=sgn-cnn-digits", "--attacks=pgd-ce:steps=2",
+                        "--n_examples=32", "--sanity_checks=false", "--verbose=0",
+                        f"--output_dir={tmp_path}")
+    assert code == 0, output
+    assert "robust accuracy" in output and (tmp_path / "report.json").exists()
+    assert _noise(output) == []
+
+
+def test_verbose_2_shows_the_tensorflow_logs():
+    # The same start-up, not hidden: the lines the test above looks for are there.
+    output, _ = _run("evaluate.py", "--helpshort", "--verbose=2")  # absl's help exits 1
+    assert "--run_dir" in output
+    assert "I0000" in output or "absl::InitializeLog" in output, output[:2000]
+
+
+def test_a_tool_importing_tensorflow_late_prints_no_logs(tmp_path):
+    # summarize_runs imports TensorFlow once the flags are parsed.
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps(
+        {"method": "sgn", "model": "sgn_small_cnn", "dataset": "digits", "epsilon": 0.1,
+         "clean_accuracy": 0.9, "robust_accuracy": 0.5, "per_attack": {"pgd-ce": 0.5},
+         "train_seconds": 1.0}))
+    table, code = _run("summarize_runs.py", f"--runs={tmp_path}/*")
+    assert code == 0 and "| `sgn` | sgn_small_cnn | digits |" in table
+    assert _noise(table) == []
+
+
+def test_distinct_compiled_attacks_are_no_retracing(caplog):
+    """Six attack settings are six functions traced once each: no retracing warning
+    (TensorFlow keyed them all on one lambda's code and warned "5 out of the last 6")."""
+    model = models.get("sgn_small_cnn", input_shape=(8, 8, 1), num_classes=10)
+    x = np.random.default_rng(0).random((4, 8, 8, 1), np.float32)
+    y = np.arange(4, dtype=np.int32)
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        for steps in range(1, 7):
+            attacks.pgd(model, x, y, epsilon=0.1, steps=steps)
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
