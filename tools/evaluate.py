@@ -14,13 +14,23 @@ dataset and threat model:
 
 Any saved model: `--model=path/model.keras --dataset=NAME` (report beside it, in eval/).
 Flags given on the command line override what the run or the zoo entry says.
+
+A long evaluation (the standard suite on 10,000 images takes hours on a CPU)
+survives being killed: after each batch its outcome is kept in
+OUTPUT_DIR/checkpoints/, and the same command run again skips the batches
+already attacked; its report is exactly that of an uninterrupted run (the
+timings aside). Other settings with the same folder are refused: delete it,
+pass --noresume (starts over), or give another --output_dir. Once report.json
+is written the checkpoints are deleted: the report is the result.
 """
 
+# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
+# logs unless --verbose=2 (tools/quiet_start.py).
+import quiet_start  # noqa: F401
+
+# isort: split
 import json
 import os
-
-# Keep TensorFlow start-up chatter out of the report.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from absl import app, flags
 
@@ -51,6 +61,8 @@ flags.DEFINE_integer("batch_size", 128, "Evaluation batch size.")
 flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
 flags.DEFINE_string("output_dir", None, "Where the reports go (default: RUN_DIR/eval, the "
                     "model's folder/eval, or runs/ZOO_NAME/eval).")
+flags.DEFINE_bool("resume", True, "Skip the batches already attacked by an interrupted run of "
+                  "the same command (kept in OUTPUT_DIR/checkpoints); --noresume starts over.")
 flags.DEFINE_integer("verbose", 1, "0: only the result lines; 1: progress bars.")
 
 
@@ -157,6 +169,10 @@ def main(argv):
     source = model_source()
     dataset, norm, epsilon = threat_model(source["defaults"])
     model = load_model(source)
+    output_dir = FLAGS.output_dir or source["output_dir"]
+    checkpoint_dir = os.path.join(output_dir, evaluation.CHECKPOINTS_FOLDER)
+    if not FLAGS.resume:
+        evaluation.delete_checkpoints(checkpoint_dir)
     examples = evaluation.AdversarialExamples(evaluation.GRID_EXAMPLES)
     report = evaluation.evaluate_on_dataset(
         model, dataset, epsilon, norm, split=FLAGS.split, attacks=attack_specs,
@@ -164,9 +180,9 @@ def main(argv):
             "data_dir"), batch_size=FLAGS.batch_size, model_label=source["label"],
         examples=examples, cascade=FLAGS.cascade, run_sanity_checks=FLAGS.sanity_checks,
         n_sanity_examples=FLAGS.sanity_examples, square_queries=FLAGS.square_queries,
-        seed=FLAGS.seed, verbose=FLAGS.verbose >= 1)
-    output_dir = FLAGS.output_dir or source["output_dir"]
+        seed=FLAGS.seed, verbose=FLAGS.verbose >= 1, checkpoint_dir=checkpoint_dir)
     written = evaluation.save_evaluation(report, output_dir, examples)
+    evaluation.delete_checkpoints(checkpoint_dir)  # report.json is written: it is the result
     print(result_line(report))
     print(f"Wrote {', '.join(written)} to {output_dir}")
 

@@ -15,11 +15,17 @@ Modules: `robustness` (the suite, cascade and worst case), `checks` (one
 `check_*` function per sanity check), `inputs` (bad input refused before any
 attack), `suite` (attack names, presets, parsing), `outcomes` (predictions, who
 survives an attack), `examples` (a few adversarial examples kept to be shown),
-`progress` (the progress bars), `runs` (a model on a named dataset, the report
+`progress` (the progress bars), `checkpoints` (one file per attacked batch, so a
+killed evaluation resumes), `runs` (a model on a named dataset, the report
 folder, `evaluate_pretrained`). The report a person reads is written by
 `keras_sgn.reporting.robustness_report` (re-exported here).
 """
 
+from keras_sgn.evaluation.checkpoints import (
+    CHECKPOINTS_FOLDER,
+    BatchCheckpoints,
+    delete_checkpoints,
+)
 from keras_sgn.evaluation.checks import (
     CURVE_FACTORS,
     accuracy_vs_epsilon,
@@ -59,7 +65,9 @@ __all__ = [
     "ATTACKS",
     "AdversarialExamples",
     "AttackSpec",
+    "BatchCheckpoints",
     "BatchOutcome",
+    "CHECKPOINTS_FOLDER",
     "CURVE_FACTORS",
     "GRID_EXAMPLES",
     "PER_ATTACK_MEANINGS",
@@ -73,6 +81,7 @@ __all__ = [
     "check_iterative_at_least_as_strong_as_single_step",
     "check_large_epsilon_reaches_chance",
     "check_more_steps_do_not_help_the_model",
+    "delete_checkpoints",
     "evaluate",
     "evaluate_on_dataset",
     "evaluate_pretrained",

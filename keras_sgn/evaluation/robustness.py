@@ -19,6 +19,7 @@ import numpy as np
 from keras_sgn import attacks as attack_lib
 from keras_sgn import provenance
 from keras_sgn.evaluation import inputs
+from keras_sgn.evaluation.checkpoints import BatchCheckpoints, model_fingerprint
 from keras_sgn.evaluation.checks import sanity_checks
 from keras_sgn.evaluation.outcomes import adversarial_predictions, predict_labels
 from keras_sgn.evaluation.progress import Progress
@@ -135,6 +136,11 @@ class _Tally:
                               outcome.adversarial_predictions, outcome.attacks)
 
     @property
+    def shown(self):
+        """The size of the examples collector while it takes examples, else 0."""
+        return self.examples.n if self.examples is not None and not self.examples.full else 0
+
+    @property
     def n_examples(self):
         return int(sum(len(c) for c in self.clean))
 
@@ -177,7 +183,8 @@ def _check_arguments(model, specs, epsilon, norm, n_examples, num_classes):
 def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard",
                         n_examples=None, cascade=True, run_sanity_checks=True,
                         n_sanity_examples=256, sanity_steps=20, square_queries=1000,
-                        seed=0, verbose=True, num_classes=None, examples=None):
+                        seed=0, verbose=True, num_classes=None, examples=None,
+                        checkpoint_dir=None):
     """Clean accuracy, each attack's accuracy, the per-example worst case, and
     the sanity checks. (Over 60 lines: the docstring documents every argument.)
 
@@ -208,6 +215,12 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
             output exactly that many logits.
         examples: an `AdversarialExamples` to fill with a few worst-case
             adversarial examples (to draw them), or None.
+        checkpoint_dir: a folder where each attacked batch's outcome is kept
+            (`keras_sgn.evaluation.checkpoints`): called again with the same
+            folder, the batches stored there are read instead of attacked, and
+            the report is that of an uninterrupted run (timings aside). Other
+            settings, or other data, with the same folder are a ValueError
+            before any attack. Delete the folder once the report is saved.
 
     Returns:
         A JSON-ready dict: `clean_accuracy`, `robust_accuracy` (the worst case),
@@ -218,7 +231,8 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
     Raises:
         ValueError: bad input, before any attack runs (`keras_sgn.evaluation.inputs`:
             images not finite, outside [0, 1] or of another shape than the model
-            takes; labels the model cannot output; epsilon not finite or < 0).
+            takes; labels the model cannot output; epsilon not finite or < 0),
+            or a `checkpoint_dir` of another evaluation.
 
     Example:
 
@@ -231,8 +245,13 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
     model_classes = _check_arguments(model, specs, epsilon, norm, n_examples, num_classes)
     start = time.time()
     tally = _Tally(specs, n_sanity_examples if run_sanity_checks else 0, examples)
+    store = None if checkpoint_dir is None else BatchCheckpoints(checkpoint_dir, dict(
+        model=model_fingerprint(model), n_examples=n_examples,
+        protocol=_protocol(specs, epsilon, norm, cascade, seed, model),
+        batch_seed_stride=_BATCH_SEED_STRIDE,
+        shown_examples=None if examples is None else examples.n))
     _attack_dataset(tally, model, dataset, specs, (epsilon, norm), n_examples, cascade, seed,
-                    verbose, model_classes)
+                    verbose, model_classes, store)
     report = _report(tally, specs, epsilon, norm, cascade, seed, model)
     if run_sanity_checks:
         report.update(_sanity_report(model, tally, epsilon, norm, sanity_steps,
@@ -243,30 +262,49 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
 
 
 def _attack_dataset(tally, model, dataset, specs, threat, n_examples, cascade, seed,
-                    verbose, model_classes):
-    """Check every label, then attack batch after batch into `tally`; the bar
-    moves after every attack of a batch."""
+                    verbose, model_classes, store=None):
+    """Check every label, then attack batch after batch into `tally` (reading
+    the batches `store` holds instead); the bar moves after every attack."""
     epsilon, norm = threat
     total = inputs.scan_labels(dataset, n_examples, model_classes)
     total = n_examples if total is None else total
-    progress = Progress(total, "example", verbose=verbose, title=(
-        f"Attacking {total or 'all'} examples ({norm}, epsilon={epsilon:.4g}): "
-        + ", ".join(spec.label for spec in specs) + "; worst case per example"))
+    resumed = store.stored_examples() if store is not None else 0
+    progress = _progress(total, resumed, specs, threat, store, verbose)
+    attacked = 0  # examples attacked in this call: the bar leaves out the resumed ones
     batches = inputs.checked_batches(model, dataset, n_examples, model_classes)
     for batch_index, (x, y) in enumerate(batches):
-        done = tally.n_examples
+        stored = store.load(batch_index, x, y) if store is not None else None
+        if stored is not None:
+            tally.add(x, y, BatchOutcome(**stored))
+            continue
 
-        def on_attack(k, done=done, size=len(y)):
+        def on_attack(k, done=attacked, size=len(y)):
             if k < len(specs):  # the batch's end is shown below, with the accuracies
                 progress.update(done + size * k / len(specs))
 
-        tally.add(x, y, run_attacks(model, x, y, specs, epsilon, norm,
-                                    seed + _BATCH_SEED_STRIDE * batch_index, cascade, on_attack))
+        outcome = run_attacks(model, x, y, specs, epsilon, norm,
+                              seed + _BATCH_SEED_STRIDE * batch_index, cascade, on_attack)
+        if store is not None:
+            store.save(batch_index, x, y, outcome, tally.shown)
+        tally.add(x, y, outcome)
+        attacked += len(y)
         clean, robust = tally.accuracies()
-        progress.update(tally.n_examples, clean=clean, robust=robust)
+        progress.update(attacked, clean=clean, robust=robust)
     progress.finish()
     if tally.n_examples == 0:
         raise ValueError("dataset yielded no examples to evaluate.")
+
+
+def _progress(total, resumed, specs, threat, store, verbose):
+    """The bar over the examples still to attack, titled; a line on the resumed ones."""
+    epsilon, norm = threat
+    if resumed and verbose:
+        print(f"Resuming: {resumed:,}{'' if total is None else f' of {total:,}'} examples "
+              f"already attacked ({store.directory})", flush=True)
+    todo = None if total is None else total - resumed
+    return Progress(todo, "example", verbose=verbose, title=(
+        f"Attacking {'all' if todo is None else todo} examples ({norm}, epsilon={epsilon:.4g}): "
+        + ", ".join(spec.label for spec in specs) + "; worst case per example"))
 
 
 def _sanity_report(model, tally, epsilon, norm, steps, square_queries, seed, verbose):
