@@ -127,7 +127,7 @@ def _describe(configs, study, validation, final_attacks, best_attacks, n_test, s
     commit = versions["commit"] or "no git checkout"
     dirty = " with uncommitted changes" if versions["uncommitted_changes"] else ""
     val_name = runs.suite_name(list(validation.attacks))
-    val_images = "all" if validation.n_examples is None else f"first {validation.n_examples}"
+    val_images = validation.images(first.dataset)
     return {
         "study": study, "dataset": first.dataset, "model": first.model,
         "epsilon": first.epsilon, "norm": first.norm,
@@ -135,7 +135,7 @@ def _describe(configs, study, validation, final_attacks, best_attacks, n_test, s
         "seeds": {m: [c.seed for c in configs if c.method == m]
                   for m in dict.fromkeys(c.method for c in configs)},
         "n_test": n_test, "validation_settings": validation.settings(),
-        "validation": validation.describe(),
+        "validation": validation.describe(first.dataset),
         "final_suite": runs.suite_name(final_attacks),
         "final_suite_text": runs.suite_text(final_attacks),
         "best_suite": runs.suite_name(best_attacks),

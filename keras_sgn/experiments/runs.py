@@ -61,8 +61,16 @@ class Validation:
         return {"split": "validation", "attacks": list(self.attacks),
                 "n_examples": self.n_examples, "seed": self.seed}
 
-    def describe(self):
-        images = "all" if self.n_examples is None else f"the first {self.n_examples}"
+    def images(self, dataset=None):
+        """`"all 1000"`, `"the first 500"`: the first `n_examples` (or all)
+        validation images, counted when `dataset` is given."""
+        available = None if dataset is None else sgn_data.info(dataset).num_examples["validation"]
+        if self.n_examples is None or (available is not None and self.n_examples >= available):
+            return "all" if available is None else f"all {available}"
+        return f"the first {self.n_examples}"
+
+    def describe(self, dataset=None):
+        images = self.images(dataset)
         return (f"clean accuracy and a cheap robust estimate (worst case of "
                 f"{suite_text(self.attacks)}, each attack on every point) on {images} "
                 "validation images")
