@@ -16,6 +16,7 @@ from keras_sgn import methods
 from keras_sgn.experiments import benchmark
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SUITE_IMAGES = benchmark.SUITE_TARGET["n_examples"]
 
 
 @pytest.mark.parametrize("name,options,passes", [
@@ -78,3 +79,96 @@ def test_benchmark_tool_writes_the_report(tmp_path):
         row = next(line for line in result.stdout.splitlines()
                    if line.startswith(f"| `{name}` |"))
         assert row.split("|")[4].strip() == str(passes), row
+
+
+def test_benchmark_tool_takes_a_dataset(tmp_path):
+    """`--dataset=fashion_mnist` benchmarks its recipe's model on batches shaped like its
+    images (synthetic: no data is read)."""
+    out = tmp_path / "bench.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--dataset=fashion_mnist",
+         "--methods=sgn", "--batch_size=4", "--warmup=0", "--repeats=1", "--noxla",
+         f"--output={out}"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    settings = report["settings"]
+    assert settings["model"] == "sgn_mnist_cnn" == benchmark.default_model("fashion_mnist")
+    assert settings["dataset"] == "fashion_mnist" and settings["num_classes"] == 10
+    assert list(settings["input_shape"]) == [28, 28, 1]
+    assert settings["epsilon"] == pytest.approx(0.1)  # the dataset's recipe
+    assert set(report["methods"]) == {"standard", "sgn"} and not report["methods_xla"]
+    assert "attack_suite" not in report
+
+
+def test_default_model_follows_the_dataset_recipe():
+    assert benchmark.default_model() == benchmark.DEFAULT_MODEL == "sgn_resnet18"
+    assert benchmark.default_model("digits") == "sgn_small_cnn"
+    with pytest.raises(ValueError, match="fashion_mnist"):
+        benchmark.default_model("fashion-mnist")
+
+
+def test_projection_to_the_suite_target():
+    # 500 images in 60 s, 5 s of warm-up: 60 x 20 + 5 = 1205 s for 10,000 > 20 min.
+    projection = benchmark.project_to_target(60.0, 5.0, 500, "fashion_mnist", "standard")
+    assert projection["projected_seconds"] == pytest.approx(1205.0)
+    assert projection["extrapolated"] and projection["comparable"]
+    assert not projection["within_target"] and "extrapolated" in projection["basis"]
+    assert projection["target"] == benchmark.SUITE_TARGET
+    assert benchmark.SUITE_TARGET["seconds"] == 1200 and SUITE_IMAGES == 10_000
+    measured = benchmark.project_to_target(1100.0, 50.0, 10_000, "fashion_mnist", "standard")
+    assert measured["projected_seconds"] == pytest.approx(1150.0)
+    assert measured["within_target"] and not measured["extrapolated"]
+    assert not benchmark.project_to_target(1.0, 0.0, 10, "digits", "standard")["comparable"]
+    assert not benchmark.project_to_target(1.0, 0.0, 10, "fashion_mnist", "quick")["comparable"]
+
+
+def test_attack_costs_of_an_untrained_model():
+    section = benchmark.benchmark_attack_suite("sgn_small_cnn", "digits", "apgd-ce;fgsm",
+                                               batch_size=8, repeats=1, time_whole_suite=False)
+    assert section["model"] == "sgn_small_cnn (untrained)" and section["suite"] is None
+    assert section["epsilon"] == pytest.approx(0.1)  # the digits recipe
+    costs = section["iteration_costs"]
+    assert [costs[k]["iteration_option"] for k in ("apgd-ce", "fgsm")] == ["steps", None]
+    for cost in costs.values():
+        assert cost["batch_size"] == 8 and cost["seconds_forward_backward"] > 0
+        assert cost["forward_backward_per_iteration"] == pytest.approx(
+            cost["seconds_per_iteration"] / cost["seconds_forward_backward"])
+    assert "not measured" in benchmark.attack_suite_markdown(section)
+
+
+def test_benchmark_tool_times_an_attack_suite(tmp_path):
+    """`--attacks` on a zoo model: each attack's iteration cost, and the suite's time on the
+    first images, extrapolated to the target's 10,000 and labelled so."""
+    out = tmp_path / "suite.json"
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "benchmark.py"), "--methods=",
+         "--attacks=apgd-ce;square:n_queries=100", "--zoo=sgn-cnn-digits", "--n_examples=8",
+         "--eval_batch_size=8", "--repeats=1", f"--output={out}"],
+        capture_output=True, text=True, timeout=300, env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(out.read_text())
+    assert "methods" not in report and report["machine"]["cpu_count"] >= 1
+    section = report["attack_suite"]
+    assert (section["model"], section["dataset"]) == ("sgn-cnn-digits", "digits")
+    assert section["epsilon"] == pytest.approx(0.1)  # the zoo entry's threat model
+    labels = ["apgd-ce", "square:n_queries=100"]
+    assert list(section["iteration_costs"]) == labels
+    assert [section["iteration_costs"][k]["iteration_option"] for k in labels] == [
+        "steps", "n_queries"]
+    suite = section["suite"]
+    assert suite["n_examples"] == 8 and list(suite["per_attack"]) == labels
+    # The cascade: each attack attacks the images still robust when its turn comes.
+    assert suite["per_attack"]["apgd-ce"]["images_attacked"] == round(
+        suite["clean_accuracy"] * 8)
+    assert suite["per_attack"]["square:n_queries=100"]["images_attacked"] == round(
+        suite["per_attack"]["apgd-ce"]["accuracy_after"] * 8)
+    assert suite["robust_accuracy"] == suite["per_attack"][labels[-1]]["accuracy_after"]
+    assert suite["seconds"] > 0 and suite["process_cpu_seconds"] > 0
+    projection = suite["projection"]
+    assert projection["extrapolated"] and not projection["comparable"]
+    assert projection["projected_seconds"] == pytest.approx(
+        suite["seconds"] * SUITE_IMAGES / 8 + suite["warmup_seconds"], abs=0.01)
+    assert "extrapolated linearly from 8 images" in result.stdout
+    row = next(line for line in result.stdout.splitlines() if line.startswith("| `apgd-ce` |"))
+    assert float(row.split("|")[3]) > 0  # forward+backward passes per iteration

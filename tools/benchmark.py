@@ -1,14 +1,25 @@
-"""Benchmark the training step of every method (and the evaluation attack).
+"""Benchmark the training step of every method, and the evaluation's attacks.
 
     python tools/benchmark.py --output=benchmark.json                  # ResNet-18, CIFAR-shaped
     python tools/benchmark.py --model=sgn_small_cnn --batch_size=128 --output=small.json
+    python tools/benchmark.py --dataset=fashion_mnist --output=fashion.json   # its recipe's model
+
+With `--attacks` (a suite: `standard`, `quick`, ...) it also reports, per
+attack, one iteration's cost against one forward+backward pass w.r.t. the
+input, and, on a trained `--zoo` model, the suite's wall time on the first
+`--n_examples` test images with each attack's seconds and images/s, set
+against the target (`standard` on all 10,000 Fashion-MNIST test images in at
+most 20 minutes on the project's 2-core CPU; extrapolated when N < 10,000):
+
+    python tools/benchmark.py --methods= --attacks=standard --zoo=sgn-cnn-fashion-mnist \\
+        --n_examples=1000 --output=runs/benchmark-standard.json
 """
 
-import os
+# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
+# logs unless --verbose=2 (tools/quiet_start.py).
+import quiet_start  # noqa: F401
 
-# Keep TensorFlow start-up chatter out of the report.
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-
+# isort: split
 import json
 
 from absl import app, flags
@@ -20,28 +31,83 @@ from keras_sgn.experiments import benchmark
 FLAGS = flags.FLAGS
 MULTI_STEP = ", ".join(m for m in sgn_methods.list_methods()
                        if sgn_methods.method_class(m).multi_step)
-flags.DEFINE_string("model", "sgn_resnet18", "Model name (synthetic CIFAR-shaped batches; "
-                    "8x8x1 for sgn_small_cnn).")
+flags.DEFINE_string("model", None, "Model name of the method benchmark (synthetic batches shaped "
+                    "like --dataset's images, else CIFAR-shaped; 8x8x1 for sgn_small_cnn). "
+                    f"Default: --dataset's recipe model, else {benchmark.DEFAULT_MODEL}.")
+flags.DEFINE_string("dataset", None, "Dataset name: the image shape and classes of the method "
+                    "benchmark, and the test images --attacks runs on (default: the --zoo "
+                    "entry's).")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every step.")
-flags.DEFINE_list("methods", list(benchmark.DEFAULT_METHODS), "Methods to time.")
+flags.DEFINE_list("methods", list(benchmark.DEFAULT_METHODS), "Methods to time (empty: none).")
 flags.DEFINE_integer("attack_steps", 10, f"Inner attack steps ({MULTI_STEP}).")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled attack variant.")
 flags.DEFINE_integer("warmup", 2, "Untimed calls per method.")
-flags.DEFINE_integer("repeats", 5, "Timed calls per method (median reported).")
+flags.DEFINE_integer("repeats", 5, "Timed calls per method (median reported); timings per "
+                     "attack iteration (best kept).")
+flags.DEFINE_string("attacks", None, "Also time an evaluation suite ('standard', 'quick' or "
+                    "attacks separated by ';'): each attack's iteration against one "
+                    "forward+backward pass, and the whole suite on --n_examples test images.")
+flags.DEFINE_string("zoo", None, "The trained model --attacks times the suite on: a zoo name or "
+                    "a saved .keras file. Without it only the iteration costs are measured, on "
+                    "an untrained --model.")
+flags.DEFINE_integer("n_examples", 1000, "Test images the suite is timed on (the first N; the "
+                     "time on 10,000 is extrapolated from them).")
+flags.DEFINE_integer("eval_batch_size", 128, "Evaluation batch size of --attacks.")
+flags.DEFINE_enum("norm", None, ["linf", "l2"], "Threat-model norm of --attacks (default: the "
+                  "zoo entry's, else linf).")
+flags.DEFINE_float("epsilon", None, "Threat radius (pixel units; default: the zoo entry's, "
+                   "else --dataset's recipe).")
+flags.DEFINE_string("data_dir", None, "Where --dataset's files are (see keras_sgn.data.load).")
 flags.DEFINE_string("output", None, "Where the JSON report goes.")
+
+
+def attack_suite():
+    """The `attack_suite` part of the report: the --zoo model (or an untrained
+    --model) against --attacks on --dataset's test images."""
+    model, defaults = benchmark.default_model(FLAGS.dataset), {}
+    if FLAGS.model:
+        model = FLAGS.model
+    if FLAGS.zoo:
+        model, defaults = benchmark.load_model(FLAGS.zoo)
+    dataset = FLAGS.dataset or defaults.get("dataset")
+    if dataset is None:
+        raise app.UsageError("--attacks: give --dataset=NAME (the test images the suite "
+                             "attacks), or a --zoo model whose entry names its dataset.")
+    norm = FLAGS.norm or defaults.get("norm") or "linf"
+    epsilon = FLAGS.epsilon
+    if epsilon is None and defaults.get("norm", "linf") == norm:
+        epsilon = defaults.get("epsilon")
+    return benchmark.benchmark_attack_suite(
+        model, dataset, FLAGS.attacks, epsilon, norm, n_examples=FLAGS.n_examples,
+        batch_size=FLAGS.eval_batch_size, data_dir=FLAGS.data_dir, repeats=FLAGS.repeats,
+        time_whole_suite=bool(FLAGS.zoo), model_label=FLAGS.zoo, verbose=True)
 
 
 def main(argv):
     del argv
-    report = benchmark.benchmark_methods(
-        model=FLAGS.model, methods=FLAGS.methods, batch_size=FLAGS.batch_size,
-        attack_steps=FLAGS.attack_steps, xla_attack=(False, True) if FLAGS.xla else (False,),
-        warmup=FLAGS.warmup, repeats=FLAGS.repeats)
+    if not (FLAGS.methods or FLAGS.attacks):
+        raise app.UsageError("nothing to time: give --methods and/or --attacks.")
+    # The suite first: a bad model, dataset or attack fails before minutes of method timing.
+    suite = attack_suite() if FLAGS.attacks else None
+    report = {"machine": benchmark.machine_info()}
+    if FLAGS.methods:
+        epsilon = FLAGS.epsilon
+        if epsilon is None:
+            epsilon = benchmark.default_epsilon(FLAGS.dataset) if FLAGS.dataset else 8 / 255
+        report = benchmark.benchmark_methods(
+            model=FLAGS.model, methods=FLAGS.methods, batch_size=FLAGS.batch_size,
+            epsilon=epsilon, attack_steps=FLAGS.attack_steps,
+            xla_attack=(False, True) if FLAGS.xla else (False,), warmup=FLAGS.warmup,
+            repeats=FLAGS.repeats, dataset=FLAGS.dataset)
+    if suite is not None:
+        report["attack_suite"] = suite
     print(benchmark.markdown_table(report))
     if FLAGS.output:
         io_utils.atomic_write_json(FLAGS.output, report)
         print(f"Wrote {FLAGS.output}")
-    print(json.dumps({k: round(v["ratio_to_standard"], 2) for k, v in report["methods"].items()}))
+    if "methods" in report:
+        print(json.dumps({k: round(v["ratio_to_standard"], 2)
+                          for k, v in report["methods"].items()}))
 
 
 if __name__ == "__main__":
