@@ -19,7 +19,7 @@ $(STAMP): $(PY) setup.py constraints.txt
 install: $(STAMP)
 
 demo: install
-	$(PY) tools/train.py --dataset=digits --method=sgn --output_dir=$(DEMO_DIR) --verbose=2
+	$(PY) tools/train.py --dataset=digits --method=sgn --output_dir=$(DEMO_DIR) --verbose=1
 
 test: install
 	$(PY) -m pytest -q tests
