@@ -2,6 +2,8 @@
 time and against epochs, one mean line per method with a min-max band over its
 seeds, markers on every epoch, and PGD-AT's target as a horizontal line."""
 
+import textwrap
+
 from keras_sgn import reporting
 from keras_sgn.experiments.analysis import mean_std
 
@@ -56,7 +58,8 @@ def robust_figure(runs, x_key, target=None, title="", y_label="validation robust
         ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel(AXES[x_key][1])
     ax.set_ylabel(y_label)
-    ax.set_title(title, fontsize=10)
+    # Long subtitles (the protocol) wrap instead of running off the figure.
+    ax.set_title("\n".join(textwrap.fill(line, 95) for line in title.splitlines()), fontsize=10)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     return fig, ax
