@@ -132,7 +132,7 @@ def write_history(history, write_dir, best_epoch=None, title=None):
     ax_acc.set_ylabel("accuracy")
     ax_acc.set_ylim(0, 1)
     ax_loss.set_title("loss per epoch")
-    ax_acc.set_title("accuracy per epoch (adv_: on the training attack's inputs)")
+    ax_acc.set_title("accuracy per epoch\n(adv_: on the training attack's inputs)", fontsize=10)
     if title:
         fig.suptitle(f"Training curves: {title}")
     reporting.save_figure(fig, os.path.join(write_dir, "training_curves.png"), dpi=100)
