@@ -74,6 +74,23 @@ def _metadata():
         return json.load(f)
 
 
+def _metadata_before_provenance():
+    """The shipped metadata as older exports wrote it: no provenance, no git
+    commit, no suite name, and an attack list that is no preset (the standard
+    suite before FAB-T replaced PGD-CW)."""
+    metadata = copy.deepcopy(_metadata())
+    for key in ("provenance", "suite"):
+        metadata["metrics"].pop(key, None)
+    for key in ("git_commit", "git_dirty"):
+        metadata.get("versions", {}).pop(key, None)
+    metadata["metrics"]["protocol"]["attacks"] = [
+        {"kind": "white-box", "name": "apgd-ce", "restarts": 1, "steps": 100},
+        {"kind": "white-box", "n_target_classes": 9, "name": "apgd-t", "steps": 100},
+        {"kind": "white-box", "name": "pgd-cw", "restarts": 2, "steps": 50},
+        {"kind": "gradient-free", "n_queries": 5000, "name": "square"}]
+    return metadata
+
+
 def test_model_card_sections_come_from_the_metadata():
     metadata = _metadata()
     text = card.model_card(metadata, method_description="a described method")
@@ -111,7 +128,8 @@ def test_hub_card_takes_the_method_description_from_the_registry():
     text = hub.model_card(metadata)
     description = methods.method_class("sgn").description
     assert description and f"`sgn` method ({description})" in text
-    assert text.startswith("---\n") and "model-index:" in text and "value: 98.89" in text
+    clean = f"value: {100 * metadata['metrics']['clean_accuracy']:.2f}"
+    assert text.startswith("---\n") and "model-index:" in text and clean in text
     metadata["recipe"]["train_config"]["method"] = "a-method-from-elsewhere"
     assert "`a-method-from-elsewhere` method (a-method-from-elsewhere)" in hub.model_card(metadata)
 
@@ -139,7 +157,7 @@ def test_model_card_and_report_record_the_software():
     assert ("Software: keras-sgn 0.1.0 (git 0123456789ab), TensorFlow 2.21.0, Keras 3.15.1, "
             "NumPy") in text
     assert "Evaluated with keras-sgn 9.9.9, TensorFlow 2.99, Keras 3.99." in text
-    shipped = card.model_card(_metadata())  # written before provenance: versions only
+    shipped = card.model_card(_metadata_before_provenance())  # versions only
     assert "Software: keras-sgn 0.1.0, TensorFlow 2.21.0, Keras 3.15.1" in shipped
     assert "Evaluated with" not in shipped
     report = {**_report(), "provenance": metadata["metrics"]["provenance"]}
@@ -190,16 +208,18 @@ def test_model_card_of_an_older_summary_says_the_validation_protocol_is_unknown(
 def test_model_card_names_the_test_suite_and_the_commands():
     from keras_sgn import evaluation
 
-    metadata = copy.deepcopy(_metadata())
+    metadata = _metadata_before_provenance()  # no "suite": named from its attacks
     metadata["metrics"]["protocol"]["attacks"] = [
         {**spec.settings(), "name": spec.name, "kind": "white-box"}
         for spec in evaluation.parse_attacks("quick")]
     assert hub.attack_suite(metadata["metrics"]["protocol"]) == "quick"
-    assert hub.attack_suite(_metadata()["metrics"]["protocol"]) is None  # not a preset
-    text = hub.model_card(metadata)  # the shipped metadata has no "suite": named from attacks
+    assert hub.attack_suite(_metadata()["metrics"]["protocol"]) == "standard"
+    assert hub.attack_suite(_metadata_before_provenance()["metrics"]["protocol"]) is None
+    text = hub.model_card(metadata)
     n = metadata["metrics"]["n_examples"]
     assert f"with the `quick` attack suite on the test split ({n} images)" in text
     assert "linf eps=0.1, quick suite (apgd-ce, apgd-t), cascade," in text
     assert metadata["recipe"]["train_command"] in text
     assert metadata["metrics"]["evaluate_command"] in text
-    assert "with the attacks listed below on the test split" in card.model_card(_metadata())
+    assert "with the attacks listed below on the test split" in card.model_card(
+        _metadata_before_provenance())
