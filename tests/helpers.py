@@ -1,6 +1,20 @@
 """Shared test helpers: accuracy, threat-model checks, exact linear ground truth."""
 
+import importlib.util
+import os
+
 import numpy as np
+
+TOOLS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+
+
+def tool_module(file_name, module_name):
+    """The module of `tools/<file_name>` (tools/ is not a package), executed."""
+    spec = importlib.util.spec_from_file_location(module_name,
+                                                  os.path.join(TOOLS_DIR, file_name))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def collect(dataset):

@@ -2,7 +2,6 @@
 (keras_sgn/recipes.py) and the flags made from them (tools/flags.py)."""
 
 import dataclasses
-import importlib.util
 import os
 import re
 import subprocess
@@ -12,20 +11,13 @@ import pytest
 from absl import flags as absl_flags
 
 from keras_sgn import config, recipes, training
+from tests.helpers import tool_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIELDS = tuple(f.name for f in dataclasses.fields(config.TrainConfig))
 
 
-def _tool_flags():
-    spec = importlib.util.spec_from_file_location(
-        "keras_sgn_tool_flags", os.path.join(ROOT, "tools", "flags.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-tool_flags = _tool_flags()
+tool_flags = tool_module("flags.py", "keras_sgn_tool_flags")
 
 
 # -- field metadata ------------------------------------------------------------------

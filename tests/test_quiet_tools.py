@@ -1,7 +1,6 @@
 """The tools print no TensorFlow start-up logs unless `--verbose=2` (tools/quiet_start.py),
 and the compiled attacks raise no false "retracing" warnings."""
 
-import importlib.util
 import json
 import logging
 import os
@@ -13,6 +12,7 @@ import numpy as np
 import pytest
 
 from keras_sgn import attacks
+from tests.helpers import tool_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # What TensorFlow prints at start-up ("I0000 ... port.cc:153] oneDNN custom operations
@@ -21,15 +21,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 NOISE = ("I0000", "E0000", "W0000", "cuInit", "oneDNN", "absl::InitializeLog", "retracing")
 
 
-def _quiet_start():
-    spec = importlib.util.spec_from_file_location(
-        "quiet_start", os.path.join(ROOT, "tools", "quiet_start.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-quiet_start = _quiet_start()
+quiet_start = tool_module("quiet_start.py", "quiet_start")
 
 
 def _run(tool, *args):

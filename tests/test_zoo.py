@@ -2,7 +2,6 @@
 verification and errors, tools/publish.py, and the shipped digits model."""
 
 import dataclasses
-import importlib.util
 import json
 import os
 import shutil
@@ -25,6 +24,8 @@ from keras_sgn import evaluation, hub, models, training, zoo
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 from hub_server import HubServer  # noqa: E402
+
+from tests.helpers import TOOLS_DIR, tool_module  # noqa: E402
 
 NAME = "tiny-sgn"
 REPO = "tests/tiny-sgn"
@@ -423,17 +424,13 @@ def _run_publish(args):
     from absl import flags
 
     before = set(flags.FLAGS)
-    tools_dir = os.path.join(ROOT, "tools")
-    spec = importlib.util.spec_from_file_location("publish_tool",
-                                                  os.path.join(tools_dir, "publish.py"))
-    module = importlib.util.module_from_spec(spec)
-    sys.path.insert(0, tools_dir)  # as `python tools/publish.py` has it (tools/quiet_start.py)
+    sys.path.insert(0, TOOLS_DIR)  # as `python tools/publish.py` has it (tools/quiet_start.py)
     try:
-        spec.loader.exec_module(module)
+        module = tool_module("publish.py", "publish_tool")
         flags.FLAGS(["publish.py", *args])
         module.main([])
     finally:
-        sys.path.remove(tools_dir)
+        sys.path.remove(TOOLS_DIR)
         flags.FLAGS.unparse_flags()
         for name in set(flags.FLAGS) - before:
             delattr(flags.FLAGS, name)
