@@ -291,3 +291,20 @@ def test_free_trains_the_epochs_of_the_same_budget(tmp_path):
     assert [p["epoch"] for p in result["curve"]] == [1, 2]
     assert os.path.exists(tmp_path / runs.BEST_MODEL_FILE)
     assert tables.header()[0] == "method"
+
+
+# -- the committed results -------------------------------------------------------
+@pytest.mark.parametrize("study", ["claims", "collapse", "variants"])
+def test_committed_results_are_the_analysis_of_their_runs(study):
+    """docs/reproduce/fashion_mnist-<study>: results.md is the table of
+    results.json, whose analysis is recomputed from its own runs (so a number
+    edited by hand anywhere along README -> results.md -> results.json fails)."""
+    folder = os.path.join(ROOT, "docs", "reproduce", f"fashion_mnist-{study}")
+    with open(os.path.join(folder, "results.json")) as f:
+        committed = json.load(f)
+    with open(os.path.join(folder, "results.md")) as f:
+        assert f.read() == tables.markdown(committed["analysis"], committed["settings"])
+    recomputed = json.loads(json.dumps(analysis.analyse(committed["runs"])))  # JSON's types
+    assert recomputed == committed["analysis"]
+    for run in committed["runs"]:  # every run carries its test evaluation
+        assert run["final"]["n_examples"] == committed["settings"]["n_test"], run["method"]

@@ -90,6 +90,9 @@ def markdown(analysis, settings=None):
     title = settings["title"] if settings else "Reproduction"
     columns = (header(settings["final_suite"], settings["best_suite"], analysis["reference"])
                if settings else header(reference=analysis["reference"]))
-    rows = [row(method, entry) for method, entry in analysis["methods"].items()]
+    # The study's order (results.json stores the methods sorted by name).
+    order = [m for m in (settings or {}).get("methods", ()) if m in analysis["methods"]]
+    order += [m for m in analysis["methods"] if m not in order]
+    rows = [row(method, analysis["methods"][method]) for method in order]
     return "\n".join([f"# {title}", "", *_protocol_lines(analysis, settings), "",
                       reporting.markdown_table(columns, rows), ""])
