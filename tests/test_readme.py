@@ -15,9 +15,9 @@
 * Every Python block of the README is marked runnable (no untested snippet).
 * Every `--flag` the README (and zoo/README.md) gives a tool exists in that
   tool's `--helpfull`, and every other `--flag` it mentions exists in some tool's.
-* The tables that copy numbers (the zoo status, the Fashion-MNIST claims, the dataset
-  recipes) equal their sources: the zoo entries, docs/reproduce/fashion_mnist-claims/results.md and
-  keras_sgn.recipes.
+* The tables that copy numbers (the zoo status, the Fashion-MNIST claims, collapse and
+  variants studies, the dataset recipes) equal their sources: the zoo entries,
+  docs/reproduce/fashion_mnist-<study>/results.md and keras_sgn.recipes.
 """
 
 import itertools
@@ -337,14 +337,17 @@ def test_the_zoo_status_table_equals_the_zoo_entries():
                 assert attack["name"].upper() in row[5].upper(), (name, attack["name"])
 
 
-def test_the_claims_table_is_the_committed_one():
-    path = os.path.join(ROOT, "docs", "reproduce", "fashion_mnist-claims", "results.md")
+@pytest.mark.parametrize("study", ["claims", "collapse", "variants"])
+def test_each_study_table_is_the_committed_one(study):
+    path = os.path.join(ROOT, "docs", "reproduce", f"fashion_mnist-{study}", "results.md")
     with open(path) as f:
         committed = [line for line in f.read().splitlines() if line.startswith("|")]
-    after_marker = _readme()[_readme().index("<!-- fashion-mnist-claims"):].splitlines()[1:]
+    marker = f"<!-- fashion-mnist-{study}"
+    assert marker in _readme(), f"README has no {study} table (marker {marker!r})"
+    after_marker = _readme()[_readme().index(marker):].splitlines()[1:]
     table = list(itertools.takewhile(lambda line: line.startswith("|"), after_marker))
     assert len(committed) > 2, "the committed results hold at least one method"
-    assert table == committed, "README's claims table differs from the committed results.md"
+    assert table == committed, f"README's {study} table differs from the committed results.md"
 
 
 def test_the_recipe_table_equals_the_recipes():

@@ -14,8 +14,10 @@ attack primitives of `keras_sgn.attacks` and are driven by
 | sgn       | self-gradient feedback (DESIGN section 2)     | 2                |
 | sgn-pgd   | self-gradient with a PGD-k input attack       | k+1              |
 
-and variants of the reconstruction under study (issue 15; `variants`,
-`list_methods(variants=False)` leaves them out): `sgn-reuse` (Free-AT replays
+and variants of the reconstruction that were measured and not kept (none beat
+`sgn` on time to target on Fashion-MNIST: docs/reproduce/fashion_mnist-variants;
+they stay registered so that study reruns, `list_methods(variants=False)` leaves
+them out): `sgn-reuse` (Free-AT replays
 with hidden-site feedback, 1 per update), `sgn-ramp` (scheduled hidden-site
 strength, 2), `sgn-align` (plus GradAlign, about 4), `sgn-nfgsm` (N-FGSM's
 input step, 2).

@@ -12,6 +12,11 @@
 | sgn-nfgsm   | `sgn` with N-FGSM's input step (de Jorge et al. 2022):| 2                  |
 |             | noise 2 epsilon, step epsilon, no projection          |                    |
 
+Measured on Fashion-MNIST (docs/reproduce/fashion_mnist-variants, README
+"Chasing the claim"): none reaches PGD-AT's validation target in 10 epochs, so
+none beats `sgn` on time to target and none is kept as a method of the
+comparison; they stay registered so that study reruns.
+
 Why "reuse" is the Free-AT kind: a self-gradient is a per-example quantity
 (the direction that hurts *this* image), and a new batch holds other images,
 so the previous batch's gradients carry no per-example information; batch
