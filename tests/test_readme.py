@@ -350,6 +350,20 @@ def test_each_study_table_is_the_committed_one(study):
     assert table == committed, f"README's {study} table differs from the committed results.md"
 
 
+def test_the_attacks_alone_table_is_the_committed_reports():
+    folder = os.path.join(ROOT, "docs", "reproduce", "fashion_mnist-collapse", "attacks-alone")
+    rows = _table_after(_readme(), "<!-- attacks-alone")
+    assert len(rows) == 3
+    for row in rows:
+        method, seed = re.fullmatch(r"`(\S+)` seed (\d+)", row[0]).groups()
+        with open(os.path.join(folder, f"{method}-seed{seed}", "report.json")) as f:
+            report = json.load(f)
+        assert report["protocol"]["per_attack"] == "alone", method  # each attack on its own
+        attacks = ("fgsm", "pgd-ce:steps=20", "apgd-ce", "apgd-t")
+        assert row[1:] == [f"{report['clean_accuracy']:.3f}"] + [
+            f"{report['per_attack'][attack]:.3f}" for attack in attacks], method
+
+
 def test_the_recipe_table_equals_the_recipes():
     from keras_sgn import recipes
 
