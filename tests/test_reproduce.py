@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from keras_sgn import methods
+from keras_sgn import methods, training
 from keras_sgn import reproduce as reproduce_shim
 from keras_sgn.experiments import analysis, plots, progress, reproduce, runs, tables
 
@@ -279,6 +279,15 @@ def test_reproduce_end_to_end_resumes_and_skips(tmp_path, capsys, monkeypatch):
     # Other settings in the same folder: refused before any training.
     with pytest.raises(ValueError, match="other settings"):
         reproduce.reproduce(output_dir=str(out), verbose=False, **dict(TINY, epochs=3))
+    assert calls["train"] == 1
+    # Another runner at work on a run (its folder locked): refused, nothing written twice.
+    os.remove(out / "runs" / "pgd-seed1" / "result.json")
+    other = training.RunLock(str(out / "runs" / "pgd-seed1")).acquire()
+    try:
+        with pytest.raises(training.RunFolderBusyError, match="in use by"):
+            reproduce.reproduce(output_dir=str(out), verbose=False, **TINY)
+    finally:
+        other.release()
     assert calls["train"] == 1
 
 

@@ -27,8 +27,9 @@ import quiet_start  # noqa: F401
 import logging
 import os
 
-from absl import app, flags
+from absl import flags
 
+from keras_sgn import cli, training
 from keras_sgn import methods as sgn_methods
 from keras_sgn.experiments import reproduce
 
@@ -89,4 +90,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_tool(main, user_errors=(training.RunFolderError,))

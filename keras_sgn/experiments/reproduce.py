@@ -194,15 +194,21 @@ class _Session:
             finished={i for i, result in enumerate(self.done) if result is not None})
 
     def train_or_load(self, index):
-        """The finished result of run `index`, training it unless done earlier."""
-        config, result = self.configs[index], self.done[index]
+        """The finished result of run `index`, training it unless done earlier.
+        The run's folder is locked meanwhile: two runners sharing an output_dir
+        (one per core, say) never write the same run, and one that finds a run
+        finished by the other since it started takes it instead of training again."""
+        config = self.configs[index]
         folder = run_folder(self.output_dir, config.method, config.seed)
-        self.progress.start_run(index, folder, skipped_result=result)
-        if result is None:
-            epochs = _budget(config)
-            result = runs.train_run(config, folder, self.validation,
-                                    on_epoch=lambda point: self.progress.epoch(point, epochs))
-            keras.backend.clear_session()  # the next run starts from a clean graph
+        with runs.holding(folder):
+            result = self.done[index] or runs.load_result(
+                folder, runs.identity(config, self.validation))
+            self.progress.start_run(index, folder, skipped_result=result)
+            if result is None:
+                epochs = _budget(config)
+                result = runs.train_run(config, folder, self.validation,
+                                        on_epoch=lambda point: self.progress.epoch(point, epochs))
+                keras.backend.clear_session()  # the next run starts from a clean graph
         return result
 
     def evaluate(self, result, role):
@@ -210,15 +216,16 @@ class _Session:
         attacks, sanity = self.suites[role]
         folder = run_folder(self.output_dir, result["method"], result["seed"])
         settings = runs.evaluation_settings(result, attacks, self.options["n_test"], sanity)
-        report = runs.stored_evaluation(folder, role, settings)
         tag = (role, result["method"], result["seed"])
-        if report is not None:
-            self.progress.evaluation_finished(tag[0], report, *tag[1:], skipped=True)
-            return report
-        self.progress.evaluation_started(role, runs.suite_name(attacks),
-                                         self.options["n_test"], *tag[1:])
-        report = runs.evaluate_best(result, folder, role, attacks, sanity_checks=sanity,
-                                    **self.options)
+        with runs.holding(folder):
+            report = runs.stored_evaluation(folder, role, settings)
+            if report is not None:
+                self.progress.evaluation_finished(tag[0], report, *tag[1:], skipped=True)
+                return report
+            self.progress.evaluation_started(role, runs.suite_name(attacks),
+                                             self.options["n_test"], *tag[1:])
+            report = runs.evaluate_best(result, folder, role, attacks, sanity_checks=sanity,
+                                        **self.options)
         self.progress.evaluation_finished(role, report, *tag[1:])
         return report
 
