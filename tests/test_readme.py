@@ -364,6 +364,28 @@ def test_the_attacks_alone_table_is_the_committed_reports():
             f"{report['per_attack'][attack]:.3f}" for attack in attacks], method
 
 
+def test_the_all_test_images_table_is_the_committed_reports():
+    claims = os.path.join(ROOT, "docs", "reproduce", "fashion_mnist-claims")
+    runs = {}
+    for study in ("claims", "variants"):  # the runs of both share one folder
+        path = os.path.join(ROOT, "docs", "reproduce", f"fashion_mnist-{study}", "results.json")
+        with open(path) as f:
+            runs.update({(r["method"], r["seed"]): r for r in json.load(f)["runs"]})
+    rows = _table_after(_readme(), "<!-- quick-all-test")
+    assert len(rows) >= 3
+    for row in rows:
+        method, seed = re.fullmatch(r"`(\S+)` seed (\d+)", row[0]).groups()
+        with open(os.path.join(claims, "quick-all-test", f"{method}-seed{seed}",
+                               "report.json")) as f:
+            report = json.load(f)
+        assert report["n_examples"] == 10000 and report["split"] == "test", method
+        assert [a["name"] for a in report["protocol"]["attacks"]] == ["apgd-ce", "apgd-t"]
+        first_1000 = runs[(method, int(seed))]["final"]
+        assert row[1:] == [f"{report['clean_accuracy']:.3f}", f"{report['robust_accuracy']:.3f}",
+                           f"{first_1000['clean_accuracy']:.3f}",
+                           f"{first_1000['robust_accuracy']:.3f}"], method
+
+
 def test_the_recipe_table_equals_the_recipes():
     from keras_sgn import recipes
 
