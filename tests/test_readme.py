@@ -350,14 +350,22 @@ def test_each_study_table_is_the_committed_one(study):
     assert table == committed, f"README's {study} table differs from the committed results.md"
 
 
-def test_the_attacks_alone_table_is_the_committed_reports():
-    folder = os.path.join(ROOT, "docs", "reproduce", "fashion_mnist-collapse", "attacks-alone")
-    rows = _table_after(_readme(), "<!-- attacks-alone")
-    assert len(rows) == 3
-    for row in rows:
+def _rows_with_reports(marker, folder):
+    """[(row, method, seed, report)] of the table after `marker`, whose first
+    cell "`method` seed N" names the report `folder/<method>-seed<N>/report.json`."""
+    found = []
+    for row in _table_after(_readme(), marker):
         method, seed = re.fullmatch(r"`(\S+)` seed (\d+)", row[0]).groups()
         with open(os.path.join(folder, f"{method}-seed{seed}", "report.json")) as f:
-            report = json.load(f)
+            found.append((row, method, int(seed), json.load(f)))
+    return found
+
+
+def test_the_attacks_alone_table_is_the_committed_reports():
+    folder = os.path.join(ROOT, "docs", "reproduce", "fashion_mnist-collapse", "attacks-alone")
+    rows = _rows_with_reports("<!-- attacks-alone", folder)
+    assert len(rows) == 3
+    for row, method, _, report in rows:
         assert report["protocol"]["per_attack"] == "alone", method  # each attack on its own
         attacks = ("fgsm", "pgd-ce:steps=20", "apgd-ce", "apgd-t")
         assert row[1:] == [f"{report['clean_accuracy']:.3f}"] + [
@@ -371,16 +379,12 @@ def test_the_all_test_images_table_is_the_committed_reports():
         path = os.path.join(ROOT, "docs", "reproduce", f"fashion_mnist-{study}", "results.json")
         with open(path) as f:
             runs.update({(r["method"], r["seed"]): r for r in json.load(f)["runs"]})
-    rows = _table_after(_readme(), "<!-- quick-all-test")
+    rows = _rows_with_reports("<!-- quick-all-test", os.path.join(claims, "quick-all-test"))
     assert len(rows) >= 3
-    for row in rows:
-        method, seed = re.fullmatch(r"`(\S+)` seed (\d+)", row[0]).groups()
-        with open(os.path.join(claims, "quick-all-test", f"{method}-seed{seed}",
-                               "report.json")) as f:
-            report = json.load(f)
+    for row, method, seed, report in rows:
         assert report["n_examples"] == 10000 and report["split"] == "test", method
         assert [a["name"] for a in report["protocol"]["attacks"]] == ["apgd-ce", "apgd-t"]
-        first_1000 = runs[(method, int(seed))]["final"]
+        first_1000 = runs[(method, seed)]["final"]
         assert row[1:] == [f"{report['clean_accuracy']:.3f}", f"{report['robust_accuracy']:.3f}",
                            f"{first_1000['clean_accuracy']:.3f}",
                            f"{first_1000['robust_accuracy']:.3f}"], method

@@ -200,7 +200,8 @@ class _Session:
         finished by the other since it started takes it instead of training again."""
         config = self.configs[index]
         folder = run_folder(self.output_dir, config.method, config.seed)
-        with runs.holding(folder):
+        os.makedirs(folder, exist_ok=True)  # for its lock
+        with training.RunLock(folder):
             result = self.done[index] or runs.load_result(
                 folder, runs.identity(config, self.validation))
             self.progress.start_run(index, folder, skipped_result=result)
@@ -217,7 +218,7 @@ class _Session:
         folder = run_folder(self.output_dir, result["method"], result["seed"])
         settings = runs.evaluation_settings(result, attacks, self.options["n_test"], sanity)
         tag = (role, result["method"], result["seed"])
-        with runs.holding(folder):
+        with training.RunLock(folder):  # another runner may be at work on this run
             report = runs.stored_evaluation(folder, role, settings)
             if report is not None:
                 self.progress.evaluation_finished(tag[0], report, *tag[1:], skipped=True)

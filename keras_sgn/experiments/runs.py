@@ -15,7 +15,6 @@ rerun trusts what it finds:
 A run killed before `result.json` is trained again from the start.
 """
 
-import contextlib
 import dataclasses
 import datetime
 import glob
@@ -120,19 +119,6 @@ class EpochRecorder(keras.callbacks.Callback):
             io_utils.atomic_write_json(self.progress_path, {"curve": self.curve})
         if self.on_epoch is not None:
             self.on_epoch(point)
-
-
-@contextlib.contextmanager
-def holding(folder):
-    """Hold `folder`'s `RunLock` (`keras_sgn.training`) while working in it:
-    another live process working on the same run raises `RunFolderBusyError`
-    (naming its pid and command) instead of both writing the run's files."""
-    os.makedirs(folder, exist_ok=True)
-    lock = training.RunLock(folder, flag="--output_dir").acquire()
-    try:
-        yield lock
-    finally:
-        lock.release()
 
 
 def run_folder(output_dir, method, seed):

@@ -197,6 +197,12 @@ class RunLock:
                 f"another {self.flag}; if that run is gone (its machine was lost), delete "
                 f"{self.path}.")
 
+    def __enter__(self):
+        return self.acquire()
+
+    def __exit__(self, *exc_info):
+        self.release()
+
     def release(self):
         """Give the folder back (removes the lock file)."""
         if self._fd is None:
