@@ -107,6 +107,9 @@ class TrainConfig:
     learning_rate: float = _field(None, "method", "Peak learning rate." + _FOLLOWS_DATASET)
     lr_schedule: str = _field(None, "method", "Learning-rate schedule." + _FOLLOWS_DATASET,
                               choices=SCHEDULES)
+    lr_decay_at: str = _field("0.5,0.75", "method", "Fractions of the run at which "
+                              "--lr_schedule=piecewise divides the learning rate by 10, e.g. "
+                              "'0.89' (the anchor: epoch 90 of 100).")
     optimizer: str = _field(None, "method", "Optimizer." + _FOLLOWS_DATASET,
                             choices=OPTIMIZERS)
     weight_decay: float = _field(None, "method", "Weight decay." + _FOLLOWS_DATASET)
@@ -134,6 +137,9 @@ class TrainConfig:
     feedback_at_inference: bool = _field(False, "model", "Research option: self-feedback at "
                                          "test time (evaluate it with gradient-free attacks "
                                          "too).")
+    adversarial_fraction: float = _field(1.0, "method", "Share of each batch that is attacked "
+                                         "by --method=pgd or fast (its first rows; the rest "
+                                         "trains clean); Croce et al.'s anchor uses 0.5.")
     free_replays: int = _field(8, "method", "Replays m of --method=free.")
     trades_beta: float = _field(6.0, "method", "Beta of --method=trades.")
     # Validation (it picks the best epoch) and the final test.
@@ -223,6 +229,8 @@ class TrainConfig:
             check_feedback_sites(self.method, parse_sites(self.sites))
         with _about("beta"):
             parse_beta(self.beta)
+        with _about("lr_decay_at"):
+            parse_decay_fractions(self.lr_decay_at)
 
     def method_options(self):
         """The constructor options of `self.method` this config sets (the
@@ -263,6 +271,20 @@ class TrainConfig:
         """`{field: value}` of the recipe fields (what makes the trained model);
         call it on a `resolved()` config to have the dataset defaults filled in."""
         return {name: getattr(self, name) for name in recipe_fields()}
+
+
+def parse_decay_fractions(text):
+    """`"0.5,0.75"` -> `(0.5, 0.75)`: increasing fractions of the run in (0, 1)."""
+    try:
+        fractions = tuple(float(part) for part in str(text).split(","))
+    except ValueError:
+        fractions = ()
+    if (not fractions or any(not 0 < f < 1 for f in fractions)
+            or list(fractions) != sorted(set(fractions))):
+        raise ValueError(
+            "lr_decay_at must be increasing fractions of the run in (0, 1), comma-separated, "
+            f"e.g. '0.5,0.75' or '0.89'. Received: {text!r}.")
+    return fractions
 
 
 def _check_integer(name, value, minimum, hint=""):

@@ -9,6 +9,7 @@ _BUILDERS = {
     "sgn_wide_resnet": resnet.sgn_wide_resnet,
     "sgn_small_cnn": small_cnn.sgn_small_cnn,
     "sgn_mnist_cnn": small_cnn.sgn_mnist_cnn,
+    "sgn_lenet_small": small_cnn.sgn_lenet_small,
 }
 
 

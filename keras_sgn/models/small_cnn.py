@@ -122,3 +122,26 @@ def sgn_mnist_cnn(input_shape=(28, 28, 1), num_classes=10, sites="default", beta
                   sites=sites, beta=beta, normalization=normalization, mean=mean, std=std,
                   feedback_at_inference=feedback_at_inference, name=name)
     return _conv_net(net, [(f, 4, 2, False) for f in filters], dense_units, batch_norm)
+
+
+def sgn_lenet_small(input_shape=(28, 28, 1), num_classes=10, sites="default",
+                    beta=DEFAULT_BETA, normalization="l2_relative", mean=(0.5,), std=(0.5,),
+                    feedback_at_inference=False, name="sgn_lenet_small"):
+    """The anchor's exact network: `sgn_mnist_cnn` without BatchNorm, as
+    `LeNetSmall` of Croce et al.'s code (`max-andr/provable-robustness-max-
+    linear-regions`, `models.py`): conv(16, 4x4, stride 2, same) + ReLU,
+    conv(32, 4x4, stride 2, same) + ReLU, Dense(100) + ReLU, Dense(classes),
+    every layer with a bias.
+
+    Where it still differs from theirs: the images pass a fixed mean/std
+    `Normalization` layer first (theirs take [0, 1] pixels as they are: an
+    affine reparametrisation of the first convolution), and the dense layers
+    start from Keras' Glorot-uniform instead of He-normal weights (standard
+    deviations within 5% of each other at these sizes).
+
+    Args: see `sgn_mnist_cnn`.
+    """
+    return sgn_mnist_cnn(input_shape=input_shape, num_classes=num_classes, sites=sites,
+                         beta=beta, normalization=normalization, mean=mean, std=std,
+                         batch_norm=False, feedback_at_inference=feedback_at_inference,
+                         name=name)

@@ -6,7 +6,13 @@ import tensorflow as tf
 
 from keras_sgn import layers as sgn_layers
 from keras_sgn import models as sgn_models
-from keras_sgn.config import OPTIMIZERS, SCHEDULES, ConfigError, check_feedback_sites
+from keras_sgn.config import (
+    OPTIMIZERS,
+    SCHEDULES,
+    ConfigError,
+    check_feedback_sites,
+    parse_decay_fractions,
+)
 from keras_sgn.models.sites import parse_beta, parse_sites
 from keras_sgn.training import distribute
 
@@ -41,14 +47,15 @@ class TriangularSchedule(keras.optimizers.schedules.LearningRateSchedule):
                 "peak_fraction": self.peak_fraction}
 
 
-def learning_rate_schedule(name, learning_rate, total_steps):
-    """`constant`, `piecewise` (x0.1 at 50% and 75%), `cyclic` or `cosine`."""
+def learning_rate_schedule(name, learning_rate, total_steps, decay_at=(0.5, 0.75)):
+    """`constant`, `piecewise` (x0.1 at each fraction of the run in `decay_at`),
+    `cyclic` or `cosine`."""
     if name == "constant":
         return learning_rate
     if name == "piecewise":
         return keras.optimizers.schedules.PiecewiseConstantDecay(
-            [int(total_steps * 0.5), int(total_steps * 0.75)],
-            [learning_rate, learning_rate * 0.1, learning_rate * 0.01])
+            [int(total_steps * fraction) for fraction in decay_at],
+            [learning_rate * 0.1 ** i for i in range(len(decay_at) + 1)])
     if name == "cyclic":
         return TriangularSchedule(learning_rate, total_steps)
     if name == "cosine":
@@ -108,7 +115,8 @@ def compile_for_training(model, config, steps_per_epoch, strategy=None, epochs=N
     strategy = strategy or tf.distribute.get_strategy()
     epochs = config.epochs if epochs is None else epochs
     schedule = learning_rate_schedule(config.lr_schedule, config.learning_rate,
-                                      steps_per_epoch * epochs)
+                                      steps_per_epoch * epochs,
+                                      parse_decay_fractions(config.lr_decay_at))
     model.compile(optimizer=make_optimizer(config.optimizer, schedule, config.weight_decay),
                   method=config.method, seed=config.seed, eval_steps=config.eval_steps,
                   jit_compile_attack=config.jit_compile, **config.method_options())
