@@ -63,6 +63,19 @@ def test_datasets_and_info():
         c10.num_classes = 3
 
 
+def test_every_dataset_names_its_classes():
+    for name in data.DATASETS:
+        names = data.info(name).class_names
+        assert isinstance(names, tuple) and len(names) == data.info(name).num_classes
+        assert all(isinstance(n, str) and n for n in names) and len(set(names)) == len(names)
+    assert data.info("cifar10").class_names[:3] == ("airplane", "automobile", "bird")
+    assert data.info("fashion_mnist").class_names[9] == "Ankle boot"
+    cifar100 = data.info("cifar100").class_names
+    assert cifar100 == tuple(sorted(cifar100)) and cifar100[0] == "apple"  # tfds' fine labels
+    for name in ("mnist", "svhn_cropped", "digits"):
+        assert data.info(name).class_names == tuple("0123456789")
+
+
 def test_digits_info_stats_match_train_split():
     i = data.info("digits")
     assert i.image_shape == (8, 8, 1) and i.num_classes == 10 and not i.augment

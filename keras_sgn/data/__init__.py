@@ -5,7 +5,8 @@ Conventions (DESIGN.md section 4):
 * Images are float32 in **[0, 1]**, NHWC. Mean/std normalisation is *not* applied here; it is
   a layer inside the model, so that the adversarial budget epsilon is in pixel units. The
   per-channel statistics are exposed through :func:`info` for building that layer.
-* Labels are int32 class indices.
+* Labels are int32 class indices; ``info(name).class_names[label]`` is the name of a class
+  (a tuple of strings for every dataset, e.g. ``"Ankle boot"`` for Fashion-MNIST's label 9).
 * Every dataset has three splits: ``"train"``, ``"validation"`` (a fixed held-out part of the
   original training set, never seen by ``"train"``) and ``"test"`` (the original test set).
 

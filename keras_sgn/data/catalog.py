@@ -1,4 +1,5 @@
-"""What each dataset is: names, splits, image shapes, classes, pixel statistics, split sizes.
+"""What each dataset is: names, splits, image shapes, classes and their names, pixel
+statistics, split sizes.
 
 This is the one place the per-dataset constants live (mean/std of the training images in
 [0, 1], the original split sizes, the size of the held-out validation part). Nothing here reads
@@ -60,6 +61,34 @@ _SPECS = {
     "digits": _Spec(10, (8, 8, 1), None, None, None),
 }
 
+_DIGITS = tuple(str(d) for d in range(10))
+_CIFAR100 = (
+    "apple", "aquarium_fish", "baby", "bear", "beaver", "bed", "bee", "beetle", "bicycle",
+    "bottle", "bowl", "boy", "bridge", "bus", "butterfly", "camel", "can", "castle",
+    "caterpillar", "cattle", "chair", "chimpanzee", "clock", "cloud", "cockroach", "couch",
+    "crab", "crocodile", "cup", "dinosaur", "dolphin", "elephant", "flatfish", "forest", "fox",
+    "girl", "hamster", "house", "kangaroo", "keyboard", "lamp", "lawn_mower", "leopard", "lion",
+    "lizard", "lobster", "man", "maple_tree", "motorcycle", "mountain", "mouse", "mushroom",
+    "oak_tree", "orange", "orchid", "otter", "palm_tree", "pear", "pickup_truck", "pine_tree",
+    "plain", "plate", "poppy", "porcupine", "possum", "rabbit", "raccoon", "ray", "road",
+    "rocket", "rose", "sea", "seal", "shark", "shrew", "skunk", "skyscraper", "snail", "snake",
+    "spider", "squirrel", "streetcar", "sunflower", "sweet_pepper", "table", "tank", "telephone",
+    "television", "tiger", "tractor", "train", "trout", "tulip", "turtle", "wardrobe", "whale",
+    "willow_tree", "wolf", "woman", "worm",
+)
+#: The name of each class, by label, as tensorflow-datasets names them (CIFAR-100: its 100
+#: fine labels; the digit datasets: "0".."9").
+CLASS_NAMES = {
+    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship",
+                "truck"),
+    "cifar100": _CIFAR100,
+    "svhn_cropped": _DIGITS,
+    "mnist": _DIGITS,
+    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                      "Sneaker", "Bag", "Ankle boot"),
+    "digits": _DIGITS,
+}
+
 #: CIFAR-10 statistics, for the normalisation layer of models trained on it.
 CIFAR10_MEAN: Tuple[float, ...] = _SPECS["cifar10"].mean
 CIFAR10_STD: Tuple[float, ...] = _SPECS["cifar10"].std
@@ -72,6 +101,10 @@ class DatasetInfo:
     Attributes:
         name: Dataset name, one of :data:`DATASETS`.
         num_classes: Number of classes.
+        class_names: The name of each class, by label (``class_names[label]``), a tuple of
+            ``num_classes`` strings: tensorflow-datasets' names (``"airplane"`` ... for CIFAR-10,
+            ``"T-shirt/top"`` ... for Fashion-MNIST, the 100 fine labels of CIFAR-100,
+            ``"0"`` .. ``"9"`` for the digit datasets).
         image_shape: ``(height, width, channels)`` of one image.
         mean: Per-channel mean of the training images scaled to [0, 1].
         std: Per-channel standard deviation of the training images scaled to [0, 1].
@@ -84,6 +117,7 @@ class DatasetInfo:
 
     name: str
     num_classes: int
+    class_names: Tuple[str, ...]
     image_shape: Tuple[int, int, int]
     mean: Tuple[float, ...]
     std: Tuple[float, ...]
@@ -151,6 +185,8 @@ def info(name: str) -> DatasetInfo:
 
         >>> keras_sgn.data.info("cifar10").mean
         (0.4914, 0.4822, 0.4465)
+        >>> keras_sgn.data.info("fashion_mnist").class_names[9]
+        'Ankle boot'
     """
     return cached_info(check_name(name))
 
@@ -164,6 +200,7 @@ def cached_info(name: str) -> DatasetInfo:
     return DatasetInfo(
         name=name,
         num_classes=spec.num_classes,
+        class_names=CLASS_NAMES[name],
         image_shape=tuple(spec.image_shape),
         mean=tuple(float(m) for m in mean),
         std=tuple(float(s) for s in std),

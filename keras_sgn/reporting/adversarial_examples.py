@@ -7,24 +7,17 @@ nothing here attacks or predicts.
 
 import numpy as np
 
+from keras_sgn.data import catalog
 from keras_sgn.reporting.plots import model_title, new_figure, save_figure
 
-#: dataset name -> the class names, by label (datasets whose labels are their
-#: names, e.g. digits, need none; CIFAR-100 shows indices).
-CLASS_NAMES = {
-    "fashion_mnist": ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
-                      "Sneaker", "Bag", "Ankle boot"),
-    "cifar10": ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse",
-                "ship", "truck"),
-}
 #: The perturbation is drawn this many times larger, around mid-grey (0).
 PERTURBATION_SCALE = 10
 
 
 def class_name(dataset, label):
-    """The name of class `label` of `dataset` (the label itself where the
-    classes are digits or have no names here)."""
-    names = CLASS_NAMES.get(dataset)
+    """The name of class `label` of `dataset` (`keras_sgn.data.info(dataset).class_names`;
+    the label itself for a dataset or label not known here)."""
+    names = catalog.CLASS_NAMES.get(dataset)
     label = int(label)
     return names[label] if names and 0 <= label < len(names) else str(label)
 
