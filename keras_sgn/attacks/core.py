@@ -186,14 +186,26 @@ def check_attack_args(epsilon, steps=1, norm="linf", loss="ce", restarts=1, step
 
 
 def check_image_range(x, name="x"):
-    """Raise a clear error if eager images are outside [0, 1]."""
+    """Raise a clear error if eager images are not finite or outside [0, 1].
+
+    One pass over the input, before any attack work (a NaN pixel would
+    otherwise pass through every projection and clip to the output)."""
     if not tf.executing_eagerly():
         return
     values = np.asarray(x)
-    if values.size and (values.min() < 0.0 or values.max() > 1.0):
+    if not values.size:
+        return
+    low, high = values.min(), values.max()  # NaN if any value is NaN
+    if not (np.isfinite(low) and np.isfinite(high)):
+        bad = int(np.sum(~np.isfinite(values)))
         raise ValueError(
-            f"{name} must hold images in [0, 1] (got min {values.min():.4g}, "
-            f"max {values.max():.4g}). Divide uint8 images by 255; keep mean/std "
+            f"{name} must be finite images in [0, 1]. Received: {bad} NaN or infinite "
+            f"values in {name} of shape {values.shape}. A non-finite pixel has no meaningful "
+            "attack; fix the data or the preprocessing that produced it.")
+    if low < 0.0 or high > 1.0:
+        raise ValueError(
+            f"{name} must hold images in [0, 1] (got min {low:.4g}, "
+            f"max {high:.4g}). Divide uint8 images by 255; keep mean/std "
             "normalisation inside the model."
         )
 
