@@ -61,6 +61,8 @@ def _check_flags():
     if FLAGS.folder and (FLAGS.local_dir or FLAGS.ship):
         raise app.UsageError("--folder uploads an existing folder; --local_dir/--ship export one "
                              "from --run_dir.")
+    if FLAGS.name is not None:
+        hub.check_name(FLAGS.name)  # it becomes a path: refused before anything is written
 
 
 def _report_path(run_dir):
@@ -98,14 +100,14 @@ def _export(scratch, repo_for):
 
     if FLAGS.folder:
         result = hub.read_folder(FLAGS.folder)
-        name = FLAGS.name or result["metadata"].get("name")
+        name = hub.check_name(FLAGS.name or result["metadata"].get("name"))
         if result["metadata"].get("name") != name:
             raise app.UsageError(f"--name: {FLAGS.folder} holds {result['metadata'].get('name')!r}"
                                  f", not --name={name!r}.")
         return name, repo_for(name), result
     run = hub.read_run(FLAGS.run_dir)  # not a run dir: says so before the report
     report = _report_path(FLAGS.run_dir)
-    name = FLAGS.name or hub.default_name(run["train_config"])
+    name = hub.check_name(FLAGS.name or hub.default_name(run["train_config"]))
     output_dir = (os.path.join(zoo.PRETRAINED_DIR, name) if FLAGS.ship else
                   FLAGS.local_dir or os.path.join(scratch, name))
     repo_id = repo_for(name)

@@ -14,6 +14,7 @@ from keras_sgn.hub.metadata import (
     FORMAT,
     PublishError,
     build_metadata,
+    check_name,
     metrics_from_report,
     read_json,
     read_report,
@@ -106,6 +107,7 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
 
     import keras_sgn  # noqa: F401  (registers the custom objects)
 
+    check_name(name, "name")  # it names files and folders: checked before any write
     run = read_run(run_dir)
     report = read_report(report)
     _check_report_matches_run(report, run)

@@ -34,6 +34,23 @@ class PublishError(Exception):
     """Publishing cannot go on (missing inputs, no token, a mismatched report)."""
 
 
+# A zoo name is a file name (zoo_entries/NAME.json, pretrained/NAME/) and a Hub
+# repository name: letters, digits, '.', '_', '-', starting and ending with a
+# letter or digit; no path separators, no '..'.
+_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9._-]{0,94}[A-Za-z0-9])?")
+
+
+def check_name(name, flag="--name"):
+    """Refuse a zoo name that is not a plain file name (before anything is written:
+    `pretrained/NAME` and `zoo_entries/NAME.json` must stay in their folders)."""
+    if not (isinstance(name, str) and _NAME.fullmatch(name) and ".." not in name):
+        raise PublishError(
+            f"{flag} must be a plain model name: letters, digits, '.', '_' or '-', starting "
+            f"and ending with a letter or digit, at most 96 characters, no '/' or '..'. "
+            f"Received: {flag}={name!r}. Give a name like sgn-small-cnn-digits.")
+    return name
+
+
 def read_json(path):
     with open(path, encoding="utf-8") as f:
         return json.load(f)

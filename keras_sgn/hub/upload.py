@@ -6,7 +6,7 @@ import tempfile
 
 from keras_sgn import zoo
 from keras_sgn.hub.export import file_info, read_folder
-from keras_sgn.hub.metadata import PublishError, read_json
+from keras_sgn.hub.metadata import PublishError, check_name, read_json
 from keras_sgn.io_utils import atomic_write_json
 
 
@@ -101,6 +101,7 @@ def record_entry(entry_path, metadata, files, *, status, repo_id=None, revision=
     if its files still match `files`. The entry is validated before it is
     written (atomically).
     """
+    check_name(metadata["name"], "name")
     existing = read_json(entry_path) if os.path.exists(entry_path) else {}
     if package_dir is None:
         package_dir = _still_shipped(existing, files)
