@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from keras_sgn import attacks, evaluation, hub, models, training, zoo
+from keras_sgn.training import run_folder
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,6 +76,77 @@ def evaluated_run(tmp_path_factory, digits_arrays):
     return run_dir
 
 
+SETTINGS = {"dataset": "digits", "method": "sgn", "seed": 0}
+
+
+def _finished_folder(folder, settings=SETTINGS):
+    """A folder as a finished tools/train.py run leaves it, with a real model.keras."""
+    folder.mkdir(parents=True, exist_ok=True)
+    _linear_digits_model().save(folder / "model.keras")
+    (folder / "config.json").write_text(json.dumps(settings))
+    (folder / "summary.json").write_text(json.dumps({"robust_accuracy": 0.5}))
+    return folder
+
+
+def _open(folder, settings=SETTINGS, overwrite=False):
+    handle = run_folder.RunFolder(str(folder))
+    try:
+        return handle.open(settings, overwrite=overwrite)
+    finally:
+        handle.close()
+
+
+# -- 2. train --overwrite leaves the old model's eval/ behind ----------------------------
+
+def test_overwrite_archives_the_old_models_evaluation(tmp_path):
+    run = _finished_folder(tmp_path / "run")
+    (run / "eval").mkdir()
+    (run / "eval" / "report.json").write_text(json.dumps({"robust_accuracy": 0.44}))
+    other = {**SETTINGS, "seed": 1}
+    lock = run_folder.RunLock(str(run / "eval")).acquire()  # an evaluation writes there
+    try:
+        with pytest.raises(run_folder.RunFolderBusyError, match=(
+                r"--overwrite cannot move the outputs of .* while an evaluation writes into "
+                rf"its eval/ folder: .*pid {os.getpid()}")):
+            _open(run, other, overwrite=True)
+    finally:
+        lock.release()
+    assert (run / "eval" / "report.json").exists() and (run / "summary.json").exists()
+    state = _open(run, other, overwrite=True)
+    assert state.status == "new" and not (run / "eval").exists()
+    archived = run / "previous" / os.path.basename(state.archived)
+    assert json.loads((archived / "eval" / "report.json").read_text()) == {
+        "robust_accuracy": 0.44}
+
+
+# -- 5. "already complete" over a missing or damaged model.keras or config.json -----------
+
+def test_a_damaged_finished_run_is_not_complete(tmp_path):
+    run = _finished_folder(tmp_path / "run")
+    assert _open(run).status == "complete"
+    model = (run / "model.keras").read_bytes()
+    (run / "model.keras").write_bytes(model[: len(model) // 2])  # truncated
+    with pytest.raises(run_folder.RunFolderError, match=(
+            r"holds a finished run \(summary.json\) whose model.keras is not a whole Keras "
+            r"model file \(truncated.*Received: --output_dir=.*Pass --overwrite")):
+        _open(run)
+    (run / "model.keras").unlink()
+    with pytest.raises(run_folder.RunFolderError, match="whose model.keras is missing"):
+        _open(run)
+    (run / "model.keras").write_bytes(model)
+    (run / "config.json").write_text("[1, 2]")
+    with pytest.raises(run_folder.RunFolderError, match=(
+            r"config.json is not a JSON object \(it holds a list\).*--overwrite")):
+        _open(run)
+    (run / "config.json").write_text(json.dumps(SETTINGS))
+    (run / "summary.json").write_text("[1, 2]")
+    with pytest.raises(run_folder.RunFolderError, match="summary.json is not a JSON object"):
+        _open(run)
+    (run / "config.json").write_text("[1, 2]")  # --overwrite archives what is damaged
+    state = _open(run, overwrite=True)
+    assert state.status == "new" and not (run / "model.keras").exists()
+
+
 # -- 6. publish --ship --name=../../escaped ----------------------------------------------
 
 def test_publish_refuses_a_name_that_escapes_before_writing(evaluated_run, tmp_path):
@@ -96,6 +168,60 @@ def test_publish_refuses_a_name_that_escapes_before_writing(evaluated_run, tmp_p
         hub.export_folder(str(evaluated_run), str(tmp_path / "out"), "a/b",
                           str(evaluated_run / "eval"))
     assert not (tmp_path / "out").exists()
+
+
+# -- 3. publish --eval_dir=<another model's report>; publish an interrupted run ----------
+
+def test_publish_refuses_another_models_report_and_an_unfinished_run(evaluated_run, tmp_path,
+                                                                     digits_arrays):
+    other_dir = tmp_path / "other"
+    other = _write_run(other_dir, seed=1)  # same architecture, other weights
+    # Its report names the published path (it was evaluated there before a retraining, or
+    # the folder was copied): the path check alone let it through.
+    _write_report(other, evaluated_run / "model.keras", other_dir / "eval", digits_arrays)
+    result = _tool("publish.py", f"--run_dir={evaluated_run}", f"--eval_dir={other_dir / 'eval'}",
+                   f"--local_dir={tmp_path / 'out'}")
+    line = _error_line(result)
+    assert "was measured on other weights than" in line and "Received: a report of" in line
+    assert not (tmp_path / "out").exists()
+    # A report that does not say which weights it measured is refused too.
+    report = json.loads((evaluated_run / "eval" / "report.json").read_text())
+    del report["model_fingerprint"]
+    with pytest.raises(hub.PublishError, match="does not record which weights"):
+        hub.export_folder(str(evaluated_run), str(tmp_path / "x"), "tiny", report)
+    # An interrupted run (no summary.json): its model.keras is an intermediate checkpoint.
+    (other_dir / "summary.json").unlink()
+    with pytest.raises(hub.PublishError, match="holds no summary.json: its training did not"):
+        hub.export_folder(str(other_dir), str(tmp_path / "y"), "tiny", str(other_dir / "eval"))
+    # The report of the model published is accepted.
+    exported = hub.export_folder(str(evaluated_run), str(tmp_path / "z"), "tiny",
+                                 str(evaluated_run / "eval"))
+    assert exported["metadata"]["metrics"]["n_examples"] == 16
+
+
+# -- 7. summarize_runs over copies of one run ---------------------------------------------
+
+def test_summarize_runs_refuses_copies_of_one_run(tmp_path):
+    config = training.TrainConfig(dataset="digits", method="sgn", seed=0).resolved().to_dict()
+    summary = {"method": "sgn", "model": config["model"], "dataset": "digits",
+               "clean_accuracy": 0.9, "robust_accuracy": 0.5, "per_attack": {"pgd-ce": 0.5},
+               "train_seconds": 1.0}
+    for copy in range(5):
+        folder = tmp_path / "runs" / f"copy{copy}"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "summary.json").write_text(json.dumps(summary))
+    result = _tool("summarize_runs.py", f"--runs={tmp_path / 'runs' / '*'}")
+    line = _error_line(result)
+    assert "matches 5 folders holding the same run (same settings, seed 0)" in line
+    assert "Received: 5 folders of repeated runs" in line and "copy4" in line
+    assert not result.stdout  # no table
+    for copy in range(1, 4):
+        shutil.rmtree(tmp_path / "runs" / f"copy{copy}")
+    (tmp_path / "runs" / "copy4" / "config.json").write_text(json.dumps({**config, "seed": 1}))
+    result = _tool("summarize_runs.py", f"--runs={tmp_path / 'runs' / '*'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| 2 (0, 1) |" in result.stdout
 
 
 # -- 8. a NaN pixel given to an attack ---------------------------------------------------

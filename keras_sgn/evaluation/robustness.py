@@ -226,6 +226,8 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
         A JSON-ready dict: `clean_accuracy`, `robust_accuracy` (the worst case),
         `per_attack`, `attack_seconds`, `sanity_checks`, `sanity_passed`,
         `accuracy_vs_epsilon`, `sanity_steps`, `protocol`, `n_examples`,
+        `model_fingerprint` (the model's class and the sha256 of its weights:
+        publishing checks the report is of the model it publishes),
         `provenance` (`keras_sgn.provenance.provenance()`), `seconds`.
 
     Raises:
@@ -245,14 +247,16 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
     model_classes = _check_arguments(model, specs, epsilon, norm, n_examples, num_classes)
     start = time.time()
     tally = _Tally(specs, n_sanity_examples if run_sanity_checks else 0, examples)
+    fingerprint = model_fingerprint(model)
     store = None if checkpoint_dir is None else BatchCheckpoints(checkpoint_dir, dict(
-        model=model_fingerprint(model), n_examples=n_examples,
+        model=fingerprint, n_examples=n_examples,
         protocol=_protocol(specs, epsilon, norm, cascade, seed, model),
         batch_seed_stride=_BATCH_SEED_STRIDE,
         shown_examples=None if examples is None else examples.n))
     _attack_dataset(tally, model, dataset, specs, (epsilon, norm), n_examples, cascade, seed,
                     verbose, model_classes, store)
     report = _report(tally, specs, epsilon, norm, cascade, seed, model)
+    report["model_fingerprint"] = fingerprint  # which weights the numbers are of
     if run_sanity_checks:
         report.update(_sanity_report(model, tally, epsilon, norm, sanity_steps,
                                      square_queries, seed, verbose))

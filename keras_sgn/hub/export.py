@@ -42,6 +42,31 @@ def check_reload(model, folder):
         raise PublishError(f"the exported folder {folder} does not reproduce the model's outputs.")
 
 
+def _check_report_measured_this_model(report, model, run, report_source):
+    """The report's numbers must be of these weights: the sha256 of the weights
+    it measured (`model_fingerprint`) must be that of the model published."""
+    from keras_sgn.evaluation.checkpoints import model_fingerprint
+
+    where = report_source if isinstance(report_source, str) else "the evaluation report"
+    measured = (report.get("model_fingerprint") or {}).get("weights_sha256")
+    if measured is None:
+        raise PublishError(
+            f"{where} does not record which weights it measured (no model_fingerprint: made "
+            "before keras-sgn recorded it, or not by tools/evaluate.py), so its numbers "
+            f"cannot be tied to {run['model_path']}. Received: a report without "
+            "weights_sha256. Evaluate the model again (python tools/evaluate.py "
+            f"--run_dir={os.path.dirname(run['model_path'])}), then publish.")
+    weights = model_fingerprint(model)["weights_sha256"]
+    if measured != weights:
+        raise PublishError(
+            f"{where} was measured on other weights than {run['model_path']}: its numbers "
+            f"are another model's. Received: a report of the weights with sha256 "
+            f"{measured[:16]}... for a model whose weights have sha256 {weights[:16]}... "
+            "Evaluate the model you "
+            f"publish (python tools/evaluate.py --run_dir="
+            f"{os.path.dirname(run['model_path'])}), and give that report.")
+
+
 def _check_report_matches_run(report, run):
     dataset = run["train_config"].get("dataset")
     if report.get("dataset", dataset) != dataset:
@@ -96,7 +121,9 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
         output_dir: the folder to write (replaced only with `overwrite=True`).
         name: the zoo name.
         report: the `tools/evaluate.py` report of `run_dir/model.keras` (a dict,
-            `report.json` or its folder). Its numbers go into the card.
+            `report.json` or its folder). Its numbers go into the card; it must
+            record the sha256 of the weights it measured, and they must be
+            those of `run_dir/model.keras` (else `PublishError`).
         repo_id: the Hub repository named in the card (default `keras-sgn/<name>`).
         overwrite: replace an existing non-empty `output_dir`.
 
@@ -109,6 +136,7 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
 
     check_name(name, "name")  # it names files and folders: checked before any write
     run = read_run(run_dir)
+    report_source = report
     report = read_report(report)
     _check_report_matches_run(report, run)
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
@@ -118,6 +146,7 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
     metrics = metrics_from_report(report, f"runs/{name}/model.keras", f"runs/{name}/eval")
 
     model = keras.saving.load_model(run["model_path"], compile=False, safe_mode=True)
+    _check_report_measured_this_model(report, model, run, report_source)
     parent = os.path.dirname(os.path.abspath(output_dir))
     os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")

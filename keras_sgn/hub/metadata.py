@@ -64,8 +64,14 @@ def read_run(run_dir):
         raise PublishError(
             f"{run_dir} is not a tools/train.py output dir (needs model.keras and config.json).")
     summary_path = os.path.join(run_dir, "summary.json")
+    if not os.path.exists(summary_path):
+        raise PublishError(
+            f"{run_dir} holds no summary.json: its training did not finish (interrupted or "
+            "still running), so model.keras is an intermediate checkpoint. Received: an "
+            f"unfinished run. Rerun its tools/train.py command to finish it (it resumes), "
+            "evaluate it, then publish.")
     return {"model_path": model_path, "train_config": read_json(config_path),
-            "summary": read_json(summary_path) if os.path.exists(summary_path) else {}}
+            "summary": read_json(summary_path)}
 
 
 def default_name(train_config):
