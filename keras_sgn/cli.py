@@ -16,7 +16,8 @@ if __name__ == "__main__":
 * a bad flag (unknown flag, bad value, a required flag missing) and
   `absl.app.UsageError` print `error: <message>` on stderr, exit code 2;
 * so do the errors keras-sgn raises about what the user gave it (`is_user_error`):
-  the zoo's errors, a dataset not on this machine, and any `ValueError` or
+  the zoo's errors, a dataset not on this machine (its one-line `command_line`
+  form, in flag terms), and any `ValueError` or
   `FileNotFoundError` raised by a `raise` statement in keras-sgn or in the
   tool's own folder (the library's messages name the parameter and the fix);
 * anything else (a bug) keeps its traceback. `KERAS_SGN_TRACEBACK=1` shows the
@@ -81,8 +82,10 @@ def is_user_error(error, tool_dirs=(), extra_classes=()):
 
 
 def error_line(error):
-    """`error: <message>` (an error without a message shows its class name)."""
-    message = str(error).strip() or type(error).__name__
+    """`error: <message>` (an error without a message shows its class name); an
+    error that says it for the command line too (its `command_line`, e.g. a
+    dataset that is not on this machine) shows that."""
+    message = (getattr(error, "command_line", None) or str(error)).strip() or type(error).__name__
     return f"error: {message}"
 
 

@@ -7,7 +7,7 @@ Every field says once, in its metadata, what it is (`field_specs()` reads it):
 - **recipe or runtime**: a *recipe* field changes the trained model (the
   weights of `model.keras`, including which epoch is kept as the best); a
   *runtime* field only changes where and how the run executes and reports.
-  The runtime fields are `data_dir`, `test_steps`, `test_restarts`,
+  The runtime fields are `data_dir`, `download`, `test_steps`, `test_restarts`,
   `allow_large_epsilon`, `strategy`, `tpu`, `jit_compile`, `output_dir`,
   `overwrite`, `backup_every_steps` and `verbose`. Decisions worth knowing:
   `strategy`/`tpu` are runtime because N replicas train like one replica at
@@ -97,6 +97,9 @@ class TrainConfig:
                           "fashion_mnist or digits (offline).")
     data_dir: str = _field(None, "data", "Folder of prepared tfds datasets (else "
                            "TFDS_DATA_DIR).", recipe=False)
+    download: bool = _field(True, "data", "Download the dataset if it is not on this machine "
+                            "(as tensorflow-datasets and keras.datasets do); --nodownload "
+                            "never uses the network.", recipe=False)
     model: str = _field(None, "model", "Model name (keras_sgn.models.list_models())."
                         + _FOLLOWS_DATASET)
     method: str = _field("sgn", "method", "Training method.",

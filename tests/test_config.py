@@ -40,8 +40,8 @@ def test_recipe_and_runtime_partition_the_fields():
     recipe, runtime = config.recipe_fields(), config.runtime_fields()
     assert not set(recipe) & set(runtime)
     assert sorted(recipe + runtime) == sorted(FIELDS)
-    assert set(runtime) == {"data_dir", "test_steps", "test_restarts", "strategy", "tpu",
-                            "jit_compile", "output_dir", "backup_every_steps", "verbose",
+    assert set(runtime) == {"data_dir", "download", "test_steps", "test_restarts", "strategy",
+                            "tpu", "jit_compile", "output_dir", "backup_every_steps", "verbose",
                             "allow_large_epsilon", "overwrite"}
     for name in ("dataset", "model", "method", "seed", "epsilon", "sites", "beta",
                  "eval_steps", "n_train", "n_eval", "sync_batch_norm", "mixed_precision"):
@@ -54,7 +54,8 @@ def test_a_resumed_run_may_change_the_runtime_fields_only():
     # What training._RESUME_MAY_CHANGE allowed before it moved into the metadata.
     assert set(config.resumable_fields()) == {
         "verbose", "test_steps", "test_restarts", "backup_every_steps", "jit_compile",
-        "strategy", "tpu", "data_dir", "output_dir", "allow_large_epsilon", "overwrite"}
+        "strategy", "tpu", "data_dir", "download", "output_dir", "allow_large_epsilon",
+        "overwrite"}
     saved = config.TrainConfig(dataset="digits").resolved()
     for name, value in (("verbose", 2), ("output_dir", "elsewhere"), ("test_steps", 3)):
         training.check_resumable(saved.to_dict(), dataclasses.replace(saved, **{name: value}))

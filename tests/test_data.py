@@ -2,12 +2,14 @@
 
 The real MNIST-family files (search order, integrity, cache) are tested in test_data_files.py."""
 
+import contextlib
 import dataclasses
 import hashlib
 import socket
 import sys
 import tempfile
 import time
+from unittest import mock
 
 import numpy as np
 import pytest
@@ -15,7 +17,7 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 
 from keras_sgn import data
-from keras_sgn.data import catalog, sources, tfds_source
+from keras_sgn.data import catalog, download, sources, tfds_source
 from keras_sgn.data import digits as data_digits
 from tests.helpers import collect
 
@@ -233,9 +235,14 @@ def test_validation_happens_before_any_loading(monkeypatch, tmp_path):
 # ----------------------------------------------------------------------------- tfds (mocked)
 
 
+@contextlib.contextmanager
 def _mocked(num_examples=10):
-    return tfds.testing.mock_data(
-        num_examples=num_examples, policy=tfds.testing.MockPolicy.USE_CODE)
+    """tfds' mock data; its download_and_prepare does nothing, and the host a download would
+    come from counts as reachable (no connection is opened)."""
+    with tfds.testing.mock_data(num_examples=num_examples,
+                                policy=tfds.testing.MockPolicy.USE_CODE), \
+            mock.patch.object(download, "check_reachable", lambda url: None):
+        yield
 
 
 def test_tfds_split_strings():
@@ -320,7 +327,7 @@ def test_explicit_augment_on_eval_split_and_mnist_has_no_augment(no_network, tmp
 def test_missing_tfds_dataset_raises_clear_error(tmp_path, no_network):
     t0 = time.time()
     with pytest.raises(data.DatasetNotAvailableError) as e:
-        data.load("cifar10", "train", data_dir=str(tmp_path))
+        data.load("cifar10", "train", data_dir=str(tmp_path), download=False)
     assert time.time() - t0 < 10
     assert isinstance(e.value, FileNotFoundError)
     msg = str(e.value)
@@ -344,13 +351,13 @@ def test_missing_dataset_uses_env_var_and_reports_versions(tmp_path, monkeypatch
     monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path))
     (tmp_path / "mnist" / "0.0.1").mkdir(parents=True)
     with pytest.raises(data.DatasetNotAvailableError) as e:
-        data.load("mnist", "test")
+        data.load("mnist", "test", download=False)
     msg = str(e.value)
     assert str(tmp_path) in msg and "$TFDS_DATA_DIR" in msg
     assert "0.0.1" in msg  # the wrong version found is reported
     # data_dir pointing at the dataset folder itself gets a hint
     with pytest.raises(data.DatasetNotAvailableError, match="contains"):
-        data.load("mnist", "test", data_dir=str(tmp_path / "mnist"))
+        data.load("mnist", "test", data_dir=str(tmp_path / "mnist"), download=False)
 
 
 # ----------------------------------------------------------------------------- tfds (real files)

@@ -280,7 +280,7 @@ def test_nothing_found_lists_every_place_and_how_to_get_the_data(isolated, monke
     (isolated / "tfds" / "fashion_mnist" / "9.9.9").mkdir(parents=True)
     monkeypatch.setenv("KERAS_HOME", str(isolated / "keras_home"))
     with pytest.raises(data.DatasetNotAvailableError) as error:
-        data.load("fashion_mnist", "test", data_dir=given)
+        data.load("fashion_mnist", "test", data_dir=given, download=False)
     assert isinstance(error.value, FileNotFoundError)
     message = str(error.value)
     for place in (given, isolated / "tfds", isolated / "keras_home" / "datasets" / "fashion-mnist",
@@ -292,7 +292,7 @@ def test_nothing_found_lists_every_place_and_how_to_get_the_data(isolated, monke
     for needle in ("data_dir=", "$TFDS_DATA_DIR", "$KERAS_HOME", "missing t10k-images-idx3-ubyte",
                    "9.9.9", "apt-get install dataset-fashion-mnist",
                    "keras.datasets.fashion_mnist.load_data()", "tfds build fashion_mnist",
-                   "never downloads"):
+                   "download=False"):
         assert needle in message, needle
     with pytest.raises(data.DatasetNotAvailableError, match="mnist.npz") as error:
         data.locate("mnist")

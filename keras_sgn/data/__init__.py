@@ -15,16 +15,26 @@ Supported datasets (:data:`DATASETS`):
 * ``mnist``, ``fashion_mnist``: from the original files, found without network by
   :func:`locate` (``data_dir``, ``$TFDS_DATA_DIR``, the Keras cache, Debian's
   ``/usr/share/datasets/fashion-mnist``): a prepared tfds folder, the four IDX files (checked
-  by the sha256 of their decompressed bytes) or Keras' ``mnist.npz``. The IDX files are put in
+  by the sha256 of their decompressed bytes) or Keras' ``mnist.npz``. When no place has them,
+  the files ``keras.datasets`` uses are downloaded into the Keras cache. The IDX files are put in
   tfds' stored order, so every source gives the same splits: validation is the last 1,000
   images of the stored training split. Decoded arrays are cached on disk (checked by sha256,
   see :mod:`keras_sgn.data.cache`), so loads after the first are fast.
-* tensorflow-datasets: ``cifar10``, ``cifar100``, ``svhn_cropped``. These are never
-  downloaded: they must already be prepared in ``data_dir`` (or ``$TFDS_DATA_DIR``, or
-  ``~/tensorflow_datasets``), otherwise :class:`DatasetNotAvailableError` is raised with
-  instructions. Validation is the last 1,000 images of the stored training split.
+* tensorflow-datasets: ``cifar10``, ``cifar100``, ``svhn_cropped``, read from their prepared
+  folder in ``data_dir`` (or ``$TFDS_DATA_DIR``, or ``~/tensorflow_datasets``); when it is not
+  there, tfds downloads and prepares it there. Validation is the last 1,000 images of the
+  stored training split.
 * ``digits``: scikit-learn's bundled 8x8 handwritten digits (1,797 real images, values 0..16,
   loaded from the scikit-learn installation, no network), as ``(8, 8, 1)`` images ``value / 16``.
+
+Downloads (:mod:`keras_sgn.data.download`): where a network is there, a dataset that is not on
+this machine is downloaded the way tensorflow-datasets and ``keras.datasets`` do, then checked
+like a local copy; a download is used only once complete and verified (it goes to a temporary
+name, is checked, then renamed). ``download=False`` (``--nodownload`` in the tools) never
+opens a connection. Without a network the failure shows within seconds:
+:class:`DatasetNotAvailableError` names the ways to get the data (its ``command_line``
+attribute says it on one line for the tools). :func:`prepare` does this step alone (a
+training run calls it before creating its output folder).
 
 Example::
 
@@ -43,6 +53,7 @@ from keras_sgn.data.catalog import (
     DatasetInfo,
     info,
 )
+from keras_sgn.data.download import prepare
 from keras_sgn.data.errors import DatasetIntegrityError, DatasetNotAvailableError
 from keras_sgn.data.pipeline import load
 from keras_sgn.data.sources import LOCAL_FILE_DATASETS, Source, locate
@@ -61,4 +72,5 @@ __all__ = [
     "info",
     "load",
     "locate",
+    "prepare",
 ]

@@ -2,13 +2,21 @@
 
 
 class DatasetNotAvailableError(FileNotFoundError):
-    """A dataset is not on this machine (keras_sgn never downloads data).
+    """A dataset is not on this machine and was not downloaded (no network, or
+    ``download=False``).
 
-    The message lists every place that was looked in and the ways to get the data."""
+    The message lists every place that was looked in and the ways to get the data.
+    ``command_line`` (when set) says the same on one line in command-line flag terms
+    (``--data_dir``, ``--dataset=...``); the tools print that instead."""
+
+    def __init__(self, message, *, command_line=None):
+        super().__init__(message)
+        self.command_line = command_line
 
 
 class DatasetIntegrityError(ValueError):
-    """A copy of a dataset was found but is truncated, altered or not in the expected format.
+    """A copy of a dataset (found or downloaded) is truncated, altered or not in the expected
+    format.
 
     The message names the file and says how to replace it. Nothing of a damaged copy is
     loaded: the files are checked in full before any array is returned."""

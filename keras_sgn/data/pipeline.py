@@ -1,8 +1,9 @@
 """``load()``: one split of a dataset as a batched, shuffled, augmented ``tf.data`` pipeline.
 
-Pipeline: uint8 examples of the split (in its fixed stored order) -> first ``n_examples`` ->
-cache (uint8, in memory) -> shuffle (seeded, reshuffled each epoch) -> augment (parallel,
-stateless, seeded) -> batch -> float32 in [0, 1] -> prefetch.
+Pipeline: the dataset found on this machine or downloaded (:mod:`keras_sgn.data.download`) ->
+uint8 examples of the split (in its fixed stored order) -> first ``n_examples`` -> cache
+(uint8, in memory) -> shuffle (seeded, reshuffled each epoch) -> augment (parallel, stateless,
+seeded) -> batch -> float32 in [0, 1] -> prefetch.
 
 Augmentation (CIFAR10/100: pad 4 with zeros + random crop + random horizontal flip; SVHN: pad 4
 with zeros + random crop, no flip) is applied to each image independently. With a fixed
@@ -20,6 +21,7 @@ import tensorflow as tf
 
 from keras_sgn.data import cache as array_cache
 from keras_sgn.data import catalog, digits, sources, tfds_source
+from keras_sgn.data import download as download_mod
 
 # Augmentation: zero padding of this many pixels, then a random crop back to the original size.
 _PAD = 4
@@ -137,6 +139,7 @@ def load(
     n_examples: Optional[int] = None,
     drop_remainder: bool = False,
     cache: bool = True,
+    download: bool = True,
 ) -> tf.data.Dataset:
     """Loads a dataset split as a batched ``tf.data.Dataset`` of ``(images, labels)``.
 
@@ -150,7 +153,8 @@ def load(
         batch_size: Images per batch, >= 1.
         data_dir: ``mnist``/``fashion_mnist``: the first place searched (see :func:`locate`).
             Other tfds datasets: their prepared tfds folder (default ``$TFDS_DATA_DIR``, else
-            ``~/tensorflow_datasets``). Ignored for ``digits``. Nothing is ever downloaded.
+            ``~/tensorflow_datasets``); a dataset downloaded there goes to the Keras cache
+            (``mnist``/``fashion_mnist``) or into this folder (tfds). Ignored for ``digits``.
         shuffle: Shuffle examples each epoch. Default: True for ``"train"``, False otherwise.
         augment: Apply the training augmentation. Default: ``info(name).augment`` for
             ``"train"``, False otherwise. True is an error for datasets without augmentation.
@@ -160,11 +164,16 @@ def load(
         drop_remainder: Drop the last incomplete batch (gives a static batch dimension).
         cache: Cache the (uint8) examples in memory after the first epoch (arrays read from
             files, and digits, are in memory already).
+        download: Download the dataset if no copy is found, as tensorflow-datasets and
+            ``keras.datasets`` do (checked like a local copy, used only once complete; see
+            :mod:`keras_sgn.data.download`). False: never open a network connection.
 
     Raises:
         ValueError: for an unknown ``name`` / ``split`` or invalid other arguments.
-        DatasetNotAvailableError: (a ``FileNotFoundError``) if the data is not on this machine.
-        DatasetIntegrityError: (a ``ValueError``) if a copy found is truncated or altered.
+        DatasetNotAvailableError: (a ``FileNotFoundError``) if the data is not on this machine
+            and could not be downloaded (no network within seconds) or ``download=False``.
+        DatasetIntegrityError: (a ``ValueError``) if a copy found, or downloaded, is truncated
+            or altered.
 
     Example::
 
@@ -182,6 +191,7 @@ def load(
     ds_info = catalog.cached_info(name)
     shuffle = split == "train" if shuffle is None else shuffle
     augment = _resolve_augment(augment, split, ds_info)
+    download_mod.prepare(name, data_dir, download)
     ds, size, scale, in_memory = _examples(name, split, data_dir, n_examples)
     return _batched(ds, size, scale, ds_info, batch_size, shuffle, augment, seed,
                     drop_remainder, cache and not in_memory)

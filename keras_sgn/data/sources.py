@@ -10,7 +10,9 @@ For ``name`` in :data:`LOCAL_FILE_DATASETS`, :func:`locate` looks in, in this or
 4. system folders (:data:`SYSTEM_DIRS`; Debian's ``dataset-fashion-mnist`` package).
 
 The first place holding a complete copy is used; a complete but damaged copy is an error (it is
-never skipped silently). Nothing is ever downloaded.
+never skipped silently). :func:`locate` only searches; when no place has a copy,
+:func:`keras_sgn.data.load` downloads Keras' files into the Keras cache (place 3, see
+:mod:`keras_sgn.data.download`) unless ``download=False``.
 """
 
 from __future__ import annotations
@@ -122,7 +124,8 @@ def how_to_get(name: str) -> str:
     """The ways to put ``name`` on this machine, one per line."""
     stems = ", ".join(stem + ".gz" for stem in idx.ALL_FILES)
     keras_file = idx.NPZ_FILES.get(name, os.path.join("fashion-mnist", "*.gz"))
-    ways = []
+    ways = [f"where a network is there, keras_sgn.data.load({name!r}) downloads it (download=True, "
+            "the default; --download on the command line) into the Keras cache"]
     if name == "fashion_mnist":
         ways.append("Debian/Ubuntu: `sudo apt-get install dataset-fashion-mnist` (or `make data` "
                     "in a keras-sgn checkout) installs the IDX files in "
@@ -167,8 +170,8 @@ def locate(name: str, data_dir=None) -> Source:
     looked = "\n".join(f"  {i}. {p.label} {p.path!r}: {_what_is_there(name, p)}"
                        for i, p in enumerate(places, 1))
     raise DatasetNotAvailableError(
-        f"Dataset {name!r} was not found on this machine (keras_sgn never downloads data). "
-        f"Looked in, in this order:\n{looked}\nTo get it:\n{how_to_get(name)}")
+        f"Dataset {name!r} was not found on this machine (locate() searches, it does not "
+        f"download).\nLooked in, in this order:\n{looked}\nTo get it:\n{how_to_get(name)}")
 
 
 def read(source: Source) -> dict:

@@ -1,8 +1,9 @@
-"""Datasets prepared by tensorflow-datasets (tfds) in a local folder; never downloaded.
+"""Datasets prepared by tensorflow-datasets (tfds) in a local folder.
 
 A prepared dataset is a folder ``<root>/<name>/<version>/`` holding ``dataset_info.json`` and
 the record files. ``root`` is ``data_dir``, else ``$TFDS_DATA_DIR``, else
-``~/tensorflow_datasets``.
+``~/tensorflow_datasets``. Reading never downloads; :mod:`keras_sgn.data.download` prepares a
+missing dataset there first (tfds' ``download_and_prepare``) unless ``download=False``.
 """
 
 from __future__ import annotations
@@ -80,11 +81,13 @@ def not_available(name: str, root: str, origin: str, builder) -> DatasetNotAvail
     lines = [
         f"Dataset {name!r} is not prepared in {root!r} ({origin}"
         + (f"; expected files in {str(expected)!r}" if expected else "")
-        + "). keras_sgn never downloads data (download=False).",
+        + ").",
     ]
     lines += describe(root, name, str(getattr(builder, "version", "?")))
     lines.append(
-        "To fix: pass data_dir= (or --data_dir on the command line) pointing at a folder that "
+        "To fix: where a network is there, let keras_sgn.data.load download it (download=True, "
+        "the default; --download on the command line); or pass data_dir= (or --data_dir on "
+        "the command line) pointing at a folder that "
         f"contains a prepared '{name}/<version>/' directory, or set the TFDS_DATA_DIR "
         "environment variable to it. To create it, on a machine with network run "
         f"`tfds build {name}` or `tfds.load({name!r}, download=True)`, then copy "

@@ -53,6 +53,10 @@ def train(config, strategy=None):
     workers return `{"chief": False, ...}`). `output_dir` must be on storage all
     workers see for resuming.
 
+    The dataset is found or downloaded first (`keras_sgn.data.prepare`, as
+    `config.download` allows): a run without its data stops with
+    `DatasetNotAvailableError` before it creates its folder.
+
     Args:
         config: a `TrainConfig`.
         strategy: a `tf.distribute.Strategy` to use instead of creating one
@@ -61,6 +65,10 @@ def train(config, strategy=None):
     Returns the summary dict (`clean_accuracy`, `robust_accuracy`, `epochs`,
     `method`, `train_seconds`, ...).
     """
+    # The data first: a run that cannot have its dataset stops before anything
+    # else (a log line, the run folder) and leaves nothing behind.
+    checked = config.resolved()
+    sgn_data.prepare(checked.dataset, checked.data_dir, download=checked.download)
     config, strategy_name, strategy = _set_up(config, strategy)
     chief = distribute.worker_info(strategy)[3]
     folder = run_folder.RunFolder(config.output_dir) if chief else None
@@ -180,14 +188,13 @@ def _run(config, strategy, strategy_name, folder):
 def _load_splits(config, strategy):
     """Training (full batches, shuffled), validation and test splits."""
     on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
-    train_ds = sgn_data.load(config.dataset, "train", config.batch_size,
-                             data_dir=config.data_dir, seed=config.seed,
-                             n_examples=config.n_train, drop_remainder=True)
+    where = {"data_dir": config.data_dir, "download": config.download}
+    train_ds = sgn_data.load(config.dataset, "train", config.batch_size, seed=config.seed,
+                             n_examples=config.n_train, drop_remainder=True, **where)
     val_ds = sgn_data.load(config.dataset, "validation", config.batch_size,
-                           data_dir=config.data_dir, n_examples=config.n_eval,
-                           drop_remainder=on_tpu)
+                           n_examples=config.n_eval, drop_remainder=on_tpu, **where)
     test_ds = sgn_data.load(config.dataset, "test", config.batch_size,
-                            data_dir=config.data_dir, n_examples=config.n_eval)
+                            n_examples=config.n_eval, **where)
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch < 0:
         steps_per_epoch = sum(1 for _ in train_ds)

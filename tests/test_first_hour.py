@@ -1,0 +1,216 @@
+"""A newcomer's first hour (issue 23): data that downloads like the ecosystem's, a quiet start,
+a fast `--help`, boolean flags that cannot be misread, and named classes.
+
+No test here opens a network connection: downloads are served from a local folder by a fake
+`keras_sgn.data.download.fetch`, and "offline" makes every socket call fail as on a machine
+without a network.
+"""
+
+import errno
+import gzip
+import hashlib
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from keras_sgn import cli, data
+from keras_sgn.data import catalog, download, idx, sources
+from tests.helpers import collect
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = {"train": 12, "test": 4}
+
+
+@pytest.fixture
+def isolated(monkeypatch, tmp_path):
+    """None of this machine's copies is found: HOME, the tfds folder, the system folders and
+    the decoded-array cache are below `tmp_path`."""
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("KERAS_HOME", raising=False)
+    monkeypatch.setenv("TFDS_DATA_DIR", str(tmp_path / "tfds"))
+    monkeypatch.setenv("KERAS_SGN_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(sources, "SYSTEM_DIRS", {"fashion_mnist": (str(tmp_path / "system"),),
+                                                 "mnist": ()})
+    return tmp_path
+
+
+@pytest.fixture
+def no_connection(monkeypatch):
+    """Any attempt to open a connection fails the test."""
+    def refuse(*args, **kwargs):
+        raise AssertionError(f"network access attempted: {args!r}")
+
+    for owner, name in ((socket, "getaddrinfo"), (socket, "create_connection"),
+                        (socket.socket, "connect")):
+        monkeypatch.setattr(owner, name, refuse)
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """As on a machine without a network: every look-up and connection fails at once."""
+    def unreachable(*args, **kwargs):
+        raise OSError(errno.ENETUNREACH, "Network is unreachable")
+
+    for owner, name in ((socket, "getaddrinfo"), (socket, "create_connection"),
+                        (socket.socket, "connect")):
+        monkeypatch.setattr(owner, name, unreachable)
+
+
+def _idx_bytes(array, magic):
+    return struct.pack(">I" + "I" * array.ndim, magic, *array.shape) + array.tobytes()
+
+
+@pytest.fixture
+def tiny_fashion(isolated, monkeypatch):
+    """A miniature Fashion-MNIST (12 training, 4 test images) as the four .gz files of Keras'
+    server, in `isolated/server`, with its sha256 values and sizes patched in; `fetch` serves
+    them from there. Returns `(server folder, {split: (images, labels)}, requested urls)`."""
+    rng = np.random.RandomState(0)
+    server = isolated / "server"
+    server.mkdir()
+    arrays, digests = {}, {}
+    for split, (images_stem, labels_stem) in idx.FILES.items():
+        images = rng.randint(0, 256, (TINY[split], 28, 28)).astype(np.uint8)
+        labels = (np.arange(TINY[split]) % 10).astype(np.uint8)
+        arrays[split] = images, labels
+        for stem, payload in ((images_stem, _idx_bytes(images, 0x0803)),
+                              (labels_stem, _idx_bytes(labels, 0x0801))):
+            (server / (stem + ".gz")).write_bytes(gzip.compress(payload))
+            digests[stem] = hashlib.sha256(payload).hexdigest()
+    monkeypatch.setitem(idx.SHA256, "fashion_mnist", digests)
+    monkeypatch.setitem(catalog.ORIGINAL_SIZES, "fashion_mnist", dict(TINY))
+    monkeypatch.setattr(catalog, "VALIDATION_SIZE", 2)
+    catalog.cached_info.cache_clear()
+    requested = []
+
+    def fake_fetch(url, path, timeout=None):
+        requested.append(url)
+        shutil.copyfile(server / url.rsplit("/", 1)[1], path)
+
+    monkeypatch.setattr(download, "fetch", fake_fetch)
+    yield server, arrays, requested
+    catalog.cached_info.cache_clear()
+
+
+def _keras_cache(isolated):
+    return isolated / "home" / ".keras" / "datasets" / "fashion-mnist"
+
+
+def _rows(images):
+    return sorted(bytes(row) for row in np.asarray(images, np.uint8).reshape(len(images), -1))
+
+
+def test_a_missing_dataset_is_downloaded_verified_and_used(tiny_fashion, isolated):
+    server, arrays, requested = tiny_fashion
+    x, y = collect(data.load("fashion_mnist", "test", batch_size=8))
+    assert sorted(requested) == sorted(download.KERAS_FILES["fashion_mnist"].values())
+    assert all(url.startswith(download.KERAS_ORIGIN) for url in requested)
+    # The verified files are in the Keras cache, where keras.datasets keeps them; no
+    # temporary download is left beside them.
+    cache = _keras_cache(isolated)
+    assert sorted(os.listdir(cache)) == sorted(s + ".gz" for s in idx.ALL_FILES)
+    assert data.locate("fashion_mnist").path == str(cache)
+    # ... and what was loaded is what the server had.
+    assert _rows(np.round(x * 255)) == _rows(arrays["test"][0])
+    assert sorted(y.tolist()) == sorted(arrays["test"][1].tolist())
+    # Found locally from now on: no second download.
+    data.load("fashion_mnist", "train", batch_size=8)
+    assert len(requested) == 4
+
+
+def test_a_corrupted_download_is_refused_and_not_kept(tiny_fashion, isolated):
+    server, _, requested = tiny_fashion
+    stem = idx.FILES["train"][0]
+    payload = bytearray(gzip.decompress((server / (stem + ".gz")).read_bytes()))
+    payload[100] ^= 0xFF  # one changed pixel: same size, another sha256
+    (server / (stem + ".gz")).write_bytes(gzip.compress(bytes(payload)))
+    with pytest.raises(data.DatasetIntegrityError, match=f"{stem}.*sha256") as error:
+        data.load("fashion_mnist", "test")
+    assert "removed" in str(error.value)
+    assert os.listdir(_keras_cache(isolated)) == []  # neither the files nor a temporary folder
+    with pytest.raises(data.DatasetIntegrityError):  # tried again next time, never used
+        data.prepare("fashion_mnist")
+    assert len(requested) == 8
+
+
+def test_a_download_that_fails_midway_keeps_nothing(tiny_fashion, isolated, monkeypatch):
+    served = []
+
+    def fails_on_the_third_file(url, path, timeout=None):
+        if len(served) == 2:
+            raise download.DownloadFailed(f"{url}: Connection reset by peer")
+        served.append(url)
+        shutil.copyfile(tiny_fashion[0] / url.rsplit("/", 1)[1], path)
+
+    monkeypatch.setattr(download, "fetch", fails_on_the_third_file)
+    with pytest.raises(data.DatasetNotAvailableError, match="Connection reset"):
+        data.prepare("fashion_mnist")
+    assert os.listdir(_keras_cache(isolated)) == []
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
+def test_offline_is_one_line_within_seconds(isolated, offline, name):
+    started = time.monotonic()
+    with pytest.raises(data.DatasetNotAvailableError) as error:
+        data.prepare(name)
+    assert time.monotonic() - started < 5
+    line = cli.error_line(error.value)
+    assert "\n" not in line and line.startswith(f"error: dataset {name!r} is not on this machine")
+    assert "could not be downloaded" in line and "Network is unreachable" in line
+    for needle in ("`make data`", "--data_dir", "--dataset=digits"):
+        assert needle in line, (needle, line)
+    assert "name=" not in line and "data_dir=" not in line  # flag terms, not Python's
+    # The Python message keeps the details, in parameter terms.
+    assert "data_dir=" in str(error.value) and "download=True" in str(error.value)
+    assert not os.path.exists(isolated / "home" / ".keras" / "datasets" / "fashion-mnist" /
+                              idx.ALL_FILES[0])
+
+
+def test_offline_names_fashion_mnist_when_it_is_installed(isolated, offline):
+    (isolated / "system").mkdir()
+    for stem in idx.ALL_FILES:
+        (isolated / "system" / (stem + ".gz")).write_bytes(b"")
+    with pytest.raises(data.DatasetNotAvailableError) as error:
+        data.prepare("cifar10")
+    assert "--dataset=fashion_mnist" in error.value.command_line
+
+
+def test_no_download_never_opens_a_connection(isolated, no_connection):
+    for name in ("mnist", "cifar10"):
+        with pytest.raises(data.DatasetNotAvailableError) as error:
+            data.load(name, "test", download=False)
+        assert "--nodownload" in error.value.command_line
+        assert "download=False" in str(error.value)
+    with pytest.raises(ValueError, match="download must be True or False"):
+        data.prepare("mnist", download="no")
+
+
+def test_a_training_run_without_its_data_leaves_no_folder(isolated, offline):
+    from keras_sgn import training
+    from keras_sgn.config import TrainConfig
+
+    output_dir = isolated / "runs" / "sgn"
+    with pytest.raises(data.DatasetNotAvailableError):
+        training.train(TrainConfig(dataset="cifar10", output_dir=str(output_dir), epochs=1))
+    assert not (isolated / "runs").exists()
+
+
+def test_the_train_tool_without_its_data_is_one_line_and_leaves_no_folder(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    env.update(PYTHONPATH=ROOT, TFDS_DATA_DIR=str(tmp_path / "tfds"), HOME=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--nodownload",
+         "--output_dir", str(tmp_path / "runs" / "sgn")],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path), env=env)
+    assert result.returncode == cli.USAGE_EXIT_CODE, result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("error: dataset 'cifar10' is not on this machine")
+    assert "--nodownload" in result.stderr and "--data_dir" in result.stderr
+    assert not (tmp_path / "runs").exists()
