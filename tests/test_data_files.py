@@ -141,6 +141,29 @@ def test_fashion_mnist_first_examples_shuffle_and_no_augmentation(fashion_source
 
 
 @real_data
+def test_original_order_is_the_idx_file_order(fashion_source):
+    """'The first N test images' of the literature are the first N of the IDX file, not of
+    tfds' stored order (whose first labels are 4, 4, 9, 7)."""
+    original = idx.read_folder("fashion_mnist", fashion_source.path, hint="")["test"]
+    x, y = collect(data.load("fashion_mnist", "test", 64, n_examples=100, order="original"))
+    np.testing.assert_array_equal(_as_uint8(x)[..., 0], original[0][:100])
+    np.testing.assert_array_equal(y, original[1][:100])
+    assert y[:5].tolist() == [9, 2, 1, 1, 6]
+    stored = collect(data.load("fashion_mnist", "test", 64, n_examples=5))[1]
+    assert stored.tolist() != y[:5].tolist()
+    with pytest.raises(ValueError, match="order='original'.*'validation'"):
+        data.load("fashion_mnist", "validation", order="original")
+
+
+def test_order_is_checked_and_digits_are_stored_in_original_order():
+    stored = collect(data.load("digits", "test", 50, n_examples=40))
+    original = collect(data.load("digits", "test", 50, n_examples=40, order="original"))
+    np.testing.assert_array_equal(stored[0], original[0])
+    with pytest.raises(ValueError, match=r"order must be one of \('stored', 'original'\)"):
+        data.load("digits", "test", order="file")
+
+
+@real_data
 def test_decoded_arrays_are_cached_and_the_cache_is_used(fashion_source, monkeypatch):
     data.load("fashion_mnist", "validation")  # builds the cache if this session has none
     npz_path, json_path = cache.paths(fashion_source)

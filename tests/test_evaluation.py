@@ -89,7 +89,10 @@ def honest_and_masked(digits_arrays):
     inputs = keras.Input((8, 8, 1))
     frozen = keras.layers.Lambda(tf.stop_gradient)(inputs)  # zero input gradient
     zero_gradient = keras.Model(inputs, model(frozen))
-    saturated = keras.Model(inputs, keras.layers.Softmax()(model(inputs) * 1e4))
+    # Saturated logits: a hard clip has exactly zero gradient past its bounds on every CPU
+    # (a softmax of 1e4-scaled logits does not: vectorised exp leaves its top probability
+    # at 1 - 2^-24 on some CPUs, so its gradients are tiny but nonzero).
+    saturated = keras.Model(inputs, keras.ops.clip(model(inputs) * 1e4, -1.0, 1.0))
     x_test, y_test = digits_arrays("test", 128)
     return model, zero_gradient, saturated, x_test, y_test
 

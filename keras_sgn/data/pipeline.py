@@ -20,7 +20,7 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sgn.data import cache as array_cache
-from keras_sgn.data import catalog, digits, sources, tfds_source
+from keras_sgn.data import catalog, digits, idx, sources, tfds_source
 from keras_sgn.data import download as download_mod
 
 # Augmentation: zero padding of this many pixels, then a random crop back to the original size.
@@ -104,8 +104,36 @@ def split_arrays(source, split: str):
     return images[part], labels[part]
 
 
-def _examples(name: str, split: str, data_dir, n_examples):
+#: ``order`` values of :func:`load`: the order the split is stored in, or the original
+#: file order of the dataset's publication (the order "the first N test images" refers to).
+ORDERS = ("stored", "original")
+
+
+def _check_order(order, name: str, split: str) -> str:
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}. Received: order={order!r}.")
+    if order == "original" and not (name == "digits" or (
+            name in sources.LOCAL_FILE_DATASETS and split == "test")):
+        raise ValueError(
+            "order='original' (the publication's file order) is known for the test split of "
+            f"{', '.join(sources.LOCAL_FILE_DATASETS)} and for digits. Received: order="
+            f"'original' with {name!r} split {split!r}. Use order='stored'.")
+    return order
+
+
+def _in_original_order(ds, size: int, n_examples):
+    """The first ``n_examples`` of a stored-order test split of MNIST / Fashion-MNIST, in
+    the original IDX file order (tfds stores the test split shuffled; see ``idx.tfds_order``)."""
+    images, labels = (np.stack(parts) for parts in zip(*ds.as_numpy_iterator()))
+    order = np.argsort(idx.tfds_order("test", size))[:n_examples]
+    return tf.data.Dataset.from_tensor_slices((images[order], labels[order])), len(order)
+
+
+def _examples(name: str, split: str, data_dir, n_examples, order="stored"):
     """``(uint8 examples, number of examples, pixel scale, already in memory)``."""
+    if order == "original" and name != "digits":  # digits are stored in original order
+        ds, size, scale, _ = _examples(name, split, data_dir, None)
+        return _in_original_order(ds, size, n_examples) + (scale, True)
     if name == "digits":
         arrays, scale = digits.split_arrays(split), digits.SCALE
     elif name in sources.LOCAL_FILE_DATASETS:
@@ -139,6 +167,7 @@ def load(
     n_examples: Optional[int] = None,
     drop_remainder: bool = False,
     cache: bool = True,
+    order: str = "stored",
     download: bool = True,
 ) -> tf.data.Dataset:
     """Loads a dataset split as a batched ``tf.data.Dataset`` of ``(images, labels)``.
@@ -164,6 +193,9 @@ def load(
         drop_remainder: Drop the last incomplete batch (gives a static batch dimension).
         cache: Cache the (uint8) examples in memory after the first epoch (arrays read from
             files, and digits, are in memory already).
+        order: ``"stored"`` (tfds' order, the same from every source) or ``"original"``:
+            the publication's file order, which "the first N test images" of the
+            literature means (mnist / fashion_mnist test split; digits, stored so already).
         download: Download the dataset if no copy is found, as tensorflow-datasets and
             ``keras.datasets`` do (checked like a local copy, used only once complete; see
             :mod:`keras_sgn.data.download`). False: never open a network connection.
@@ -191,8 +223,9 @@ def load(
     ds_info = catalog.cached_info(name)
     shuffle = split == "train" if shuffle is None else shuffle
     augment = _resolve_augment(augment, split, ds_info)
+    order = _check_order(order, name, split)
     download_mod.prepare(name, data_dir, download)
-    ds, size, scale, in_memory = _examples(name, split, data_dir, n_examples)
+    ds, size, scale, in_memory = _examples(name, split, data_dir, n_examples, order)
     return _batched(ds, size, scale, ds_info, batch_size, shuffle, augment, seed,
                     drop_remainder, cache and not in_memory)
 

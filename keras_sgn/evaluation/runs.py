@@ -13,7 +13,7 @@ GRID_EXAMPLES = 8
 
 def evaluate_on_dataset(model, dataset, epsilon, norm="linf", *, split="test",
                         attacks="standard", n_examples=None, data_dir=None, batch_size=128,
-                        model_label=None, examples=None, **options):
+                        model_label=None, examples=None, order="stored", **options):
     """`evaluate_robustness` of `model` on the `split` of the dataset called `dataset`.
 
     Args:
@@ -22,18 +22,20 @@ def evaluate_on_dataset(model, dataset, epsilon, norm="linf", *, split="test",
             one logit per class of it.
         epsilon, norm, attacks, n_examples, examples, **options: as
             `evaluate_robustness` takes them.
-        split, data_dir, batch_size: as `keras_sgn.data.load` takes them.
+        split, data_dir, batch_size, order: as `keras_sgn.data.load` takes them
+            (`order="original"`: the first `n_examples` in the publication's file order).
         model_label: what the report calls the model (a path or a zoo name).
 
     Returns:
         The report, with `model`, `dataset` and `split` set.
     """
     num_classes = data.info(dataset).num_classes  # an unknown name fails before loading
-    batches = data.load(dataset, split, batch_size, data_dir=data_dir, n_examples=n_examples)
+    batches = data.load(dataset, split, batch_size, data_dir=data_dir, n_examples=n_examples,
+                        order=order)
     report = evaluate_robustness(model, batches, epsilon, norm, attacks=attacks,
                                  n_examples=n_examples, num_classes=num_classes,
                                  examples=examples, **options)
-    report.update(model=model_label or model.name, dataset=dataset, split=split)
+    report.update(model=model_label or model.name, dataset=dataset, split=split, order=order)
     return report
 
 

@@ -17,7 +17,7 @@ from keras_sgn.reporting.tables import markdown_table
 def _header(report, title):
     protocol = report["protocol"]
     lines = [f"# {title}", ""]
-    lines += [f"- {key}: `{report[key]}`" for key in ("model", "dataset", "split")
+    lines += [f"- {key}: `{report[key]}`" for key in ("model", "dataset", "split", "order")
               if key in report]
     feedback = ("yes" if protocol["through_feedback_at_inference"] else "no (model has none)")
     lines += [
