@@ -13,8 +13,10 @@ if __name__ == "__main__":
 
 `run_tool` is `absl.app.run` with these rules:
 
-* a bad flag (unknown flag, bad value, a required flag missing) and
-  `absl.app.UsageError` print `error: <message>` on stderr, exit code 2;
+* a bad flag (unknown flag, bad value, a required flag missing), an argument
+  that is not a flag (a stray word, or `--second_order false`: a boolean flag
+  takes its value as `--second_order=false`) and `absl.app.UsageError` print
+  `error: <message>` on stderr, exit code 2;
 * so do the errors keras-sgn raises about what the user gave it (`is_user_error`):
   the zoo's errors, a dataset not on this machine (its one-line `command_line`
   form, in flag terms), and any `ValueError` or
@@ -89,15 +91,55 @@ def error_line(error):
     return f"error: {message}"
 
 
+#: Words a user may mean as the value of a boolean flag.
+_BOOLEAN_WORDS = frozenset({"true", "false", "t", "f", "yes", "no", "y", "n", "on", "off",
+                            "1", "0"})
+
+
+def _boolean_flag(token, flag_values):
+    """The name of the boolean flag `token` sets without `=` (`--name`, `--noname`), else None."""
+    if not token.startswith("-") or "=" in token:
+        return None
+    name = token.lstrip("-")
+    for candidate in (name, name[2:] if name.startswith("no") else None):
+        if candidate and candidate in flag_values and flag_values[candidate].boolean:
+            return candidate
+    return None
+
+
+def stray_argument_error(argv, stray, flag_values=None):
+    """The message for `stray`, an argument of `argv` that is no flag and no flag's value.
+
+    After a boolean flag (`--second_order false`), absl sets the flag to true and leaves
+    `false` over: the message says to write `--second_order=false` or `--nosecond_order`.
+    """
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    args = list(argv[1:])
+    end = args.index("--") if "--" in args else len(args)
+    for previous, token in zip(args[:end], args[1:end]):
+        name = _boolean_flag(previous, flag_values)
+        if token == stray and name and token.lower() in _BOOLEAN_WORDS:
+            return (f"{previous} {token}: a boolean flag takes no separate value, so this "
+                    f"would set --{name} and ignore {token!r}. Write --{name}=true or "
+                    f"--{name}=false (or --{name} / --no{name}).")
+    return (f"unexpected argument {stray!r}: the tools take only flags, written "
+            "--name=value (quote a value with spaces).")
+
+
 def _parse_flags(argv):
-    """absl's flag parsing, with one `error:` line instead of its FATAL block."""
+    """absl's flag parsing, with one `error:` line instead of its FATAL block; an argument
+    left over (not a flag, not a flag's value) is an error too, never ignored."""
+    program = os.path.basename(argv[0]) if argv else "the tool"
     try:
-        return flags.FLAGS(argv)
+        rest = flags.FLAGS(argv)
     except flags.Error as error:
-        program = os.path.basename(argv[0]) if argv else "the tool"
-        print(f"error: {error} (python {program} --helpshort lists the flags)",
-              file=sys.stderr)
-        sys.exit(USAGE_EXIT_CODE)
+        message = str(error)
+    else:
+        if len(rest) <= 1:
+            return rest
+        message = stray_argument_error(argv, rest[1])
+    print(f"error: {message} (python {program} --helpshort lists the flags)", file=sys.stderr)
+    sys.exit(USAGE_EXIT_CODE)
 
 
 def run_tool(main, argv=None, *, user_errors=()):

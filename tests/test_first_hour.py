@@ -19,6 +19,7 @@ import time
 
 import numpy as np
 import pytest
+from absl import flags
 
 from keras_sgn import cli, data
 from keras_sgn.data import catalog, download, idx, sources
@@ -214,3 +215,69 @@ def test_the_train_tool_without_its_data_is_one_line_and_leaves_no_folder(tmp_pa
     assert result.stderr.startswith("error: dataset 'cifar10' is not on this machine")
     assert "--nodownload" in result.stderr and "--data_dir" in result.stderr
     assert not (tmp_path / "runs").exists()
+
+
+# ----------------------------------------------------------------------------- boolean flags
+
+flags.DEFINE_bool("first_hour_switch", False, "A boolean flag of these tests.")
+flags.DEFINE_string("first_hour_text", "", "A string flag of these tests.")
+
+
+@pytest.fixture
+def run_tool(capsys):
+    """`cli.run_tool(main, argv)` in this process: `(exit code, stderr, what main saw)`."""
+    def run(*args):
+        seen = {}
+
+        def main(argv):
+            seen.update(argv=argv, switch=flags.FLAGS.first_hour_switch)
+
+        try:
+            cli.run_tool(main, ["tool.py", *args])
+        except SystemExit as stop:
+            return stop.code or 0, capsys.readouterr().err, seen
+        finally:
+            flags.FLAGS.unparse_flags()
+        return 0, capsys.readouterr().err, seen
+
+    return run
+
+
+@pytest.mark.parametrize("args", [("--first_hour_switch", "false"),
+                                  ("--first_hour_switch", "False"),
+                                  ("--nofirst_hour_switch", "true"),
+                                  ("--first_hour_text", "x", "--first_hour_switch", "0")])
+def test_a_boolean_flag_followed_by_a_value_is_a_usage_error(run_tool, args):
+    code, err, seen = run_tool(*args)
+    assert code == cli.USAGE_EXIT_CODE and not seen  # main never ran
+    assert err.count("\n") == 1 and err.startswith("error: --")
+    assert "--first_hour_switch=false" in err and "--nofirst_hour_switch" in err
+
+
+def test_a_stray_argument_is_a_usage_error(run_tool):
+    code, err, seen = run_tool("--first_hour_text", "a", "stray")
+    assert (code, seen) == (cli.USAGE_EXIT_CODE, {})
+    assert err.startswith("error: unexpected argument 'stray'") and err.count("\n") == 1
+    code, err, _ = run_tool("--", "after")  # nothing after `--` is a flag either
+    assert code == cli.USAGE_EXIT_CODE and "'after'" in err
+
+
+def test_boolean_flags_written_as_documented_still_work(run_tool):
+    for args, expected in ((("--first_hour_switch=false",), False),
+                           (("--first_hour_switch",), True),
+                           (("--nofirst_hour_switch",), False),
+                           (("--first_hour_switch=true", "--first_hour_text", "false"), True)):
+        code, err, seen = run_tool(*args)
+        assert (code, err, seen["switch"]) == (0, "", expected), args
+
+
+def test_the_train_tool_refuses_a_separate_boolean_value(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--dataset=digits",
+         "--overwrite", "false", "--output_dir", str(tmp_path / "run")],
+        capture_output=True, text=True, timeout=300, cwd=str(tmp_path),
+        env=dict(os.environ, PYTHONPATH=ROOT))
+    assert result.returncode == cli.USAGE_EXIT_CODE, result.stderr
+    assert result.stderr.startswith("error: --overwrite false: a boolean flag takes no separate")
+    assert "--overwrite=false" in result.stderr and result.stderr.count("\n") == 1
+    assert not (tmp_path / "run").exists()

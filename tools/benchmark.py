@@ -24,7 +24,7 @@ import json
 
 from absl import app, flags
 
-from keras_sgn import io_utils
+from keras_sgn import cli, io_utils
 from keras_sgn import methods as sgn_methods
 from keras_sgn.experiments import benchmark
 
@@ -111,4 +111,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_tool(main)
