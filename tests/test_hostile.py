@@ -119,6 +119,35 @@ def test_overwrite_archives_the_old_models_evaluation(tmp_path):
         "robust_accuracy": 0.44}
 
 
+# -- 3. publish --eval_dir=<another model's report>; publish an interrupted run ----------
+
+def test_publish_refuses_another_models_report_and_an_unfinished_run(evaluated_run, tmp_path,
+                                                                     digits_arrays):
+    other_dir = tmp_path / "other"
+    other = _write_run(other_dir, seed=1)  # same architecture, other weights
+    # Its report names the published path (it was evaluated there before a retraining, or
+    # the folder was copied): the path check alone let it through.
+    _write_report(other, evaluated_run / "model.keras", other_dir / "eval", digits_arrays)
+    result = _tool("publish.py", f"--run_dir={evaluated_run}", f"--eval_dir={other_dir / 'eval'}",
+                   f"--local_dir={tmp_path / 'out'}")
+    line = _error_line(result)
+    assert "was measured on other weights than" in line and "Received: a report of" in line
+    assert not (tmp_path / "out").exists()
+    # A report that does not say which weights it measured is refused too.
+    report = json.loads((evaluated_run / "eval" / "report.json").read_text())
+    del report["model_fingerprint"]
+    with pytest.raises(hub.PublishError, match="does not record which weights"):
+        hub.export_folder(str(evaluated_run), str(tmp_path / "x"), "tiny", report)
+    # An interrupted run (no summary.json): its model.keras is an intermediate checkpoint.
+    (other_dir / "summary.json").unlink()
+    with pytest.raises(hub.PublishError, match="holds no summary.json: its training did not"):
+        hub.export_folder(str(other_dir), str(tmp_path / "y"), "tiny", str(other_dir / "eval"))
+    # The report of the model published is accepted.
+    exported = hub.export_folder(str(evaluated_run), str(tmp_path / "z"), "tiny",
+                                 str(evaluated_run / "eval"))
+    assert exported["metadata"]["metrics"]["n_examples"] == 16
+
+
 # -- 5. "already complete" over a missing or damaged model.keras or config.json -----------
 
 def test_a_damaged_finished_run_is_not_complete(tmp_path):
@@ -168,60 +197,6 @@ def test_publish_refuses_a_name_that_escapes_before_writing(evaluated_run, tmp_p
         hub.export_folder(str(evaluated_run), str(tmp_path / "out"), "a/b",
                           str(evaluated_run / "eval"))
     assert not (tmp_path / "out").exists()
-
-
-# -- 3. publish --eval_dir=<another model's report>; publish an interrupted run ----------
-
-def test_publish_refuses_another_models_report_and_an_unfinished_run(evaluated_run, tmp_path,
-                                                                     digits_arrays):
-    other_dir = tmp_path / "other"
-    other = _write_run(other_dir, seed=1)  # same architecture, other weights
-    # Its report names the published path (it was evaluated there before a retraining, or
-    # the folder was copied): the path check alone let it through.
-    _write_report(other, evaluated_run / "model.keras", other_dir / "eval", digits_arrays)
-    result = _tool("publish.py", f"--run_dir={evaluated_run}", f"--eval_dir={other_dir / 'eval'}",
-                   f"--local_dir={tmp_path / 'out'}")
-    line = _error_line(result)
-    assert "was measured on other weights than" in line and "Received: a report of" in line
-    assert not (tmp_path / "out").exists()
-    # A report that does not say which weights it measured is refused too.
-    report = json.loads((evaluated_run / "eval" / "report.json").read_text())
-    del report["model_fingerprint"]
-    with pytest.raises(hub.PublishError, match="does not record which weights"):
-        hub.export_folder(str(evaluated_run), str(tmp_path / "x"), "tiny", report)
-    # An interrupted run (no summary.json): its model.keras is an intermediate checkpoint.
-    (other_dir / "summary.json").unlink()
-    with pytest.raises(hub.PublishError, match="holds no summary.json: its training did not"):
-        hub.export_folder(str(other_dir), str(tmp_path / "y"), "tiny", str(other_dir / "eval"))
-    # The report of the model published is accepted.
-    exported = hub.export_folder(str(evaluated_run), str(tmp_path / "z"), "tiny",
-                                 str(evaluated_run / "eval"))
-    assert exported["metadata"]["metrics"]["n_examples"] == 16
-
-
-# -- 7. summarize_runs over copies of one run ---------------------------------------------
-
-def test_summarize_runs_refuses_copies_of_one_run(tmp_path):
-    config = training.TrainConfig(dataset="digits", method="sgn", seed=0).resolved().to_dict()
-    summary = {"method": "sgn", "model": config["model"], "dataset": "digits",
-               "clean_accuracy": 0.9, "robust_accuracy": 0.5, "per_attack": {"pgd-ce": 0.5},
-               "train_seconds": 1.0}
-    for copy in range(5):
-        folder = tmp_path / "runs" / f"copy{copy}"
-        folder.mkdir(parents=True)
-        (folder / "config.json").write_text(json.dumps(config))
-        (folder / "summary.json").write_text(json.dumps(summary))
-    result = _tool("summarize_runs.py", f"--runs={tmp_path / 'runs' / '*'}")
-    line = _error_line(result)
-    assert "matches 5 folders holding the same run (same settings, seed 0)" in line
-    assert "Received: 5 folders of repeated runs" in line and "copy4" in line
-    assert not result.stdout  # no table
-    for copy in range(1, 4):
-        shutil.rmtree(tmp_path / "runs" / f"copy{copy}")
-    (tmp_path / "runs" / "copy4" / "config.json").write_text(json.dumps({**config, "seed": 1}))
-    result = _tool("summarize_runs.py", f"--runs={tmp_path / 'runs' / '*'}")
-    assert result.returncode == 0, result.stderr[-2000:]
-    assert "| 2 (0, 1) |" in result.stdout
 
 
 # -- 8. a NaN pixel given to an attack ---------------------------------------------------

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import zipfile
 
 import pytest
 
@@ -21,12 +22,20 @@ TINY = dict(dataset="digits", method="standard", epochs=1, batch_size=16,
 
 
 def _finished_run(folder, settings=SETTINGS):
-    """A folder as a finished run leaves it (contents are markers)."""
+    """A folder as a finished run leaves it (contents are markers; model.keras is
+    a whole archive with a Keras model's members, its config the marker)."""
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "config.json").write_text(json.dumps(settings))
     (folder / "summary.json").write_text(json.dumps({"robust_accuracy": 0.5}))
-    (folder / "model.keras").write_text("the old model")
+    with zipfile.ZipFile(folder / "model.keras", "w") as archive:
+        for member in ("config.json", "metadata.json", "model.weights.h5"):
+            archive.writestr(member, "the old model")
     return folder
+
+
+def _model_marker(path):
+    with zipfile.ZipFile(path) as archive:
+        return archive.read("config.json").decode()
 
 
 # -- the lock ------------------------------------------------------------------------------
@@ -115,7 +124,7 @@ def test_a_finished_run_with_the_same_settings_is_complete(tmp_path):
     state = folder.open({**SETTINGS, "verbose": 0}, MAY_DIFFER)  # runtime fields may differ
     folder.close()
     assert state.status == "complete" and folder.summary() == {"robust_accuracy": 0.5}
-    assert (tmp_path / "model.keras").read_text() == "the old model"
+    assert _model_marker(tmp_path / "model.keras") == "the old model"
 
 
 @pytest.mark.parametrize("finished", [True, False])
@@ -131,14 +140,14 @@ def test_other_settings_are_refused_unless_overwrite_which_archives(tmp_path, fi
     message = str(info.value)
     assert "method: 'sgn' -> 'pgd'" in message and "--overwrite" in message
     assert ("holds a finished run" in message) == finished
-    assert (tmp_path / "model.keras").read_text() == "the old model"  # untouched
+    assert _model_marker(tmp_path / "model.keras") == "the old model"  # untouched
     assert not (tmp_path / ".lock").exists()  # a refusal releases the lock
     folder = run_folder.RunFolder(str(tmp_path))
     state = folder.open(other, MAY_DIFFER, overwrite=True)
     folder.close()
     assert state.status == "new" and not (tmp_path / "model.keras").exists()
     archived = tmp_path / "previous" / os.path.basename(state.archived)
-    assert (archived / "model.keras").read_text() == "the old model"
+    assert _model_marker(archived / "model.keras") == "the old model"
     assert json.loads((archived / "config.json").read_text()) == SETTINGS
 
 

@@ -15,10 +15,14 @@ first step in `train()`):
 * `.tmp-*` files of writes killed half-way are removed from the folders a run
   writes (under the lock, so they cannot belong to a live writer);
 * the folder holds a *finished* run (`summary.json`): same settings ->
-  `"complete"` (nothing is touched); other settings -> refused unless
-  `overwrite`, which moves the old outputs to `previous/<time>/` (nothing is
-  deleted). An unfinished run (a backup) with other settings is refused the
-  same way; with the same settings it is resumed (`"resume"`), `overwrite` or not.
+  `"complete"` (nothing is touched) once checked: `config.json` and
+  `summary.json` are JSON objects and `model.keras` is there and a whole Keras
+  archive (else `RunFolderError` saying what is wrong; `overwrite` archives it);
+  other settings -> refused unless `overwrite`, which moves the old outputs,
+  their evaluations (`eval/`) included, to `previous/<time>/` (nothing is
+  deleted; refused while an evaluation holds `eval/`). An unfinished run (a
+  backup) with other settings is refused the same way; with the same settings
+  it is resumed (`"resume"`), `overwrite` or not.
 """
 
 import collections
@@ -30,14 +34,19 @@ import socket
 import sys
 import threading
 import time
+import zipfile
 
 from keras_sgn.io_utils import TEMPORARY_PREFIX, atomic_write_json
 
 LOCK_NAME = ".lock"
 ARCHIVE_DIR = "previous"
 # What a run writes at the top of its folder; `overwrite` moves them to previous/<time>/.
+# `eval` (tools/evaluate.py's report of model.keras) goes with them: it is of the old model.
+EVAL_DIR = "eval"
 OUTPUTS = ("model.keras", "summary.json", "config.json", "history.json",
-           "training_curves.png", "checkpoints", "backup", "logs")
+           "training_curves.png", "checkpoints", "backup", "logs", EVAL_DIR)
+# What every Keras archive (`model.keras`) holds.
+_KERAS_ARCHIVE_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
 # What the folder holds for a run of given settings: "new", "resume" or "complete".
 FolderState = collections.namedtuple("FolderState", "status saved_settings archived")
 
@@ -99,15 +108,17 @@ def _pid_alive(pid):
 
 class RunLock:
     """An exclusive lock on `folder/.lock`, which names its owner (pid, host,
-    start time, command). `acquire()` raises `RunFolderBusyError` if a live run
-    holds it; `took_over` is the owner of a stale lock replaced, if any."""
+    start time, command, and `what` it is: a training "run", an "evaluation").
+    `acquire()` raises `RunFolderBusyError` if a live owner holds it;
+    `took_over` is the owner of a stale lock replaced, if any."""
 
     HEARTBEAT_SECONDS = 30.0
     STALE_SECONDS = 300.0
 
-    def __init__(self, folder, flag="--output_dir"):
+    def __init__(self, folder, flag="--output_dir", what="run"):
         self.path = os.path.join(folder, LOCK_NAME)
         self.flag = flag
+        self.what = what
         self.took_over = None
         self._fd = None
         self._stop = threading.Event()
@@ -168,7 +179,7 @@ class RunLock:
 
     def _write_owner(self):
         owner = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.time(),
-                 "command": " ".join(sys.argv)[:500]}
+                 "command": " ".join(sys.argv)[:500], "what": self.what}
         os.ftruncate(self._fd, 0)
         os.pwrite(self._fd, json.dumps(owner).encode(), 0)
         os.fsync(self._fd)
@@ -187,14 +198,15 @@ class RunLock:
 
     def _busy_message(self, owner):
         folder = os.path.dirname(self.path)
-        who = "another run"
+        what = (owner or {}).get("what") or "run"
+        who = f"another {what}"
         if owner:
             started = time.strftime("%Y-%m-%d %H:%M:%S",
                                     time.localtime(owner.get("started", 0)))
-            who = (f"the run with pid {owner.get('pid')} on host {owner.get('host')} (started "
-                   f"{started}: {owner.get('command', '?')})")
+            who = (f"the {what} with pid {owner.get('pid')} on host {owner.get('host')} "
+                   f"(started {started}: {owner.get('command', '?')})")
         return (f"{self.flag}={folder} is in use by {who}. Wait for it to finish or pick "
-                f"another {self.flag}; if that run is gone (its machine was lost), delete "
+                f"another {self.flag}; if that {what} is gone (its machine was lost), delete "
                 f"{self.path}.")
 
     def __enter__(self):
@@ -222,15 +234,42 @@ class RunLock:
 
 
 def _read_json(path, flag):
+    """The JSON object in `path` (None if there is no file); a `RunFolderError`
+    if it is not valid JSON or not an object (`{...}`)."""
     try:
         with open(path) as f:
-            return json.load(f)
+            value = json.load(f)
     except FileNotFoundError:
         return None
     except ValueError:
-        raise RunFolderError(
-            f"{path} is not valid JSON (damaged?). Move it away, pick another {flag}, or pass "
-            "--overwrite to move this folder's outputs to previous/<time>/.") from None
+        problem = "not valid JSON"
+    else:
+        if isinstance(value, dict):
+            return value
+        problem = f"not a JSON object (it holds a {type(value).__name__})"
+    raise RunFolderError(
+        f"{path} is {problem}: damaged, or not written by a keras_sgn run. Received: "
+        f"{flag}={os.path.dirname(path)}. Move that file away, pick another {flag}, or pass "
+        f"--overwrite to move this folder's outputs to {ARCHIVE_DIR}/<time>/.")
+
+
+def keras_archive_problem(path):
+    """What is wrong with the Keras archive `path` (missing, not a whole zip,
+    damaged, not a Keras model), or None if it is whole. Reads every member's
+    CRC, not the model: no Keras needed."""
+    if not os.path.exists(path):
+        return "is missing"
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = [m for m in _KERAS_ARCHIVE_MEMBERS if m not in archive.namelist()]
+            if missing:
+                return f"is not a Keras model file (no {', '.join(missing)} inside)"
+            damaged = archive.testzip()
+            if damaged is not None:
+                return f"is damaged ({damaged} fails its checksum)"
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        return f"is not a whole Keras model file (truncated or damaged: {error})"
+    return None
 
 
 def differences(saved, current, ignore=()):
@@ -251,6 +290,14 @@ def archive_outputs(folder):
     while os.path.exists(target):
         suffix += 1
         target = f"{base}-{suffix}"
+    eval_dir = os.path.join(folder, EVAL_DIR)
+    if os.path.isdir(eval_dir):  # an evaluation running there would write into the archive
+        try:
+            RunLock(eval_dir).acquire().release()
+        except RunFolderBusyError as busy:
+            raise RunFolderBusyError(
+                f"--overwrite cannot move the outputs of {folder} while an evaluation writes "
+                f"into its {EVAL_DIR}/ folder: {busy}") from None
     os.makedirs(target)
     for name in OUTPUTS:
         if os.path.lexists(os.path.join(folder, name)):
@@ -289,7 +336,12 @@ class RunFolder:
             raise
 
     def _state(self, settings, may_differ, overwrite):
-        saved = _read_json(self._file("config.json"), self.flag)
+        try:
+            saved = _read_json(self._file("config.json"), self.flag)
+        except RunFolderError:
+            if overwrite:  # a damaged config.json: archived with the rest
+                return FolderState("new", None, archive_outputs(self.path))
+            raise
         finished = os.path.exists(self._file("summary.json"))
         unfinished = os.path.exists(self._file(os.path.join("backup", "state.json")))
         foreign = saved is None and (finished or os.path.exists(self._file("model.keras")))
@@ -311,8 +363,21 @@ class RunFolder:
                 f"({describe_differences(changed)}). {resume}"
                 f"{'P' if finished else 'p'}ick another {self.flag}, or pass --overwrite to "
                 f"move its outputs to {ARCHIVE_DIR}/<time>/ and train afresh.")
+        if finished:
+            self._check_complete()
         status = "complete" if finished else "resume" if unfinished else "new"
         return FolderState(status, saved, None)
+
+    def _check_complete(self):
+        """A finished run is "complete" only if its outputs are whole: a valid
+        `summary.json` and a `model.keras` that is a whole Keras archive."""
+        self.summary()  # a RunFolderError if it is not a JSON object
+        problem = keras_archive_problem(self._file("model.keras"))
+        if problem:
+            raise RunFolderError(
+                f"{self.path} holds a finished run (summary.json) whose model.keras {problem}. "
+                f"Received: {self.flag}={self.path}. Pass --overwrite to move its outputs to "
+                f"{ARCHIVE_DIR}/<time>/ and train afresh, or pick another {self.flag}.")
 
     def summary(self):
         """The finished run's `summary.json` (None if there is none)."""
