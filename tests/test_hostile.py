@@ -96,6 +96,36 @@ def _open(folder, settings=SETTINGS, overwrite=False):
         handle.close()
 
 
+# -- 1. two evaluations into one output folder -------------------------------------------
+
+CHEAP_EVALUATION = ["--dataset=digits", "--n_examples=8", "--attacks=pgd-ce:steps=1",
+                    "--nosanity_checks", "--verbose=0"]
+
+
+def test_two_evaluations_into_one_folder_are_refused(tmp_path):
+    model_path = tmp_path / "model.keras"
+    _linear_digits_model().save(model_path)
+    out = tmp_path / "eval"
+    checkpoints = out / evaluation.CHECKPOINTS_FOLDER
+    checkpoints.mkdir(parents=True)
+    (checkpoints / "settings.json").write_text("{}")  # the first evaluation's
+    # The first evaluation holds the folder (as tools/evaluate.py does, from this process).
+    with run_folder.RunLock(str(out), what="evaluation"):
+        result = _tool("evaluate.py", f"--model={model_path}", f"--output_dir={out}",
+                       "--noresume", *CHEAP_EVALUATION)
+    line = _error_line(result)
+    assert line.startswith(f"error: --output_dir={out} is in use by the evaluation with pid "
+                           f"{os.getpid()} on host")
+    assert sys.argv[0] in line  # its command
+    assert (checkpoints / "settings.json").exists()  # --noresume deleted nothing
+    assert not (out / "report.json").exists()
+    # Once the first is gone, the same command runs, and leaves no lock behind.
+    result = _tool("evaluate.py", f"--model={model_path}", f"--output_dir={out}",
+                   "--noresume", *CHEAP_EVALUATION)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert (out / "report.json").exists() and not (out / run_folder.LOCK_NAME).exists()
+
+
 # -- 2. train --overwrite leaves the old model's eval/ behind ----------------------------
 
 def test_overwrite_archives_the_old_models_evaluation(tmp_path):

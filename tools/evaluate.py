@@ -21,7 +21,9 @@ OUTPUT_DIR/checkpoints/, and the same command run again skips the batches
 already attacked; its report is exactly that of an uninterrupted run (the
 timings aside). Other settings with the same folder are refused: delete it,
 pass --noresume (starts over), or give another --output_dir. Once report.json
-is written the checkpoints are deleted: the report is the result.
+is written the checkpoints are deleted: the report is the result. An evaluation
+holds its OUTPUT_DIR (OUTPUT_DIR/.lock) until it ends: a second one into the
+same folder stops with one line naming the first (its pid and command).
 """
 
 # First, before anything imports TensorFlow (keras_sgn does): hides its start-up
@@ -35,6 +37,7 @@ import os
 from absl import app, flags
 
 from keras_sgn import attacks, cli, data, evaluation, recipes, zoo
+from keras_sgn.training import run_folder
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A tools/train.py output dir: evaluate RUN_DIR/model.keras "
@@ -170,6 +173,15 @@ def main(argv):
     dataset, norm, epsilon = threat_model(source["defaults"])
     model = load_model(source)
     output_dir = FLAGS.output_dir or source["output_dir"]
+    run_folder.check_writable_folder(output_dir)
+    # One evaluation per folder at a time: a second one would delete the first's
+    # checkpoints (--noresume) and each would read the other's batches.
+    with run_folder.RunLock(output_dir, what="evaluation"):
+        evaluate(model, source, attack_specs, dataset, norm, epsilon, output_dir)
+
+
+def evaluate(model, source, attack_specs, dataset, norm, epsilon, output_dir):
+    """Evaluate `model` (of `source`) into `output_dir`, which this process holds."""
     checkpoint_dir = os.path.join(output_dir, evaluation.CHECKPOINTS_FOLDER)
     if not FLAGS.resume:
         evaluation.delete_checkpoints(checkpoint_dir)
