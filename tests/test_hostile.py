@@ -229,6 +229,31 @@ def test_publish_refuses_a_name_that_escapes_before_writing(evaluated_run, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+# -- 7. summarize_runs over copies of one run ---------------------------------------------
+
+def test_summarize_runs_refuses_copies_of_one_run(tmp_path):
+    config = training.TrainConfig(dataset="digits", method="sgn", seed=0).resolved().to_dict()
+    summary = {"method": "sgn", "model": config["model"], "dataset": "digits",
+               "clean_accuracy": 0.9, "robust_accuracy": 0.5, "per_attack": {"pgd-ce": 0.5},
+               "train_seconds": 1.0}
+    for copy in range(5):
+        folder = tmp_path / "runs" / f"copy{copy}"
+        folder.mkdir(parents=True)
+        (folder / "config.json").write_text(json.dumps(config))
+        (folder / "summary.json").write_text(json.dumps(summary))
+    result = _tool("summarize_runs.py", f"--runs={tmp_path / 'runs' / '*'}")
+    line = _error_line(result)
+    assert "matches 5 folders holding the same run (same settings, seed 0)" in line
+    assert "Received: 5 folders of repeated runs" in line and "copy4" in line
+    assert not result.stdout  # no table
+    for copy in range(1, 4):
+        shutil.rmtree(tmp_path / "runs" / f"copy{copy}")
+    (tmp_path / "runs" / "copy4" / "config.json").write_text(json.dumps({**config, "seed": 1}))
+    result = _tool("summarize_runs.py", f"--runs={tmp_path / 'runs' / '*'}")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "| 2 (0, 1) |" in result.stdout
+
+
 # -- 8. a NaN pixel given to an attack ---------------------------------------------------
 
 def test_an_attack_refuses_a_nan_pixel():

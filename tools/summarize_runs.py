@@ -4,7 +4,9 @@
 
 Runs are grouped by every recipe setting of their config.json but the seed
 (keras_sgn.config.recipe_fields()), so only seeds are ever averaged; the
-settings in which the groups differ get a column of their own.
+settings in which the groups differ get a column of their own. Two folders
+holding the same run (same recipe, seed included: a copy, or a rerun) are
+refused: a mean over copies of one seed is not a mean over runs.
 """
 
 import collections
@@ -35,6 +37,18 @@ def _group_key(folder, summary, recipe_fields):
                         if k in recipe_fields and k != "seed"))
 
 
+def _duplicates(runs):
+    """`[(seed, [folder, ...])]` of the runs that share a group and a known seed."""
+    found = []
+    for group in runs.values():
+        by_seed = collections.defaultdict(list)
+        for summary in group:
+            if summary.get("seed") is not None:
+                by_seed[json.dumps(summary["seed"])].append(summary["_folder"])
+        found += [(seed, folders) for seed, folders in by_seed.items() if len(folders) > 1]
+    return found
+
+
 def _differing(keys):
     """Settings whose values differ between the groups."""
     values = collections.defaultdict(set)
@@ -61,10 +75,20 @@ def main(argv):
         config_path = os.path.join(folder, "config.json")
         summary["seed"] = (json.load(open(config_path)).get("seed")
                            if os.path.exists(config_path) else None)
+        summary["_folder"] = folder
         runs[_group_key(folder, summary, recipe_fields)].append(summary)
     if not runs:  # one line and code 2 as keras_sgn.cli (which would import TensorFlow)
         print(f"error: --runs={FLAGS.runs}: no summary.json in the folders it matches. Give "
               "a glob of run folders, e.g. --runs='runs/*'.", file=sys.stderr)
+        sys.exit(2)
+    duplicates = _duplicates(runs)
+    if duplicates:
+        seed, folders = duplicates[0]
+        print(f"error: --runs={FLAGS.runs} matches {len(folders)} folders holding the same run "
+              f"(same settings, seed {seed}): {', '.join(folders)}. A mean over copies of one "
+              f"seed is not a mean over runs. Received: {sum(len(f) for _, f in duplicates)} "
+              "folders of repeated runs. Narrow --runs to one folder of each run, or move the "
+              "copies away.", file=sys.stderr)
         sys.exit(2)
     attack_names = sorted({name for group in runs.values() for s in group
                            for name in s.get("per_attack", {})})
