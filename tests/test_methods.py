@@ -202,3 +202,34 @@ def test_fit_before_compile_is_a_clear_error(digits_arrays):
     model = models.get("sgn_small_cnn", width=8)
     with pytest.raises(ValueError, match="compile"):
         model.fit(x, y, epochs=1, verbose=0)
+
+
+def test_adversarial_fraction_attacks_only_the_first_share_of_the_batch(digits_arrays,
+                                                                         monkeypatch):
+    """The anchor's recipe attacks the first half of each batch and trains the rest clean."""
+    from keras_sgn.methods import adversarial
+
+    x, y = digits_arrays("train", 16)
+    model = models.get("sgn_small_cnn", width=4, sites=())
+    half = methods.get("pgd", epsilon=0.1, attack_steps=3, adversarial_fraction=0.5)
+    assert half.cost == pytest.approx(2.5) and half.get_config()["adversarial_fraction"] == 0.5
+    attacked, trained = [], []
+    perturb, train_on = adversarial.AdversarialTraining.perturb, adversarial._train_on
+
+    def spy_perturb(self, forward, x_in, *args, **options):
+        attacked.append(int(x_in.shape[0]))
+        return perturb(self, forward, x_in, *args, **options)
+
+    def spy_train_on(m, x_train, labels):
+        trained.append(x_train.numpy())
+        return train_on(m, x_train, labels)
+
+    monkeypatch.setattr(adversarial.AdversarialTraining, "perturb", spy_perturb)
+    monkeypatch.setattr(adversarial, "_train_on", spy_train_on)
+    half.gradients(model, tf.constant(x), tf.constant(y), tf.constant([1, 2]))
+    assert attacked == [8]
+    np.testing.assert_array_equal(trained[0][8:], x[8:])  # the second half stays clean
+    assert np.abs(trained[0][:8] - x[:8]).max() > 0
+    for bad in (0, 1.5, "half"):
+        with pytest.raises(ValueError, match="adversarial_fraction must be in"):
+            methods.get("pgd", adversarial_fraction=bad)

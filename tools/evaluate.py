@@ -49,6 +49,9 @@ flags.DEFINE_string("dataset", None, "Dataset name; default: the run's or the zo
 flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets; default: the run's.")
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate on.")
 flags.DEFINE_integer("n_examples", None, "Evaluate the first N examples only.")
+flags.DEFINE_enum("order", "stored", ["stored", "original"], "Which images are 'the first N': "
+                  "'stored' (tfds' order) or 'original' (the publication's file order, as the "
+                  "literature's 'first 1,000 test images'; mnist and fashion_mnist test).")
 flags.DEFINE_enum("norm", None, ["linf", "l2"], "Threat-model norm; default: the run's or the "
                   "zoo entry's (else linf).")
 flags.DEFINE_float("epsilon", None, "Threat radius (pixel units); default: the run's or the "
@@ -188,7 +191,8 @@ def evaluate(model, source, attack_specs, dataset, norm, epsilon, output_dir):
     examples = evaluation.AdversarialExamples(evaluation.GRID_EXAMPLES)
     report = evaluation.evaluate_on_dataset(
         model, dataset, epsilon, norm, split=FLAGS.split, attacks=attack_specs,
-        n_examples=FLAGS.n_examples, data_dir=FLAGS.data_dir or source["defaults"].get(
+        n_examples=FLAGS.n_examples, order=FLAGS.order,
+        data_dir=FLAGS.data_dir or source["defaults"].get(
             "data_dir"), batch_size=FLAGS.batch_size, model_label=source["label"],
         examples=examples, cascade=FLAGS.cascade, run_sanity_checks=FLAGS.sanity_checks,
         n_sanity_examples=FLAGS.sanity_examples, square_queries=FLAGS.square_queries,
