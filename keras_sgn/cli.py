@@ -22,20 +22,27 @@ if __name__ == "__main__":
   form, in flag terms), and any `ValueError` or
   `FileNotFoundError` raised by a `raise` statement in keras-sgn or in the
   tool's own folder (the library's messages name the parameter and the fix);
+* below `--verbose=2` the INFO records of Python logging (TensorFlow's, e.g. a
+  mirrored strategy's, and absl's) are hidden (`hide_info_logs`);
 * anything else (a bug) keeps its traceback. `KERAS_SGN_TRACEBACK=1` shows the
   traceback of user errors too.
 """
 
 import linecache
+import logging
 import os
 import sys
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 #: Exit code of a usage error (as argparse uses).
 USAGE_EXIT_CODE = 2
 #: Set to 1 to see the traceback of a user error too.
 TRACEBACK_VARIABLE = "KERAS_SGN_TRACEBACK"
+#: `--verbose` from this value on shows TensorFlow's INFO log records (as
+#: tools/quiet_start.py shows its start-up logs from the same value on).
+VERBOSE_SHOWS_INFO_LOGS = 2
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -142,6 +149,25 @@ def _parse_flags(argv):
     sys.exit(USAGE_EXIT_CODE)
 
 
+def hide_info_logs(flag_values=None):
+    """Hide the INFO records of Python logging (TensorFlow's, absl's) below
+    `--verbose=2`, and in a tool without `--verbose`.
+
+    `absl.app` logs at INFO by default, so a run with `--strategy=mirrored`
+    printed some 46 lines ("Using MirroredStrategy with devices ...", "Reduce
+    to ... then broadcast to ...") even at `--verbose=0`. Warnings still show;
+    a `--verbosity` the user gives (absl's own flag) is left as given.
+    """
+    flag_values = flags.FLAGS if flag_values is None else flag_values
+    if "verbosity" in flag_values and flag_values["verbosity"].present:
+        return
+    verbose = flag_values["verbose"].value if "verbose" in flag_values else None
+    if isinstance(verbose, int) and verbose >= VERBOSE_SHOWS_INFO_LOGS:
+        return
+    absl_logging.set_verbosity(absl_logging.WARNING)
+    logging.getLogger("tensorflow").setLevel(logging.WARNING)
+
+
 def run_tool(main, argv=None, *, user_errors=()):
     """Run `main(argv)` under `absl.app.run`; a user error is one `error:` line.
 
@@ -156,6 +182,7 @@ def run_tool(main, argv=None, *, user_errors=()):
     tool_dirs = (os.path.dirname(os.path.abspath(main.__code__.co_filename)),)
 
     def guarded_main(args):
+        hide_info_logs()
         try:
             return main(args)
         except Exception as error:

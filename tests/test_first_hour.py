@@ -281,3 +281,30 @@ def test_the_train_tool_refuses_a_separate_boolean_value(tmp_path):
     assert result.stderr.startswith("error: --overwrite false: a boolean flag takes no separate")
     assert "--overwrite=false" in result.stderr and result.stderr.count("\n") == 1
     assert not (tmp_path / "run").exists()
+
+
+# ----------------------------------------------------------------------------- a quiet start
+
+
+def _stderr_lines(*args, env=None):
+    """The lines a user sees on stderr running `python args` (without the test session's
+    TF_CPP_MIN_LOG_LEVEL)."""
+    env = {k: v for k, v in (env or os.environ).items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    result = subprocess.run([sys.executable, *args], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT, env=dict(env, PYTHONPATH=ROOT))
+    assert result.returncode == 0, result.stderr
+    return result.stderr.splitlines()
+
+
+def test_importing_keras_sgn_prints_nothing_beyond_tensorflow():
+    tensorflow = _stderr_lines("-c", "import tensorflow")
+    keras_sgn = _stderr_lines("-c", "import keras_sgn")
+    assert len(keras_sgn) <= len(tensorflow), keras_sgn
+
+
+def test_a_mirrored_run_at_verbose_0_prints_no_info_logs(tmp_path):
+    lines = _stderr_lines(
+        os.path.join(ROOT, "tools", "train.py"), "--dataset=digits", "--strategy=mirrored",
+        "--logical_cpus=2", "--batch_size=32", "--epochs=1", "--n_train=64", "--n_eval=32",
+        "--eval_steps=1", "--test_steps=1", "--verbose=0", f"--output_dir={tmp_path}")
+    assert lines == []  # was ~46 lines ("Using MirroredStrategy ...", "Reduce to ...")
