@@ -218,9 +218,11 @@ class TrainConfig:
                 _check_integer(name, getattr(self, name), minimum=1)
         for name, minimum in (("learning_rate", None), ("weight_decay", 0.0)):
             value = getattr(self, name)
-            if not (value > 0 if minimum is None else value >= minimum):
-                raise ConfigError(name, f"{name} must be {'> 0' if minimum is None else '>= 0'}."
-                                  f" Received: {value}.")
+            # inf passes `> 0` but makes every weight NaN at the first step.
+            if not (math.isfinite(value) and (value > 0 if minimum is None
+                                              else value >= minimum)):
+                raise ConfigError(name, f"{name} must be a finite number "
+                                  f"{'> 0' if minimum is None else '>= 0'}. Received: {value}.")
         for name in ("n_train", "n_eval"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -178,6 +178,50 @@ def test_publish_refuses_another_models_report_and_an_unfinished_run(evaluated_r
     assert exported["metadata"]["metrics"]["n_examples"] == 16
 
 
+# -- 4. a diverged run (NaN loss) ended with exit 0 and numbers ---------------------------
+
+TINY_TRAINING = dict(dataset="digits", method="standard", batch_size=16, n_train=32, n_eval=16,
+                     eval_steps=1, test_steps=1, verbose=0)
+
+
+def test_a_diverged_run_stops_with_an_error_and_keeps_the_last_good_state(tmp_path,
+                                                                          monkeypatch):
+    for bad in (float("inf"), float("nan")):
+        with pytest.raises(training.ConfigError, match=(
+                rf"learning_rate must be a finite number > 0. Received: {bad}")):
+            training.TrainConfig(**TINY_TRAINING, learning_rate=bad).resolved()
+
+    class WeightsGoNaNInEpoch2(training.SafeCheckpoint):
+        """Epoch 1 trains well; then the weights diverge (as a too large step makes them)."""
+
+        def on_epoch_begin(self, epoch, logs=None):
+            if epoch == 1:
+                kernel = self.model.trainable_weights[0]
+                kernel.assign(np.full(kernel.shape, np.nan, kernel.dtype))
+
+    from keras_sgn.training import run as run_module
+
+    monkeypatch.setattr(run_module, "SafeCheckpoint", WeightsGoNaNInEpoch2)
+    out = tmp_path / "run"
+    config = training.TrainConfig(**TINY_TRAINING, epochs=2, output_dir=str(out))
+    with pytest.raises(training.TrainingDiverged, match=(
+            r"Training diverged: the training loss is nan at epoch 2, step 1. Received: "
+            r"--learning_rate=.*--overwrite")) as info:
+        training.train(config)
+    assert isinstance(info.value, ValueError)  # tools print it as one line, exit code 2
+    assert not (out / "summary.json").exists() and not (out / ".lock").exists()
+    assert json.loads((out / "backup" / "state.json").read_text())["epoch"] == 1
+    best = keras.saving.load_model(out / "model.keras")  # epoch 1's, not NaN weights
+    assert all(np.isfinite(np.asarray(w)).all() for w in best.weights)
+
+    # From the command line: a step size that makes the loss NaN at once.
+    result = _tool("train.py", f"--output_dir={tmp_path / 'cli'}", "--learning_rate=1e30",
+                   "--epochs=1", *(f"--{k}={v}" for k, v in TINY_TRAINING.items()))
+    assert _error_line(result).startswith("error: Training diverged: the training loss is ")
+    assert not (tmp_path / "cli" / "summary.json").exists()
+    assert not (tmp_path / "cli" / "model.keras").exists()
+
+
 # -- 5. "already complete" over a missing or damaged model.keras or config.json -----------
 
 def test_a_damaged_finished_run_is_not_complete(tmp_path):

@@ -19,7 +19,12 @@ from keras_sgn.config import OPTIMIZERS, SCHEDULES, STRATEGIES, ConfigError, Tra
 from keras_sgn.io_utils import CorruptFileError, OutOfSpaceError
 from keras_sgn.models.sites import parse_beta, parse_sites
 from keras_sgn.recipes import DATASET_RECIPES, RECIPE_KEYS
-from keras_sgn.training.callbacks import PreemptionCheckpoint, SafeCheckpoint, TrainingPreempted
+from keras_sgn.training.callbacks import (
+    PreemptionCheckpoint,
+    SafeCheckpoint,
+    TrainingDiverged,
+    TrainingPreempted,
+)
 from keras_sgn.training.distribute import (
     StrategyError,
     agree_with_chief,
@@ -70,6 +75,7 @@ __all__ = [
     "SafeCheckpoint",
     "StrategyError",
     "TrainConfig",
+    "TrainingDiverged",
     "TrainingPreempted",
     "TriangularSchedule",
     "agree_with_chief",

@@ -13,7 +13,12 @@ from keras_sgn import data as sgn_data
 from keras_sgn.config import ConfigError, resumable_fields
 from keras_sgn.io_utils import check_free_space, model_file_bytes
 from keras_sgn.training import distribute, keras_compat, outputs, run_folder
-from keras_sgn.training.callbacks import PreemptionCheckpoint, SafeCheckpoint
+from keras_sgn.training.callbacks import (
+    PreemptionCheckpoint,
+    SafeCheckpoint,
+    StopOnNonFiniteLoss,
+    TrainingDiverged,
+)
 from keras_sgn.training.optimization import build_model, check_model_fits, compile_for_training
 
 # The splits of a run; `steps_per_epoch` counts full global batches of `train`.
@@ -44,7 +49,9 @@ def train(config, strategy=None):
     it, finishing a partial epoch on its remaining steps, with the weights and
     logs of an uninterrupted run. On SIGTERM the state is saved at the end of
     the current batch and `TrainingPreempted` is raised. The backup is removed
-    once `summary.json` is written.
+    once `summary.json` is written. A NaN or infinite training loss raises
+    `TrainingDiverged` at the end of its batch, before anything of it is saved:
+    `model.keras` and the backup of the last finished epoch are kept.
 
     Multi-worker (`strategy="multi_worker"`): every worker runs the same
     command with its own `TF_CONFIG`; only the chief takes the folder and
@@ -166,7 +173,12 @@ def _run(config, strategy, strategy_name, folder):
         checkpoint, backup = _backup_callbacks(config, model, write_dir)
         state = _resume(config, folder, backup, strategy, splits.steps_per_epoch)
         logs = keras.callbacks.TensorBoard(os.path.join(write_dir, outputs.TENSORBOARD_DIR))
-        train_seconds = _fit(config, model, splits, backup, [checkpoint, backup, logs])
+        # First: a NaN loss stops the run before the checkpoint or the backup saves its weights.
+        diverged = StopOnNonFiniteLoss(hint=f"--learning_rate={config.learning_rate} "
+                                       f"(--method={config.method}, --optimizer="
+                                       f"{config.optimizer})")
+        train_seconds = _fit(config, model, splits, backup,
+                             [diverged, checkpoint, backup, logs])
         if chief:
             execution = {"strategy": strategy_name, "workers": num_workers,
                          "replicas": strategy.num_replicas_in_sync,
@@ -265,7 +277,16 @@ def _resume(config, folder, backup, strategy, steps_per_epoch):
 
 def _fit(config, model, splits, backup, callbacks):
     """Train the epochs not done yet (finishing a partial one on its remaining
-    steps); returns the seconds it took."""
+    steps); returns the seconds it took. A non-finite loss raises
+    `TrainingDiverged` (the callbacks' train end run, the last good state kept)."""
+    try:
+        return _fit_epochs(config, model, splits, backup, callbacks)
+    except TrainingDiverged:
+        backup.on_train_end()  # its signal handlers go; its files stay (not deleted here)
+        raise
+
+
+def _fit_epochs(config, model, splits, backup, callbacks):
     start = time.time()
     epoch = backup.epoch
     # The shuffle and augmentation of keras_sgn.data draw new seeds for each

@@ -3,8 +3,10 @@ backup; and, once the run is tested, its hyperparameters and final metrics for
 TensorBoard's HParams dashboard (`write_hparams`)."""
 
 from keras_sgn.training.callbacks.best import SafeCheckpoint
+from keras_sgn.training.callbacks.divergence import StopOnNonFiniteLoss, TrainingDiverged
 from keras_sgn.training.callbacks.hparams import FINAL_METRICS, run_hparams, write_hparams
 from keras_sgn.training.callbacks.preemption import PreemptionCheckpoint, TrainingPreempted
 
-__all__ = ["FINAL_METRICS", "PreemptionCheckpoint", "SafeCheckpoint", "TrainingPreempted",
+__all__ = ["FINAL_METRICS", "PreemptionCheckpoint", "SafeCheckpoint", "StopOnNonFiniteLoss",
+           "TrainingDiverged", "TrainingPreempted",
            "run_hparams", "write_hparams"]
