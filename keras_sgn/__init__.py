@@ -2,39 +2,56 @@
 
 Importing the package registers its layers, models and schedules with Keras, so
 `keras.saving.load_model(...)` can rebuild saved SGN models.
+
+With the environment variable `KERAS_SGN_LAZY_IMPORT=1`, importing the package imports
+neither Keras nor TensorFlow: each part (`keras_sgn.data`, `keras_sgn.models`, ...) is
+imported when first used. The tools set it to answer `--help` without TensorFlow (their flags
+come from `keras_sgn.config` and `keras_sgn.names`, which import no TensorFlow). A program
+that sets it imports `keras_sgn.models` before `keras.saving.load_model` of an SGN model.
 """
 
+import importlib
 import os
 
 __version__ = "0.1.0"
 
+#: Set to 1 to import the parts of keras_sgn on first use (no TensorFlow at import).
+LAZY_IMPORT_VARIABLE = "KERAS_SGN_LAZY_IMPORT"
+
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-
-import keras  # noqa: E402
-
-if keras.config.backend() != "tensorflow":
-    raise ImportError(
-        "keras_sgn needs the TensorFlow backend of Keras (it uses tf.GradientTape and "
-        f"tf.distribute); KERAS_BACKEND is {keras.config.backend()!r}. "
-        "Set KERAS_BACKEND=tensorflow.")
 
 # keras_sgn.zoo imports only the standard library at import time (huggingface_hub when a
 # model is downloaded); keras_sgn.hub (publishing) is not imported here.
-from keras_sgn import (  # noqa: E402
-    attacks,
-    data,
-    evaluation,
-    layers,
-    methods,
-    models,
-    training,
-    zoo,
-)
-from keras_sgn.evaluation import evaluate_pretrained  # noqa: E402
-from keras_sgn.layers import SelfGradient  # noqa: E402
-from keras_sgn.models import SGNModel  # noqa: E402
-from keras_sgn.zoo import list_pretrained, load_pretrained  # noqa: E402
+_PARTS = ("attacks", "data", "evaluation", "layers", "methods", "models", "training", "zoo")
+_NAMES = {"evaluate_pretrained": "evaluation", "SelfGradient": "layers", "SGNModel": "models",
+          "list_pretrained": "zoo", "load_pretrained": "zoo"}
 
-__all__ = ["attacks", "data", "evaluation", "layers", "methods", "models", "training", "zoo",
-           "SelfGradient", "SGNModel", "evaluate_pretrained", "list_pretrained",
+__all__ = [*_PARTS, "SelfGradient", "SGNModel", "evaluate_pretrained", "list_pretrained",
            "load_pretrained", "__version__"]
+
+
+def __getattr__(name):
+    """The parts and names of `__all__`, imported on first use (PEP 562)."""
+    if name in _PARTS:
+        return importlib.import_module(f"{__name__}.{name}")
+    if name in _NAMES:
+        return getattr(importlib.import_module(f"{__name__}.{_NAMES[name]}"), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def _import_everything():
+    """Import Keras (checking its backend) and every part, registering the layers, models
+    and schedules with Keras."""
+    import keras
+
+    if keras.config.backend() != "tensorflow":
+        raise ImportError(
+            "keras_sgn needs the TensorFlow backend of Keras (it uses tf.GradientTape and "
+            f"tf.distribute); KERAS_BACKEND is {keras.config.backend()!r}. "
+            "Set KERAS_BACKEND=tensorflow.")
+    for part in _PARTS:
+        importlib.import_module(f"{__name__}.{part}")
+
+
+if os.environ.get(LAZY_IMPORT_VARIABLE, "") in ("", "0"):
+    _import_everything()

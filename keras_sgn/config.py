@@ -24,6 +24,9 @@ Every field says once, in its metadata, what it is (`field_specs()` reads it):
 `recipe_fields()`, `runtime_fields()` and `resumable_fields()` list the names;
 `TrainConfig.recipe()` gives the values of the recipe fields.
 
+Importing this module imports no TensorFlow (the choices come from `keras_sgn.names`), so
+the tools' `--help` is quick; the checks import the parts they use when they run.
+
 Settings that cannot give a usable model are refused by `validate()` with a
 `ConfigError` naming the field (the tools print it as one line naming the flag):
 
@@ -37,14 +40,16 @@ Settings that cannot give a usable model are refused by `validate()` with a
 import contextlib
 import dataclasses
 import difflib
+import importlib
 import math
 
-from keras_sgn import attacks, recipes
-from keras_sgn import data as sgn_data
-from keras_sgn import layers as sgn_layers
-from keras_sgn import methods as sgn_methods
-from keras_sgn import models as sgn_models
-from keras_sgn.models.sites import parse_beta, parse_sites
+from keras_sgn import names, recipes
+
+
+def _part(name):
+    """The part `name` of keras_sgn, imported on first use: the checks need it, the flags
+    and `--help` of the tools (made from this module) do not, and it imports TensorFlow."""
+    return importlib.import_module(f"keras_sgn.{name}")
 
 GROUPS = ("data", "model", "method", "evaluation", "runtime")
 STRATEGIES = ("auto", "default", "one_device", "mirrored", "multi_worker", "tpu")
@@ -103,7 +108,7 @@ class TrainConfig:
     model: str = _field(None, "model", "Model name (keras_sgn.models.list_models())."
                         + _FOLLOWS_DATASET)
     method: str = _field("sgn", "method", "Training method.",
-                         choices=sgn_methods.list_methods)
+                         choices=names.METHODS)
     epochs: int = _field(None, "method", "Epochs." + _FOLLOWS_DATASET)
     batch_size: int = _field(None, "method", "GLOBAL batch size (split across replicas)."
                              + _FOLLOWS_DATASET)
@@ -119,7 +124,7 @@ class TrainConfig:
     epsilon: float = _field(None, "method", "Threat radius in pixel units (8/255 = 0.0314 "
                             "for CIFAR); 0 only with --method=standard (a clean baseline)."
                             + _FOLLOWS_DATASET)
-    norm: str = _field("linf", "method", "Threat-model norm.", choices=attacks.NORMS)
+    norm: str = _field("linf", "method", "Threat-model norm.", choices=names.NORMS)
     allow_large_epsilon: bool = _field(False, "method", "Train with an implausible threat "
                                        "radius (L-inf epsilon >= 0.5 on [0, 1] images, or an "
                                        "L2 radius as large), refused otherwise.", recipe=False)
@@ -133,7 +138,7 @@ class TrainConfig:
     beta: str = _field("0.01", "model", "Feedback strength: a number or "
                        "'stage1=0.05,stage2=0.1'.")
     normalization: str = _field("l2_relative", "model", "Normalisation N(g) of hidden-site "
-                                "gradients.", choices=sgn_layers.NORMALIZATIONS)
+                                "gradients.", choices=names.NORMALIZATIONS)
     clean_weight: float = _field(0.0, "method", "Weight of the self-gradient pass loss "
                                  "(sgn methods).")
     second_order: bool = _field(False, "method", "Backpropagate through the deltas.")
@@ -184,7 +189,7 @@ class TrainConfig:
         """A copy with dataset-dependent defaults filled in, validated."""
         with _about("dataset"):
             if self.dataset not in recipes.DATASET_RECIPES:
-                sgn_data.info(self.dataset)  # raises the clear unknown-dataset error
+                _part("data").info(self.dataset)  # raises the clear unknown-dataset error
             recipe = recipes.get_recipe(self.dataset)
         values = self.to_dict()
         for key in recipes.RECIPE_KEYS:
@@ -197,11 +202,12 @@ class TrainConfig:
     def validate(self):
         """Raise a `ConfigError` (a `ValueError`) naming the first bad field
         (call on a `resolved()` config: the dataset-dependent fields must be set)."""
+        sgn_methods = _part("methods")
         with _about("method"):
             sgn_methods.method_class(self.method)  # close matches in the error
         with _about("model"):
-            if self.model not in sgn_models.list_models():
-                sgn_models.get(self.model)
+            if self.model not in _part("models").list_models():
+                _part("models").get(self.model)
         for spec in field_specs():
             value = getattr(self, spec.name)
             if spec.choices is not None and value is not None and value not in spec.choices:
@@ -231,15 +237,16 @@ class TrainConfig:
         _check_epsilon(self)
         self.method_options()  # validates method arguments early
         with _about("sites"):
-            check_feedback_sites(self.method, parse_sites(self.sites))
+            check_feedback_sites(self.method, _part("models.sites").parse_sites(self.sites))
         with _about("beta"):
-            parse_beta(self.beta)
+            _part("models.sites").parse_beta(self.beta)
         with _about("lr_decay_at"):
             parse_decay_fractions(self.lr_decay_at)
 
     def method_options(self):
         """The constructor options of `self.method` this config sets (the
         registry decides which fields a method takes), validated."""
+        sgn_methods = _part("methods")
         run_options = sgn_methods.method_class(self.method).run_options
         options = sgn_methods.options_from_run(self.method, self.to_dict())
         if self.epsilon == 0 and self.step_size is None and "step_size" in run_options:
@@ -300,6 +307,7 @@ def _check_integer(name, value, minimum, hint=""):
 
 def _check_epsilon(config):
     """epsilon: finite, >= 0; 0 only without an adversary; plausible unless forced."""
+    sgn_methods = _part("methods")
     try:
         epsilon = float(config.epsilon)
     except (TypeError, ValueError):
@@ -321,7 +329,7 @@ def _check_epsilon(config):
         return
     limit, why = LARGE_LINF_EPSILON, "it reaches mid-grey from any image"
     if config.norm != "linf":
-        values = math.prod(sgn_data.info(config.dataset).image_shape)
+        values = math.prod(_part("data").info(config.dataset).image_shape)
         limit = LARGE_LINF_EPSILON * math.sqrt(values)
         why = (f"the {config.norm} size of an L-inf radius of {LARGE_LINF_EPSILON} over "
                f"{values} pixel values, which reaches mid-grey from any image")
@@ -336,6 +344,7 @@ def _check_epsilon(config):
 def check_feedback_sites(method, sites):
     """Refuse a self-gradient method without feedback sites (`sites`: the
     selected site names): it would be standard training under another name."""
+    sgn_methods = _part("methods")
     if not sites and issubclass(sgn_methods.method_class(method),
                                 sgn_methods.SelfGradientTraining):
         raise ValueError(

@@ -167,7 +167,7 @@ def test_tool_errors_are_one_line_naming_the_flag():
 
     assert tool_flags.flag_message(RunFolderError("--output_dir=x is a file.")) == (
         "--output_dir=x is a file.")
-    assert {RunFolderError, OutOfSpaceError} <= set(tool_flags.RUN_ERRORS)
+    assert {RunFolderError, OutOfSpaceError} <= set(tool_flags.run_errors())
 
 
 # -- dataset recipes -------------------------------------------------------------------

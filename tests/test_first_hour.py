@@ -308,3 +308,55 @@ def test_a_mirrored_run_at_verbose_0_prints_no_info_logs(tmp_path):
         "--logical_cpus=2", "--batch_size=32", "--epochs=1", "--n_train=64", "--n_eval=32",
         "--eval_steps=1", "--test_steps=1", "--verbose=0", f"--output_dir={tmp_path}")
     assert lines == []  # was ~46 lines ("Using MirroredStrategy ...", "Reduce to ...")
+
+
+# ----------------------------------------------------------------------------- --help
+
+
+HELP_SCRIPT = """
+import runpy, sys
+sys.path.insert(0, {tools!r})
+sys.argv = [{tool!r}, "--help"]
+try:
+    runpy.run_path({tool!r}, run_name="__main__")
+except SystemExit:
+    pass
+print("IMPORTED TENSORFLOW" if "tensorflow" in sys.modules else "NO TENSORFLOW")
+"""
+
+
+@pytest.mark.parametrize("tool", ["train.py", "tune.py", "benchmark.py", "summarize_runs.py"])
+def test_help_imports_no_tensorflow(tool):
+    path = os.path.join(ROOT, "tools", tool)
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_SGN_LAZY_IMPORT"}
+    result = subprocess.run(
+        [sys.executable, "-c", HELP_SCRIPT.format(tools=os.path.dirname(path), tool=path)],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(env, PYTHONPATH=ROOT))
+    assert result.stdout.rstrip().endswith("NO TENSORFLOW"), result.stdout[-2000:]
+    assert "--helpfull" in result.stdout  # the help itself was printed
+
+
+def test_the_names_the_flags_offer_are_the_registries():
+    from keras_sgn import attacks, layers, methods, names, training, tuning
+
+    assert names.METHODS == tuple(methods.list_methods())
+    assert names.MULTI_STEP_METHODS == tuple(
+        m for m in methods.list_methods() if methods.method_class(m).multi_step)
+    assert names.NORMS == attacks.NORMS and names.NORMALIZATIONS == layers.NORMALIZATIONS
+    assert names.TUNERS == tuning.TUNERS and names.TUNABLE_METHODS == tuple(tuning.METHODS)
+    assert names.PREEMPTION_EXIT_CODE == training.TrainingPreempted.exit_code
+
+
+def test_importing_keras_sgn_still_registers_everything_with_keras():
+    code = ("import sys, keras_sgn; print(all(f'keras_sgn.{p}' in sys.modules for p in "
+            "('attacks', 'data', 'evaluation', 'layers', 'methods', 'models', 'training', "
+            "'zoo')))")
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_SGN_LAZY_IMPORT"}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=300, cwd=ROOT, env=dict(env, PYTHONPATH=ROOT))
+    assert result.stdout.strip() == "True", result.stderr[-2000:]
+    import keras_sgn
+
+    assert keras_sgn.SGNModel is keras_sgn.models.SGNModel  # the names of __all__ resolve
+    with pytest.raises(AttributeError):
+        keras_sgn.no_such_part  # noqa: B018

@@ -24,21 +24,23 @@ import json
 
 from absl import app, flags
 
-from keras_sgn import cli, io_utils
-from keras_sgn import methods as sgn_methods
-from keras_sgn.experiments import benchmark
+# None of these imports TensorFlow (`--help` stays quick); keras_sgn.experiments.benchmark
+# does, so it is imported where the timing starts.
+from keras_sgn import cli, io_utils, names
 
 FLAGS = flags.FLAGS
-MULTI_STEP = ", ".join(m for m in sgn_methods.list_methods()
-                       if sgn_methods.method_class(m).multi_step)
+MULTI_STEP = ", ".join(names.MULTI_STEP_METHODS)
 flags.DEFINE_string("model", None, "Model name of the method benchmark (synthetic batches shaped "
                     "like --dataset's images, else CIFAR-shaped; 8x8x1 for sgn_small_cnn). "
-                    f"Default: --dataset's recipe model, else {benchmark.DEFAULT_MODEL}.")
+                    "Default: --dataset's recipe model, else the benchmark's default "
+                    "(keras_sgn.experiments.benchmark.DEFAULT_MODEL, a ResNet-18).")
 flags.DEFINE_string("dataset", None, "Dataset name: the image shape and classes of the method "
                     "benchmark, and the test images --attacks runs on (default: the --zoo "
                     "entry's).")
 flags.DEFINE_integer("batch_size", 32, "Batch size of every step.")
-flags.DEFINE_list("methods", list(benchmark.DEFAULT_METHODS), "Methods to time (empty: none).")
+flags.DEFINE_list("methods", None, "Methods to time (empty: none). Default: standard (the cost "
+                  "unit) and every method except the variants under study "
+                  "(keras_sgn.experiments.benchmark.DEFAULT_METHODS).")
 flags.DEFINE_integer("attack_steps", 10, f"Inner attack steps ({MULTI_STEP}).")
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled attack variant.")
 flags.DEFINE_integer("warmup", 2, "Untimed calls per method.")
@@ -64,6 +66,8 @@ flags.DEFINE_string("output", None, "Where the JSON report goes.")
 def attack_suite():
     """The `attack_suite` part of the report: the --zoo model (or an untrained
     --model) against --attacks on --dataset's test images."""
+    from keras_sgn.experiments import benchmark
+
     model, defaults = benchmark.default_model(FLAGS.dataset), {}
     if FLAGS.model:
         model = FLAGS.model
@@ -85,17 +89,20 @@ def attack_suite():
 
 def main(argv):
     del argv
-    if not (FLAGS.methods or FLAGS.attacks):
+    from keras_sgn.experiments import benchmark
+
+    methods = benchmark.DEFAULT_METHODS if FLAGS.methods is None else FLAGS.methods
+    if not (methods or FLAGS.attacks):
         raise app.UsageError("nothing to time: give --methods and/or --attacks.")
     # The suite first: a bad model, dataset or attack fails before minutes of method timing.
     suite = attack_suite() if FLAGS.attacks else None
     report = {"machine": benchmark.machine_info()}
-    if FLAGS.methods:
+    if methods:
         epsilon = FLAGS.epsilon
         if epsilon is None:
             epsilon = benchmark.default_epsilon(FLAGS.dataset) if FLAGS.dataset else 8 / 255
         report = benchmark.benchmark_methods(
-            model=FLAGS.model, methods=FLAGS.methods, batch_size=FLAGS.batch_size,
+            model=FLAGS.model, methods=list(methods), batch_size=FLAGS.batch_size,
             epsilon=epsilon, attack_steps=FLAGS.attack_steps,
             xla_attack=(False, True) if FLAGS.xla else (False,), warmup=FLAGS.warmup,
             repeats=FLAGS.repeats, dataset=FLAGS.dataset)

@@ -19,14 +19,19 @@ fix, without a traceback; anything else is a bug and keeps its traceback.
 
 from absl import app, flags
 
-from keras_sgn import cli, training
+# Neither imports TensorFlow: `--help` of the tools stays quick (keras_sgn.training does,
+# so it is imported where a run needs it).
+from keras_sgn import cli
 from keras_sgn import config as sgn_config
-from keras_sgn.training import use_logical_cpus
 
-# Errors of a training run the user fixes (a refused folder, a full disk, a
-# corrupt file, an unreachable TPU): one line each, like a refused setting.
-RUN_ERRORS = (training.RunFolderError, training.OutOfSpaceError, training.CorruptFileError,
-              training.StrategyError)
+
+def run_errors():
+    """Errors of a training run the user fixes (a refused folder, a full disk, a
+    corrupt file, an unreachable TPU): one line each, like a refused setting."""
+    from keras_sgn import training
+
+    return (training.RunFolderError, training.OutOfSpaceError, training.CorruptFileError,
+            training.StrategyError)
 
 # Flag definitions made here belong to the calling tool (its `--help` shows them).
 flags.disclaim_key_flags()
@@ -98,6 +103,8 @@ def define_logical_cpus_flag(flag_values=None):
 
 def apply_logical_cpus(flag_values=None):
     """Split the CPU as `--logical_cpus` asks (before any TensorFlow work)."""
+    from keras_sgn.training import use_logical_cpus
+
     use_logical_cpus((flags.FLAGS if flag_values is None else flag_values).logical_cpus)
 
 
@@ -112,12 +119,12 @@ def flag_message(error):
 
 def run_tool(main):
     """`keras_sgn.cli.run_tool(main)` (a user's mistake is one `error:` line,
-    exit code 2) with the training run's own user errors (`RUN_ERRORS`), and a
+    exit code 2) with the training run's own user errors (`run_errors()`), and a
     `ConfigError` printed as `error: --<flag>: <message>`."""
     def main_naming_flags(argv):
         try:
             return main(argv)
-        except (sgn_config.ConfigError, *RUN_ERRORS) as error:
+        except (sgn_config.ConfigError, *run_errors()) as error:
             raise app.UsageError(flag_message(error)) from error
 
     cli.run_tool(main_naming_flags)

@@ -20,6 +20,10 @@ temporary file; afterwards it restores stderr and prints back whatever was not
 one of those log lines (a Python warning, an error message), so a real problem
 still shows. If the import fails, everything captured is printed back.
 
+`--help` (and `--helpshort`, `--helpfull`, `--helpxml`, `-?`) imports no TensorFlow at all:
+the flags are made from modules that import none, and `KERAS_SGN_LAZY_IMPORT=1` keeps
+`import keras_sgn` from importing it (see keras_sgn/__init__.py), so help answers in a second.
+
 What is left alone: `TF_ENABLE_ONEDNN_OPTS` (it changes the numerics) and
 `CUDA_VISIBLE_DEVICES` (GPUs keep working); a `TF_CPP_MIN_LOG_LEVEL` the user
 set; TensorFlow's Python warnings; everything printed after start-up. A tool
@@ -70,6 +74,22 @@ def verbose_from_argv(argv):
     return value
 
 
+#: The flags with which absl prints help and exits.
+HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
+
+
+def asks_for_help(argv):
+    """Whether `argv` asks for help (absl prints it and exits before `main`)."""
+    for arg in argv[1:]:
+        if arg == "--":
+            break
+        name, _, value = arg.lstrip("-").partition("=")
+        if arg.startswith("-") and name in HELP_FLAGS and value.lower() not in (
+                "false", "f", "0", "no"):
+            return True
+    return False
+
+
 def shows_tensorflow_logs(argv):
     """Whether `argv` asks for TensorFlow's logs (`--verbose=2` or more)."""
     verbose = verbose_from_argv(argv)
@@ -118,9 +138,13 @@ def quiet_tensorflow_startup(argv=None):
             nothing is hidden.
 
     Returns:
-        True if the logs were hidden, False if `argv` asked for them.
+        True if the logs were hidden, False if `argv` asked for them or for help (then
+        nothing imports TensorFlow: see the module docstring).
     """
     argv = sys.argv if argv is None else argv
+    if asks_for_help(argv):
+        os.environ.setdefault("KERAS_SGN_LAZY_IMPORT", "1")
+        return False
     if shows_tensorflow_logs(argv):
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")

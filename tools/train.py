@@ -35,18 +35,20 @@ from flags import (  # tools/flags.py: the flags of keras_sgn.config
     run_tool,
 )
 
-from keras_sgn import training
+from keras_sgn import names
 
 FLAGS = flags.FLAGS
 define_config_flags()  # one flag per TrainConfig field (keras_sgn/config.py)
 define_logical_cpus_flag()
-flags.DEFINE_integer("preemption_exit_code", training.TrainingPreempted.exit_code,
+flags.DEFINE_integer("preemption_exit_code", names.PREEMPTION_EXIT_CODE,
                      "Exit code after a SIGTERM-triggered save (the job should be restarted "
                      "with the same command).")
 
 
 def main(argv):
     del argv
+    from keras_sgn import training  # here, not above: `--help` imports no TensorFlow
+
     apply_logical_cpus()
     config = config_from_flags()
     config.resolved()  # bad flags fail before any TensorFlow work

@@ -32,11 +32,11 @@ from flags import (  # tools/flags.py: the flags of keras_sgn.config
     run_tool,
 )
 
-from keras_sgn import training, tuning
+from keras_sgn import names
 
 FLAGS = flags.FLAGS
 
-flags.DEFINE_enum("tuner", "hyperband", list(tuning.TUNERS), "Search algorithm.")
+flags.DEFINE_enum("tuner", "hyperband", list(names.TUNERS), "Search algorithm.")
 flags.DEFINE_integer("max_trials", 20, "Maximum number of trials (a cap on Hyperband's "
                      "own budget).")
 flags.DEFINE_integer("max_epochs", None, "Epochs of a full trial (Hyperband's max_epochs; "
@@ -63,7 +63,7 @@ BASE_FIELDS = ("dataset", "data_dir", "model", "method", "epsilon", "norm", "att
                "batch_size", "optimizer", "lr_schedule", "eval_steps", "n_train", "n_eval",
                "seed", "jit_compile", "strategy", "verbose")
 define_config_flags(include=BASE_FIELDS, overrides={
-    "method": {"choices": tuning.METHODS},
+    "method": {"choices": names.TUNABLE_METHODS},
     "eval_steps": {"help": "PGD steps of validation: the objective."},
     "strategy": {"help": "Distribution strategy of each trial (see tools/train.py)."},
 })
@@ -84,6 +84,8 @@ flags.DEFINE_string("weight_decay", None, "e.g. 0 or '0|0.0005'.")
 
 def main(argv):
     del argv
+    from keras_sgn import training, tuning  # here, not above: `--help` imports no TensorFlow
+
     apply_logical_cpus()
     config = config_from_flags(epochs=FLAGS.max_epochs)
     space = tuning.space_from_strings(FLAGS.space, **{name: FLAGS[name].value

@@ -7,7 +7,6 @@ nothing here attacks or predicts.
 
 import numpy as np
 
-from keras_sgn.data import catalog
 from keras_sgn.reporting.plots import model_title, new_figure, save_figure
 
 #: The perturbation is drawn this many times larger, around mid-grey (0).
@@ -17,6 +16,8 @@ PERTURBATION_SCALE = 10
 def class_name(dataset, label):
     """The name of class `label` of `dataset` (`keras_sgn.data.info(dataset).class_names`;
     the label itself for a dataset or label not known here)."""
+    from keras_sgn.data import catalog  # here: keras_sgn.data imports TensorFlow
+
     names = catalog.CLASS_NAMES.get(dataset)
     label = int(label)
     return names[label] if names and 0 <= label < len(names) else str(label)

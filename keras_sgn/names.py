@@ -1,0 +1,25 @@
+"""The names the command line offers, known without importing TensorFlow.
+
+The tools make their flags (and answer ``--help``) from :mod:`keras_sgn.config` and these
+lists, so ``--help`` imports no TensorFlow. Each registry keeps its own list (the methods in
+:mod:`keras_sgn.methods`, the norms in :mod:`keras_sgn.attacks`, ...); a test checks that
+these are the same, so a name added to a registry and not here fails it.
+"""
+
+#: Training methods, as ``keras_sgn.methods.list_methods()`` lists them (sorted).
+METHODS = ("fast", "free", "pgd", "sgn", "sgn-align", "sgn-nfgsm", "sgn-pgd", "sgn-ramp",
+           "sgn-reuse", "standard", "trades")
+#: The methods whose attack takes several steps (``TrainingMethod.multi_step``).
+MULTI_STEP_METHODS = ("pgd", "sgn-pgd", "trades")
+#: Threat-model norms (``keras_sgn.attacks.NORMS``).
+NORMS = ("linf", "l2")
+#: Normalisations of hidden-site gradients (``keras_sgn.layers.NORMALIZATIONS``).
+NORMALIZATIONS = ("l2_relative", "sign", "raw")
+#: Search algorithms of ``keras_sgn.tuning`` (``keras_sgn.tuning.TUNERS``).
+TUNERS = ("hyperband", "bayesian", "random")
+#: Exit code of a training run stopped by SIGTERM after saving
+#: (``keras_sgn.training.TrainingPreempted.exit_code``).
+PREEMPTION_EXIT_CODE = 42
+#: The methods ``keras_sgn.tuning`` searches the feedback hyperparameters of
+#: (``keras_sgn.tuning.METHODS``).
+TUNABLE_METHODS = ("sgn", "sgn-pgd")
