@@ -8,6 +8,7 @@ Every field says once, in its metadata, what it is (`field_specs()` reads it):
   weights of `model.keras`, including which epoch is kept as the best); a
   *runtime* field only changes where and how the run executes and reports.
   The runtime fields are `data_dir`, `download`, `test_steps`, `test_restarts`,
+  `n_test`, `test_order`,
   `allow_large_epsilon`, `strategy`, `tpu`, `jit_compile`, `output_dir`,
   `overwrite`, `backup_every_steps` and `verbose`. Decisions worth knowing:
   `strategy`/`tpu` are runtime because N replicas train like one replica at
@@ -159,6 +160,12 @@ class TrainConfig:
                                 "that has restarts; default: the suite's own.", recipe=False)
     n_train: int = _field(None, "data", "Use only the first N training examples.")
     n_eval: int = _field(None, "data", "Use only the first N validation/test examples.")
+    n_test: int = _field(None, "evaluation", "Final test on the first N test images (default: "
+                         "--n_eval's, else all).", recipe=False)
+    test_order: str = _field("stored", "evaluation", "Which test images are 'the first N': "
+                             "'stored' (tfds' order) or 'original' (the publication's file "
+                             "order; mnist and fashion_mnist).", recipe=False,
+                             choices=("stored", "original"))
     # Execution.
     strategy: str = _field("default", "runtime", "Distribution strategy: auto (best local "
                            "choice), default, one_device, mirrored (all local GPUs), "
@@ -229,7 +236,7 @@ class TrainConfig:
                                               else value >= minimum)):
                 raise ConfigError(name, f"{name} must be a finite number "
                                   f"{'> 0' if minimum is None else '>= 0'}. Received: {value}.")
-        for name in ("n_train", "n_eval"):
+        for name in ("n_train", "n_eval", "n_test"):
             value = getattr(self, name)
             if value is not None and value < 1:
                 raise ConfigError(name, f"{name} must be >= 1 (or unset for all). "

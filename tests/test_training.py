@@ -1,6 +1,8 @@
 """Run plumbing: recipes, schedules, safe checkpoints, precision and XLA options."""
 
+import json
 import os
+import time
 
 import keras
 import numpy as np
@@ -52,6 +54,13 @@ def test_schedules():
     assert float(clone(40)) == pytest.approx(0.2)
     piecewise = training.learning_rate_schedule("piecewise", 0.1, 100)
     assert [float(piecewise(s)) for s in (10, 60, 90)] == pytest.approx([0.1, 0.01, 0.001])
+    anchor = training.learning_rate_schedule("piecewise", 1e-3, 1000, decay_at=(0.89,))
+    assert [float(anchor(s)) for s in (0, 890, 891, 999)] == pytest.approx(
+        [1e-3, 1e-3, 1e-4, 1e-4])
+    assert _digits_config(lr_decay_at="0.89").lr_decay_at == "0.89"
+    for bad in ("0.9,0.5", "1.5", "half", "0"):
+        with pytest.raises(ValueError, match="lr_decay_at must be increasing fractions"):
+            _digits_config(lr_decay_at=bad)
     cosine = training.learning_rate_schedule("cosine", 0.1, 100)
     assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(100)) == pytest.approx(0.0)
 
@@ -228,3 +237,35 @@ def test_epsilon_zero_trains_a_clean_baseline_that_loads(tmp_path):
     assert {"tensorflow", "keras", "numpy", "python", "git_commit"} <= set(summary["provenance"])
     loaded = keras.saving.load_model(out / "model.keras")
     assert loaded.method.epsilon == 0.0
+
+
+def test_training_clock_test_size_and_order_reach_history_and_summary(tmp_path):
+    """history.json has the cumulative training seconds (validation excluded) of every
+    epoch; the final test takes --n_test images in --test_order."""
+    out = tmp_path / "run"
+    summary = training.train(training.TrainConfig(
+        dataset="digits", method="fast", epochs=3, batch_size=16, n_train=64, n_eval=32,
+        n_test=24, test_order="original", eval_steps=1, test_steps=1, verbose=0,
+        output_dir=str(out)))
+    assert summary["n_test_examples"] == 24 and summary["protocol"]["order"] == "original"
+    seconds = json.loads((out / "history.json").read_text())["train_seconds"]
+    assert len(seconds) == 3 and 0 < seconds[0] < seconds[1] < seconds[2]
+    assert seconds[2] <= summary["train_seconds"]  # the run's wall time includes validation
+
+
+def test_training_clock_excludes_validation_and_resumes():
+    from keras_sgn.training.callbacks import TrainingClock
+
+    clock, logs = TrainingClock(), {}
+    clock.on_epoch_begin(0)
+    time.sleep(0.05)
+    clock.on_test_begin()
+    time.sleep(0.2)  # validation: not counted
+    clock.on_epoch_end(0, logs)
+    first = logs["train_seconds"]
+    assert 0.05 <= first < 0.2
+    resumed = TrainingClock()
+    resumed.set_state(clock.get_state())
+    resumed.on_epoch_begin(1)
+    resumed.on_epoch_end(1, logs)
+    assert logs["train_seconds"] >= first  # continues from the saved seconds

@@ -36,10 +36,16 @@ from keras_sgn.experiments import reproduce
 FLAGS = flags.FLAGS
 MULTI_STEP = ", ".join(m for m in sgn_methods.list_methods()
                        if sgn_methods.method_class(m).multi_step)
-flags.DEFINE_enum("study", "claims", list(reproduce.STUDIES),
+flags.DEFINE_enum("study", "claims", list(reproduce.STUDIES) + ["budgets"],
                   "; ".join(f"{name}: {s['about']} (methods {','.join(s['methods'])}, "
                             f"epsilon {s['epsilon'] or 'of the recipe'})"
-                            for name, s in reproduce.STUDIES.items()))
+                            for name, s in reproduce.STUDIES.items())
+                  + "; budgets: every method at several training-time budgets (the front of "
+                  "robust accuracy against time; keras_sgn.experiments.budgets)")
+flags.DEFINE_list("budgets", None, "--study=budgets: minutes of training of every method "
+                  "(default: 5,10,20,40; PGD-AT also 80,160).")
+flags.DEFINE_string("reference_run", None, "--study=budgets: the run folder of converged "
+                    "PGD-AT (e.g. the anchor's recipe), the level 'within 1 point' refers to.")
 flags.DEFINE_string("dataset", "fashion_mnist", "A dataset with a recipe (fashion_mnist, "
                     "mnist, digits offline, cifar10 with --data_dir).")
 flags.DEFINE_string("data_dir", None, "Where the dataset files are (see keras_sgn.data).")
@@ -76,6 +82,21 @@ def main(argv):
     if FLAGS.verbose < 2:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     output_dir = FLAGS.output_dir or reproduce.default_output_dir(FLAGS.dataset, FLAGS.study)
+    if FLAGS.study == "budgets":
+        from keras_sgn.experiments import budgets
+
+        minutes = (budgets.BUDGET_MINUTES if FLAGS.budgets is None
+                   else tuple(float(m) for m in FLAGS.budgets))
+        budgets.study(
+            dataset=FLAGS.dataset, methods=tuple(FLAGS.methods or ("pgd", "fast", "sgn")),
+            output_dir=output_dir, results_dir=FLAGS.results_dir, budgets=minutes,
+            reference_budgets=() if FLAGS.budgets else budgets.REFERENCE_MINUTES,
+            n_test=FLAGS.n_test or 2000, reference_run=FLAGS.reference_run,
+            verbose=min(FLAGS.verbose, 1) and 2, data_dir=FLAGS.data_dir, model=FLAGS.model,
+            n_train=FLAGS.n_train, n_eval=FLAGS.n_val, epsilon=FLAGS.epsilon)
+        with open(os.path.join(FLAGS.results_dir or output_dir, "results.md")) as f:
+            print(f.read())
+        return
     reproduce.reproduce(
         dataset=FLAGS.dataset, methods=FLAGS.methods, study=FLAGS.study,
         seeds=None if FLAGS.seeds is None else [int(s) for s in FLAGS.seeds],

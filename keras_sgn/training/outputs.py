@@ -48,7 +48,7 @@ def final_test(config, model, test_ds, num_classes):
         seed=config.seed, verbose=bool(config.verbose), num_classes=num_classes)
     given = [name for name in ("test_steps", "test_restarts") if getattr(config, name)]
     report["protocol"] = {
-        **report["protocol"], "split": "test",
+        **report["protocol"], "split": "test", "order": config.test_order,
         "suite": FINAL_TEST_SUITE + (f" with {' and '.join(given)} set" if given else ""),
         "per_attack": PER_ATTACK_MEANS,
     }

@@ -17,6 +17,7 @@ from keras_sgn.training.callbacks import (
     PreemptionCheckpoint,
     SafeCheckpoint,
     StopOnNonFiniteLoss,
+    TrainingClock,
     TrainingDiverged,
 )
 from keras_sgn.training.optimization import build_model, check_model_fits, compile_for_training
@@ -170,7 +171,8 @@ def _run(config, strategy, strategy_name, folder):
         splits = _load_splits(config, strategy)
         with strategy.scope():
             compile_for_training(model, config, splits.steps_per_epoch, strategy)
-        checkpoint, backup = _backup_callbacks(config, model, write_dir)
+        clock = TrainingClock()
+        checkpoint, backup = _backup_callbacks(config, model, write_dir, clock)
         state = _resume(config, folder, backup, strategy, splits.steps_per_epoch)
         logs = keras.callbacks.TensorBoard(os.path.join(write_dir, outputs.TENSORBOARD_DIR))
         # First: a NaN loss stops the run before the checkpoint or the backup saves its weights.
@@ -178,7 +180,7 @@ def _run(config, strategy, strategy_name, folder):
                                        f"(--method={config.method}, --optimizer="
                                        f"{config.optimizer})")
         train_seconds = _fit(config, model, splits, backup,
-                             [diverged, checkpoint, backup, logs])
+                             [diverged, clock, checkpoint, backup, logs])
         if chief:
             execution = {"strategy": strategy_name, "workers": num_workers,
                          "replicas": strategy.num_replicas_in_sync,
@@ -206,7 +208,8 @@ def _load_splits(config, strategy):
     val_ds = sgn_data.load(config.dataset, "validation", config.batch_size,
                            n_examples=config.n_eval, drop_remainder=on_tpu, **where)
     test_ds = sgn_data.load(config.dataset, "test", config.batch_size,
-                            n_examples=config.n_eval, **where)
+                            n_examples=config.n_test or config.n_eval, order=config.test_order,
+                            **where)
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch < 0:
         steps_per_epoch = sum(1 for _ in train_ds)
@@ -229,7 +232,7 @@ def _writing_folder(config, chief, task_type, task_id):
     return write_dir
 
 
-def _backup_callbacks(config, model, write_dir):
+def _backup_callbacks(config, model, write_dir, clock):
     """The best checkpoint and the preemption backup (which keeps the
     checkpoint's state, so a resumed run still replaces it only on improvement)."""
     checkpoint = SafeCheckpoint(os.path.join(write_dir, "model.keras"),
@@ -238,7 +241,8 @@ def _backup_callbacks(config, model, write_dir):
         os.path.join(config.output_dir, "backup"),
         save_dir=os.path.join(write_dir, "backup"),
         save_every_steps=config.backup_every_steps,
-        stateful={"safe_checkpoint": checkpoint}, delete_on_completion=False)
+        stateful={"safe_checkpoint": checkpoint, "training_clock": clock},
+        delete_on_completion=False)
     backup.set_model(model)
     return checkpoint, backup
 

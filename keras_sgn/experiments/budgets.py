@@ -1,0 +1,308 @@
+"""The budgets study: which method gives the most robust model for the training
+time one has.
+
+Every method trains at several *time* budgets (not epoch budgets): its epochs
+are `budget / its measured epoch time`, and its learning-rate schedule spreads
+over its own epochs, so a cheap method gets more epochs at the same budget.
+The epoch times are measured once, on this machine, before any run
+(`calibrate`), and kept in `calibration.json` beside the results: a rerun (in a
+later session, say) plans exactly the same runs.
+
+Every run trains through `keras_sgn.training.train` (resumable at any step;
+its folder locked while it trains), keeps its best epoch by validation robust
+accuracy, and ends with the final test of `tools/train.py` on the first
+`n_test` test images in the publication's file order (`test_order="original"`).
+`history.json` of each run holds its cumulative training seconds
+(`train_seconds`, validation excluded) epoch by epoch.
+
+The front of a method is its test robust accuracy (mean and range over seeds)
+against its training time; the reference level is that of converged PGD-AT
+(`reference_robust_accuracy`, e.g. the anchor's recipe trained to its end);
+"within 1 point" is read off each front (`time_within`).
+"""
+
+import json
+import os
+
+import numpy as np
+
+from keras_sgn import data as sgn_data
+from keras_sgn import io_utils, training
+
+#: Budgets of every method, in minutes of one core.
+BUDGET_MINUTES = (5, 10, 20, 40)
+#: Extra, longer budgets of the reference method (towards convergence).
+REFERENCE_MINUTES = (80, 160)
+#: Budgets trained with two seeds (the largest among them); one seed elsewhere.
+TWO_SEED_MINUTES = (10, 40)
+REFERENCE_METHOD = "pgd"
+#: "Reached" means within this much of the reference's robust accuracy.
+WITHIN = 0.01
+CALIBRATION_FILE = "calibration.json"
+# Datasets whose test images have a known publication order (digits: stored so).
+_ORIGINAL_ORDER = tuple(sgn_data.LOCAL_FILE_DATASETS) + ("digits",)
+
+
+def calibrate(dataset, methods, steps_per_epoch, repeats=5, **fields):
+    """Seconds per epoch of each method of `methods` on this machine: the
+    median time of one training step on a batch of the dataset, times
+    `steps_per_epoch`. `fields`: other `TrainConfig` fields (model, epsilon...)."""
+    from keras_sgn.experiments.benchmark import time_method_step
+
+    seconds = {}
+    for method in methods:
+        config = training.TrainConfig(dataset=dataset, method=method, verbose=0,
+                                      **fields).resolved()
+        x, y = next(iter(sgn_data.load(dataset, "train", config.batch_size, seed=0)))
+        median, _ = time_method_step(config.model, method, x, y, config.method_options(),
+                                     repeats=repeats,
+                                     num_classes=sgn_data.info(dataset).num_classes)
+        seconds[method] = round(float(median) * steps_per_epoch, 2)
+    return seconds
+
+
+def load_or_calibrate(results_dir, dataset, methods, steps_per_epoch, **fields):
+    """The stored epoch times of `results_dir/calibration.json`, measuring (and
+    storing) those of methods it does not have yet."""
+    path = os.path.join(results_dir, CALIBRATION_FILE)
+    stored = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            stored = json.load(f)
+    missing = [m for m in methods if m not in stored.get("epoch_seconds", {})]
+    if missing:
+        stored.setdefault("epoch_seconds", {}).update(
+            calibrate(dataset, missing, steps_per_epoch, **fields))
+        stored["how"] = ("median seconds of one training step (batch of the recipe, after "
+                         f"warm-up) x {steps_per_epoch} steps per epoch, on this machine")
+        os.makedirs(results_dir, exist_ok=True)
+        io_utils.atomic_write_json(path, stored)
+    return stored["epoch_seconds"]
+
+
+def budget_epochs(minutes, epoch_seconds):
+    """Whole epochs that fit `minutes` at `epoch_seconds` each (at least 1)."""
+    return max(1, int(round(minutes * 60.0 / epoch_seconds)))
+
+
+def plan(methods, epoch_seconds, budgets=BUDGET_MINUTES, two_seed=TWO_SEED_MINUTES,
+         reference_budgets=REFERENCE_MINUTES):
+    """`[(method, minutes, seed, epochs)]`: every method at every budget (the
+    reference method also at `reference_budgets`), two seeds at `two_seed`."""
+    runs = []
+    for method in methods:
+        minutes = tuple(budgets) + (tuple(reference_budgets)
+                                    if method == REFERENCE_METHOD else ())
+        for budget in minutes:
+            seeds = (0, 1) if budget in two_seed else (0,)
+            runs += [(method, budget, seed, budget_epochs(budget, epoch_seconds[method]))
+                     for seed in seeds]
+    return runs
+
+
+def run_dir(output_dir, method, minutes, seed):
+    return os.path.join(output_dir, "runs", f"{method}-{minutes:g}min-seed{seed}")
+
+
+def run_config(dataset, output_dir, method, minutes, seed, epochs, n_test, **fields):
+    """The `TrainConfig` of one cell of the study."""
+    given = {k: v for k, v in fields.items() if v is not None}
+    return training.TrainConfig(
+        dataset=dataset, method=method, seed=seed, epochs=epochs, n_test=n_test,
+        test_order="original" if dataset in _ORIGINAL_ORDER else "stored",
+        output_dir=run_dir(output_dir, method, minutes, seed), **given)
+
+
+def read_run(folder):
+    """`{summary, train_seconds}` of a finished run folder (None if unfinished)."""
+    summary_path = os.path.join(folder, "summary.json")
+    if not os.path.exists(summary_path):
+        return None
+    with open(summary_path, encoding="utf-8") as f:
+        summary = json.load(f)
+    with open(os.path.join(folder, "history.json"), encoding="utf-8") as f:
+        history = json.load(f)
+    seconds = history.get("train_seconds") or [summary["train_seconds"]]
+    return {"summary": summary, "train_seconds": float(seconds[-1]),
+            "val_robust_accuracy": history.get("val_robust_accuracy", [])}
+
+
+def front(cells):
+    """Per method, per budget: training seconds and test robust/clean accuracy,
+    mean and range over seeds. `cells`: `[(method, minutes, seed, run)]`."""
+    table = {}
+    for method, minutes, seed, run in cells:
+        if run is not None:
+            table.setdefault(method, {}).setdefault(minutes, []).append((seed, run))
+    out = {}
+    for method, by_budget in table.items():
+        rows = []
+        for minutes in sorted(by_budget):
+            seeds = by_budget[minutes]
+            robust = [r["summary"]["robust_accuracy"] for _, r in seeds]
+            clean = [r["summary"]["clean_accuracy"] for _, r in seeds]
+            rows.append({
+                "budget_minutes": minutes, "seeds": [s for s, _ in seeds],
+                "epochs": seeds[0][1]["summary"]["epochs"],
+                "train_seconds": float(np.mean([r["train_seconds"] for _, r in seeds])),
+                "robust_accuracy": float(np.mean(robust)), "robust_min": min(robust),
+                "robust_max": max(robust),
+                "robust_std": float(np.std(robust, ddof=1)) if len(robust) > 1 else None,
+                "clean_accuracy": float(np.mean(clean)),
+                "per_seed": {str(s): {"robust_accuracy": r["summary"]["robust_accuracy"],
+                                      "clean_accuracy": r["summary"]["clean_accuracy"],
+                                      "train_seconds": r["train_seconds"]}
+                             for s, r in seeds}})
+        out[method] = rows
+    return out
+
+
+def time_within(rows, reference, within=WITHIN):
+    """The training seconds of the first budget whose mean robust accuracy is
+    within `within` of `reference` (None: not within the budgets tried)."""
+    for row in rows:
+        if row["robust_accuracy"] >= reference - within:
+            return row["train_seconds"]
+    return None
+
+
+def verdict(fronts, reference):
+    """Per method: its time to within 1 point of `reference` and that time as a
+    fraction of the reference method's own."""
+    own = time_within(fronts.get(REFERENCE_METHOD, []), reference)
+    result = {}
+    for method, rows in fronts.items():
+        seconds = time_within(rows, reference)
+        result[method] = {"seconds_to_within": seconds,
+                          "fraction_of_reference": (None if seconds is None or not own
+                                                    else seconds / own)}
+    return result
+
+
+def markdown(fronts, verdicts, reference, settings):
+    """results.md: the protocol, the front table and the verdict."""
+    lines = [f"# Budgets study: {settings['dataset']}", "",
+             f"- protocol: {settings['protocol']}",
+             f"- reference: converged {REFERENCE_METHOD} robust accuracy "
+             + (f"{reference:.4f} ({settings['reference_source']})" if reference is not None
+                else "not measured yet"),
+             "", "| method | budget (min) | epochs | seeds | train time (s) | clean | "
+             "robust (mean) | robust (min-max) | std |", "|---|---|---|---|---|---|---|---|---|"]
+    for method, rows in fronts.items():
+        for r in rows:
+            std = "-" if r["robust_std"] is None else f"{r['robust_std']:.4f}"
+            lines.append(
+                f"| `{method}` | {r['budget_minutes']:g} | {r['epochs']} | "
+                f"{','.join(map(str, r['seeds']))} | {r['train_seconds']:.0f} | "
+                f"{r['clean_accuracy']:.4f} | {r['robust_accuracy']:.4f} | "
+                f"{r['robust_min']:.4f}-{r['robust_max']:.4f} | {std} |")
+    if reference is not None:
+        lines += ["", f"Time to within {WITHIN * 100:g} point of the reference:", "",
+                  "| method | seconds | fraction of PGD-AT's |", "|---|---|---|"]
+        for method, v in verdicts.items():
+            seconds = ("not within the budgets tried" if v["seconds_to_within"] is None
+                       else f"{v['seconds_to_within']:.0f}")
+            fraction = ("-" if v["fraction_of_reference"] is None
+                        else f"{v['fraction_of_reference']:.2f}")
+            lines.append(f"| `{method}` | {seconds} | {fraction} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(fronts, reference, path, title):
+    """Test robust accuracy against training time (log axis), mean and range
+    over seeds, one line per method, the reference level as a line."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for method, rows in fronts.items():
+        t = [r["train_seconds"] / 60 for r in rows]
+        ax.plot(t, [r["robust_accuracy"] for r in rows], marker="o", label=method)
+        ax.fill_between(t, [r["robust_min"] for r in rows], [r["robust_max"] for r in rows],
+                        alpha=0.2)
+    if reference is not None:
+        ax.axhline(reference, color="k", linestyle="--", linewidth=1,
+                   label=f"converged {REFERENCE_METHOD} ({reference:.3f})")
+        ax.axhline(reference - WITHIN, color="k", linestyle=":", linewidth=1,
+                   label=f"within {WITHIN * 100:g} point")
+    ax.set_xscale("log")
+    ax.set_xlabel("training time (minutes of one core, log scale)")
+    ax.set_ylabel("test robust accuracy")
+    ax.set_title(title, fontsize=9, wrap=True)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def study(dataset="fashion_mnist", methods=("pgd", "fast", "sgn"), output_dir=None,
+          results_dir=None, budgets=BUDGET_MINUTES, two_seed=TWO_SEED_MINUTES,
+          reference_budgets=REFERENCE_MINUTES, n_test=2000, reference_run=None,
+          train=True, verbose=1, **fields):
+    """Plan, train (resuming whatever is unfinished), and write `results.json`,
+    `results.md` and `robust_vs_time.png` to `results_dir` after every run.
+
+    Args:
+        reference_run: the run folder of converged PGD-AT (its `summary.json`
+            gives the reference level); None: the reference method's largest
+            finished budget stands in, and the outputs say so.
+        train: False only writes the results of the runs already finished.
+        fields: other `TrainConfig` fields of every run (model, epsilon, ...).
+    """
+    output_dir = output_dir or os.path.join("runs", "reproduce", f"{dataset}-budgets")
+    results_dir = results_dir or output_dir
+    probe = training.TrainConfig(dataset=dataset, verbose=0, **{
+        k: v for k, v in fields.items() if v is not None}).resolved()
+    steps = sgn_data.info(dataset).num_examples["train"] // probe.batch_size
+    epoch_seconds = load_or_calibrate(results_dir, dataset, methods, steps, **{
+        k: v for k, v in fields.items() if v is not None})
+    cells = plan(methods, epoch_seconds, budgets, two_seed, reference_budgets)
+    configs = [run_config(dataset, output_dir, m, b, s, e, n_test, verbose=verbose, **fields)
+               for m, b, s, e in cells]
+    for config in configs:
+        config.resolved()  # every setting checked before any training
+    finished = []
+    for (method, minutes, seed, epochs), config in zip(cells, configs):
+        run = read_run(config.output_dir)
+        if run is None and train:
+            if verbose:
+                print(f"[budgets] {method} {minutes:g} min ({epochs} epochs), seed {seed}",
+                      flush=True)
+            training.train(config)
+            run = read_run(config.output_dir)
+        finished.append((method, minutes, seed, run))
+        write_results(results_dir, finished, dataset, n_test, epoch_seconds, reference_run)
+    return write_results(results_dir, finished, dataset, n_test, epoch_seconds, reference_run)
+
+
+def write_results(results_dir, cells, dataset, n_test, epoch_seconds, reference_run=None):
+    fronts = front(cells)
+    reference, source = None, None
+    if reference_run is not None and read_run(reference_run) is not None:
+        reference = read_run(reference_run)["summary"]["robust_accuracy"]
+        source = f"final test of {reference_run}"
+    elif fronts.get(REFERENCE_METHOD):
+        reference = fronts[REFERENCE_METHOD][-1]["robust_accuracy"]
+        source = (f"stand-in: {REFERENCE_METHOD} at its largest finished budget, "
+                  f"{fronts[REFERENCE_METHOD][-1]['budget_minutes']:g} min")
+    verdicts = verdict(fronts, reference) if reference is not None else {}
+    order = "original file order" if dataset in _ORIGINAL_ORDER else "stored order"
+    settings = {"dataset": dataset, "n_test": n_test, "epoch_seconds": epoch_seconds,
+                "reference_source": source,
+                "protocol": (f"final test of each run's best-validation epoch: quick (APGD-CE, "
+                             f"APGD-T), the first {n_test} test images in {order}; "
+                             "time = training wall time, validation excluded")}
+    os.makedirs(results_dir, exist_ok=True)
+    io_utils.atomic_write_json(os.path.join(results_dir, "results.json"), {
+        "settings": settings, "reference_robust_accuracy": reference, "fronts": fronts,
+        "verdict": verdicts})
+    io_utils.atomic_write_text(os.path.join(results_dir, "results.md"),
+                               markdown(fronts, verdicts, reference, settings))
+    if fronts:
+        plot(fronts, reference, os.path.join(results_dir, "robust_vs_time.png"),
+             f"{dataset}: test robust accuracy against training time (quick, first {n_test} "
+             "test images); line: mean over seeds, band: min-max")
+    return {"fronts": fronts, "verdict": verdicts, "reference": reference}

@@ -1,0 +1,73 @@
+"""The budgets study: epochs from measured epoch times, resumable runs, the front
+and the time to within one point of the reference."""
+
+import json
+
+import pytest
+
+from keras_sgn.experiments import budgets
+
+
+def test_plan_gives_each_method_its_epochs_for_the_time():
+    cells = budgets.plan(("pgd", "fast"), {"pgd": 60.0, "fast": 15.0}, budgets=(5, 10),
+                         two_seed=(10,), reference_budgets=(20,))
+    assert ("fast", 5, 0, 20) in cells and ("pgd", 5, 0, 5) in cells  # 4x cheaper: 4x epochs
+    assert [c for c in cells if c[:2] == ("fast", 10)] == [("fast", 10, 0, 40),
+                                                          ("fast", 10, 1, 40)]
+    assert ("pgd", 20, 0, 20) in cells and not any(c[:2] == ("fast", 20) for c in cells)
+    assert budgets.budget_epochs(1, 600) == 1  # at least one epoch
+
+
+def _cell(method, minutes, seed, robust, seconds):
+    run = {"summary": {"robust_accuracy": robust, "clean_accuracy": 0.8, "epochs": 3},
+           "train_seconds": seconds}
+    return (method, minutes, seed, run)
+
+
+def test_front_and_time_within_one_point():
+    cells = [_cell("pgd", 5, 0, 0.60, 300), _cell("pgd", 10, 0, 0.69, 600),
+             _cell("pgd", 10, 1, 0.71, 620), _cell("pgd", 20, 0, 0.72, 1200),
+             _cell("sgn", 5, 0, 0.65, 290), _cell("sgn", 10, 0, 0.705, 590)]
+    fronts = budgets.front(cells)
+    ten = fronts["pgd"][1]
+    assert ten["seeds"] == [0, 1] and ten["robust_accuracy"] == pytest.approx(0.70)
+    assert ten["robust_std"] == pytest.approx(0.01414, abs=1e-4)  # sample std (n - 1)
+    assert (ten["robust_min"], ten["robust_max"]) == (0.69, 0.71)
+    verdict = budgets.verdict(fronts, reference=0.72)
+    assert verdict["pgd"]["seconds_to_within"] == pytest.approx(1200)  # 10 min: mean 0.70
+    assert verdict["pgd"]["fraction_of_reference"] == pytest.approx(1.0)
+    assert verdict["sgn"]["seconds_to_within"] is None  # 0.705 < 0.71: not within the budgets
+    verdict = budgets.verdict(fronts, reference=0.712)  # within: >= 0.702
+    assert verdict["pgd"]["seconds_to_within"] == pytest.approx(1200)
+    assert verdict["sgn"]["seconds_to_within"] == pytest.approx(590)
+    assert verdict["sgn"]["fraction_of_reference"] == pytest.approx(590 / 1200)
+    verdict = budgets.verdict(fronts, reference=0.70)  # within: >= 0.69
+    assert verdict["pgd"]["seconds_to_within"] == pytest.approx(610)  # mean of two seeds
+
+
+def test_a_tiny_study_trains_resumes_and_writes_its_results(tmp_path):
+    kwargs = dict(dataset="digits", methods=("pgd", "fast"), output_dir=str(tmp_path / "runs"),
+                  results_dir=str(tmp_path / "results"), budgets=(0.02,), two_seed=(),
+                  reference_budgets=(0.04,), n_test=30, verbose=0, n_train=64, n_eval=32,
+                  batch_size=32, attack_steps=2, eval_steps=1, test_steps=1)
+    calibration = tmp_path / "results" / "calibration.json"
+    calibration.parent.mkdir()
+    calibration.write_text(json.dumps({"epoch_seconds": {"pgd": 0.6, "fast": 0.3}}))
+    outcome = budgets.study(**kwargs)
+    fronts = outcome["fronts"]
+    assert [r["budget_minutes"] for r in fronts["pgd"]] == [0.02, 0.04]
+    assert [r["epochs"] for r in fronts["pgd"]] == [2, 4] and fronts["fast"][0]["epochs"] == 4
+    summary = json.loads((tmp_path / "runs" / "runs" / "fast-0.02min-seed0" /
+                          "summary.json").read_text())
+    assert summary["n_test_examples"] == 30 and summary["protocol"]["order"] == "original"
+    results = json.loads((tmp_path / "results" / "results.json").read_text())
+    assert "stand-in" in results["settings"]["reference_source"]
+    assert (tmp_path / "results" / "robust_vs_time.png").stat().st_size > 1000
+    md = (tmp_path / "results" / "results.md").read_text()
+    assert "| `fast` | 0.02 | 4 |" in md
+    # A rerun trains nothing: every run is read back as it is.
+    before = summary["train_seconds"]
+    again = budgets.study(**kwargs)
+    assert again["fronts"] == fronts and json.loads((
+        tmp_path / "runs" / "runs" / "fast-0.02min-seed0" / "summary.json").read_text()
+        )["train_seconds"] == before
