@@ -149,6 +149,14 @@ class TrainConfig:
     adversarial_fraction: float = _field(1.0, "method", "Share of each batch that is attacked "
                                          "by --method=pgd or fast (its first rows; the rest "
                                          "trains clean); Croce et al.'s anchor uses 0.5.")
+    finish_method: str = _field(None, "method", "Cheap, then strong: train the last "
+                                "--finish_fraction of the epochs with this method instead "
+                                "(e.g. --method=sgn --finish_method=pgd --finish_attack_steps=3).",
+                                choices=names.METHODS)
+    finish_fraction: float = _field(0.2, "method", "Share of the epochs (at least the last one) "
+                                    "trained with --finish_method.")
+    finish_attack_steps: int = _field(None, "method", "Attack steps of --finish_method "
+                                      "(default: its own).")
     free_replays: int = _field(8, "method", "Replays m of --method=free.")
     trades_beta: float = _field(6.0, "method", "Beta of --method=trades.")
     # Validation (it picks the best epoch) and the final test.
@@ -226,7 +234,7 @@ class TrainConfig:
         _check_integer("backup_every_steps", self.backup_every_steps, minimum=0,
                        hint=" (0: at epoch ends only)")
         for name in ("epochs", "batch_size", "eval_steps", "test_steps", "test_restarts",
-                     "attack_steps"):
+                     "attack_steps", "finish_attack_steps"):
             if getattr(self, name) is not None:
                 _check_integer(name, getattr(self, name), minimum=1)
         for name, minimum in (("learning_rate", None), ("weight_decay", 0.0)):
@@ -249,6 +257,25 @@ class TrainConfig:
             _part("models.sites").parse_beta(self.beta)
         with _about("lr_decay_at"):
             parse_decay_fractions(self.lr_decay_at)
+        if not 0 < self.finish_fraction < 1:
+            raise ConfigError("finish_fraction", "finish_fraction must be in (0, 1): the share "
+                              "of the epochs trained with --finish_method. Received: "
+                              f"{self.finish_fraction!r}.")
+        self.finish_options()
+
+    def finish_options(self):
+        """`(method options, first epoch)` of `finish_method`, validated (None
+        without one). It takes the run's threat model and its own default step."""
+        if self.finish_method is None:
+            return None
+        sgn_methods = _part("methods")
+        values = {**self.to_dict(), "attack_steps": self.finish_attack_steps,
+                  "step_size": None}
+        options = sgn_methods.options_from_run(self.finish_method, values)
+        with _about("finish_method"):
+            sgn_methods.get(self.finish_method, **options)
+        finishing = max(1, round(self.epochs * self.finish_fraction))
+        return options, max(0, self.epochs - finishing)
 
     def method_options(self):
         """The constructor options of `self.method` this config sets (the

@@ -31,7 +31,7 @@ def test_every_field_has_a_group_and_help():
         assert spec.type in (str, int, float, bool), spec
     assert {s.group for s in specs} == set(config.GROUPS)
     assert [s.name for s in config.field_specs("evaluation")] == [
-        "eval_steps", "test_steps", "test_restarts"]
+        "eval_steps", "test_steps", "test_restarts", "n_test", "test_order"]
     with pytest.raises(ValueError, match="group"):
         config.field_specs("optimisation")
 
@@ -40,8 +40,8 @@ def test_recipe_and_runtime_partition_the_fields():
     recipe, runtime = config.recipe_fields(), config.runtime_fields()
     assert not set(recipe) & set(runtime)
     assert sorted(recipe + runtime) == sorted(FIELDS)
-    assert set(runtime) == {"data_dir", "download", "test_steps", "test_restarts", "strategy",
-                            "tpu", "jit_compile", "output_dir", "backup_every_steps", "verbose",
+    assert set(runtime) == {"data_dir", "download", "test_steps", "test_restarts", "n_test",
+                            "test_order", "strategy", "tpu", "jit_compile", "output_dir", "backup_every_steps", "verbose",
                             "allow_large_epsilon", "overwrite"}
     for name in ("dataset", "model", "method", "seed", "epsilon", "sites", "beta",
                  "eval_steps", "n_train", "n_eval", "sync_batch_norm", "mixed_precision"):
@@ -55,7 +55,7 @@ def test_a_resumed_run_may_change_the_runtime_fields_only():
     assert set(config.resumable_fields()) == {
         "verbose", "test_steps", "test_restarts", "backup_every_steps", "jit_compile",
         "strategy", "tpu", "data_dir", "download", "output_dir", "allow_large_epsilon",
-        "overwrite"}
+        "overwrite", "n_test", "test_order"}
     saved = config.TrainConfig(dataset="digits").resolved()
     for name, value in (("verbose", 2), ("output_dir", "elsewhere"), ("test_steps", 3)):
         training.check_resumable(saved.to_dict(), dataclasses.replace(saved, **{name: value}))
@@ -105,7 +105,7 @@ def test_recipe_is_the_recipe_fields():
 
 @pytest.mark.parametrize("method,expected", [
     ("standard", {"epsilon": 0.1, "norm": "linf"}),
-    ("pgd", {"epsilon": 0.1, "norm": "linf", "attack_steps": 3}),
+    ("pgd", {"epsilon": 0.1, "norm": "linf", "attack_steps": 3, "adversarial_fraction": 1.0}),
     ("free", {"epsilon": 0.1, "norm": "linf", "attack_steps": 3, "replays": 4}),
     ("trades", {"epsilon": 0.1, "norm": "linf", "attack_steps": 3, "trades_beta": 2.0}),
     ("sgn", {"epsilon": 0.1, "norm": "linf", "attack_steps": 3, "clean_weight": 0.5,

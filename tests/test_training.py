@@ -269,3 +269,37 @@ def test_training_clock_excludes_validation_and_resumes():
     resumed.on_epoch_begin(1)
     resumed.on_epoch_end(1, logs)
     assert logs["train_seconds"] >= first  # continues from the saved seconds
+
+
+def test_cheap_then_strong_switches_method_for_the_last_epochs(tmp_path):
+    out = tmp_path / "run"
+    config = training.TrainConfig(
+        dataset="digits", method="fast", finish_method="pgd", finish_attack_steps=2,
+        finish_fraction=0.3, epochs=3, batch_size=16, n_train=64, n_eval=32, eval_steps=1,
+        test_steps=1, verbose=0, output_dir=str(out))
+    assert config.resolved().finish_options() == (
+        {"epsilon": 0.1, "norm": "linf", "attack_steps": 2, "adversarial_fraction": 1.0}, 2)
+    from keras_sgn.training.callbacks import MethodSwitch
+
+    seen = []
+    switch = MethodSwitch(methods.get("pgd", epsilon=0.1, attack_steps=2), 2)
+    model = models.get("sgn_small_cnn", width=4, sites=())
+    model.compile("adam", method="fast", epsilon=0.1)
+    switch.set_model(model)
+    for epoch in range(3):
+        switch.on_epoch_begin(epoch)
+        seen.append((model.method.name, model.method.attack_steps))
+    assert seen == [("fast", 1), ("fast", 1), ("pgd", 2)]
+    resumed = MethodSwitch(methods.get("pgd", epsilon=0.1, attack_steps=2), 2)
+    resumed.set_model(model)
+    model.compile("adam", method="fast", epsilon=0.1)
+    resumed.on_epoch_begin(2)  # a run resumed in its last epoch finishes with PGD
+    assert model.method.name == "pgd"
+    training.train(config)
+    saved = keras.saving.load_model(out / "model.keras")
+    assert saved.method.name in ("fast", "pgd")  # the best epoch's method
+    for bad, match in ((dict(finish_fraction=1.0), "finish_fraction must be in"),
+                       (dict(finish_method="pgdd"), "finish_method must be one of"),
+                       (dict(finish_attack_steps=0), "finish_attack_steps must be")):
+        with pytest.raises(ValueError, match=match):
+            _digits_config(**{"method": "fast", "finish_method": "pgd", **bad})

@@ -10,10 +10,12 @@ import keras
 import tensorflow as tf
 
 from keras_sgn import data as sgn_data
+from keras_sgn import methods as sgn_methods
 from keras_sgn.config import ConfigError, resumable_fields
 from keras_sgn.io_utils import check_free_space, model_file_bytes
 from keras_sgn.training import distribute, keras_compat, outputs, run_folder
 from keras_sgn.training.callbacks import (
+    MethodSwitch,
     PreemptionCheckpoint,
     SafeCheckpoint,
     StopOnNonFiniteLoss,
@@ -180,7 +182,8 @@ def _run(config, strategy, strategy_name, folder):
                                        f"(--method={config.method}, --optimizer="
                                        f"{config.optimizer})")
         train_seconds = _fit(config, model, splits, backup,
-                             [diverged, clock, checkpoint, backup, logs])
+                             [diverged, clock] + _method_switch(config)
+                             + [checkpoint, backup, logs])
         if chief:
             execution = {"strategy": strategy_name, "workers": num_workers,
                          "replicas": strategy.num_replicas_in_sync,
@@ -197,6 +200,15 @@ def _run(config, strategy, strategy_name, folder):
     finally:
         if not chief:
             shutil.rmtree(write_dir, ignore_errors=True)
+
+
+def _method_switch(config):
+    """`[MethodSwitch]` for a run with a `finish_method` (cheap, then strong), else `[]`."""
+    finish = config.finish_options()
+    if finish is None:
+        return []
+    options, switch_epoch = finish
+    return [MethodSwitch(sgn_methods.get(config.finish_method, **options), switch_epoch)]
 
 
 def _load_splits(config, strategy):
