@@ -41,8 +41,8 @@ def test_recipe_and_runtime_partition_the_fields():
     assert not set(recipe) & set(runtime)
     assert sorted(recipe + runtime) == sorted(FIELDS)
     assert set(runtime) == {"data_dir", "download", "test_steps", "test_restarts", "n_test",
-                            "test_order", "strategy", "tpu", "jit_compile", "output_dir", "backup_every_steps", "verbose",
-                            "allow_large_epsilon", "overwrite"}
+                            "test_order", "strategy", "tpu", "jit_compile", "output_dir",
+                            "backup_every_steps", "verbose", "allow_large_epsilon", "overwrite"}
     for name in ("dataset", "model", "method", "seed", "epsilon", "sites", "beta",
                  "eval_steps", "n_train", "n_eval", "sync_batch_norm", "mixed_precision"):
         assert name in recipe

@@ -10,5 +10,5 @@ from keras_sgn.training.callbacks.preemption import PreemptionCheckpoint, Traini
 from keras_sgn.training.callbacks.timing import TRAIN_SECONDS, TrainingClock
 
 __all__ = ["FINAL_METRICS", "MethodSwitch", "PreemptionCheckpoint", "SafeCheckpoint",
-           "StopOnNonFiniteLoss", "TRAIN_SECONDS", "TrainingClock", "TrainingDiverged", "TrainingPreempted",
-           "run_hparams", "write_hparams"]
+           "StopOnNonFiniteLoss", "TRAIN_SECONDS", "TrainingClock", "TrainingDiverged",
+           "TrainingPreempted", "run_hparams", "write_hparams"]
