@@ -18,6 +18,14 @@ def test_plan_gives_each_method_its_epochs_for_the_time():
     assert budgets.budget_epochs(1, 600) == 1  # at least one epoch
 
 
+def test_calibration_times_each_entry_and_a_switching_entry_by_its_share():
+    seconds = budgets.calibrate("digits", ["fast", "sgn-then-pgd3"], steps_per_epoch=10,
+                                repeats=1, n_train=64)
+    assert set(seconds) == {"fast", "sgn-then-pgd3"} and min(seconds.values()) > 0
+    assert budgets.entry_fields("sgn-then-pgd3")["finish_method"] == "pgd"
+    assert budgets.entry_fields("pgd") == {"method": "pgd"}
+
+
 def _cell(method, minutes, seed, robust, seconds):
     run = {"summary": {"robust_accuracy": robust, "clean_accuracy": 0.8, "epochs": 3},
            "train_seconds": seconds}

@@ -88,7 +88,7 @@ def main(argv):
         minutes = (budgets.BUDGET_MINUTES if FLAGS.budgets is None
                    else tuple(float(m) for m in FLAGS.budgets))
         budgets.study(
-            dataset=FLAGS.dataset, methods=tuple(FLAGS.methods or ("pgd", "fast", "sgn")),
+            dataset=FLAGS.dataset, methods=tuple(FLAGS.methods or budgets.DEFAULT_ENTRIES),
             output_dir=output_dir, results_dir=FLAGS.results_dir, budgets=minutes,
             reference_budgets=() if FLAGS.budgets else budgets.REFERENCE_MINUTES,
             n_test=FLAGS.n_test or 2000, reference_run=FLAGS.reference_run,

@@ -43,21 +43,47 @@ CALIBRATION_FILE = "calibration.json"
 _ORIGINAL_ORDER = tuple(sgn_data.LOCAL_FILE_DATASETS) + ("digits",)
 
 
-def calibrate(dataset, methods, steps_per_epoch, repeats=5, **fields):
-    """Seconds per epoch of each method of `methods` on this machine: the
+#: Study entries that are not a method alone: a method plus other `TrainConfig`
+#: fields (a label of the study -> those fields).
+ENTRIES = {
+    # Cheap, then strong: sgn for 80% of the epochs, PGD-3 for the last 20%.
+    "sgn-then-pgd3": {"method": "sgn", "finish_method": "pgd", "finish_attack_steps": 3},
+}
+
+
+#: The study's entries by default: the baselines, the reconstruction, cheap-then-strong.
+DEFAULT_ENTRIES = ("pgd", "fast", "sgn", "sgn-then-pgd3")
+
+
+def entry_fields(label):
+    """The `TrainConfig` fields of a study entry (a method name, or an `ENTRIES` label)."""
+    return dict(ENTRIES.get(label, {"method": label}))
+
+
+def calibrate(dataset, labels, steps_per_epoch, repeats=5, **fields):
+    """Seconds per epoch of each study entry of `labels` on this machine: the
     median time of one training step on a batch of the dataset, times
-    `steps_per_epoch`. `fields`: other `TrainConfig` fields (model, epsilon...)."""
+    `steps_per_epoch` (an entry that switches methods: the average over its
+    epochs). `fields`: other `TrainConfig` fields (model, epsilon...)."""
     from keras_sgn.experiments.benchmark import time_method_step
 
-    seconds = {}
-    for method in methods:
-        config = training.TrainConfig(dataset=dataset, method=method, verbose=0,
-                                      **fields).resolved()
+    def epoch_seconds(config, method, options):
         x, y = next(iter(sgn_data.load(dataset, "train", config.batch_size, seed=0)))
-        median, _ = time_method_step(config.model, method, x, y, config.method_options(),
-                                     repeats=repeats,
+        median, _ = time_method_step(config.model, method, x, y, options, repeats=repeats,
                                      num_classes=sgn_data.info(dataset).num_classes)
-        seconds[method] = round(float(median) * steps_per_epoch, 2)
+        return float(median) * steps_per_epoch
+
+    seconds = {}
+    for label in labels:
+        config = training.TrainConfig(dataset=dataset, verbose=0, **entry_fields(label),
+                                      **fields).resolved()
+        value = epoch_seconds(config, config.method, config.method_options())
+        if config.finish_method is not None:
+            options, _ = config.finish_options()
+            share = config.finish_fraction
+            value = (1 - share) * value + share * epoch_seconds(
+                config, config.finish_method, options)
+        seconds[label] = round(value, 2)
     return seconds
 
 
@@ -97,7 +123,8 @@ def plan(methods, epoch_seconds, budgets=BUDGET_MINUTES, two_seed=TWO_SEED_MINUT
             seeds = (0, 1) if budget in two_seed else (0,)
             runs += [(method, budget, seed, budget_epochs(budget, epoch_seconds[method]))
                      for seed in seeds]
-    return runs
+    # Smallest budgets first, every method at each: partial results are a front.
+    return sorted(runs, key=lambda run: (run[1], run[2], methods.index(run[0])))
 
 
 def run_dir(output_dir, method, minutes, seed):
@@ -108,7 +135,7 @@ def run_config(dataset, output_dir, method, minutes, seed, epochs, n_test, **fie
     """The `TrainConfig` of one cell of the study."""
     given = {k: v for k, v in fields.items() if v is not None}
     return training.TrainConfig(
-        dataset=dataset, method=method, seed=seed, epochs=epochs, n_test=n_test,
+        dataset=dataset, **entry_fields(method), seed=seed, epochs=epochs, n_test=n_test,
         test_order="original" if dataset in _ORIGINAL_ORDER else "stored",
         output_dir=run_dir(output_dir, method, minutes, seed), **given)
 
@@ -238,7 +265,7 @@ def plot(fronts, reference, path, title):
     plt.close(fig)
 
 
-def study(dataset="fashion_mnist", methods=("pgd", "fast", "sgn"), output_dir=None,
+def study(dataset="fashion_mnist", methods=DEFAULT_ENTRIES, output_dir=None,
           results_dir=None, budgets=BUDGET_MINUTES, two_seed=TWO_SEED_MINUTES,
           reference_budgets=REFERENCE_MINUTES, n_test=2000, reference_run=None,
           train=True, verbose=1, **fields):
