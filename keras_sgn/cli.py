@@ -174,7 +174,9 @@ def run_tool(main, argv=None, *, user_errors=()):
     Args:
         main: the tool's `main(argv)`.
         argv: the command line (default `sys.argv`).
-        user_errors: more exception classes to report as one line.
+        user_errors: more exception classes to report as one line (or a function
+            returning them, called when an error is raised: a tool that imports
+            them only in `main`).
 
     Exits with code 2 after a user error (see the module docstring), with the
     traceback and code 1 after any other exception, else as `main` does.
@@ -186,8 +188,9 @@ def run_tool(main, argv=None, *, user_errors=()):
         try:
             return main(args)
         except Exception as error:
+            extra = user_errors() if callable(user_errors) else user_errors
             if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0") or not is_user_error(
-                    error, tool_dirs, user_errors):
+                    error, tool_dirs, extra):
                 raise
             print(error_line(error), file=sys.stderr)
             sys.exit(USAGE_EXIT_CODE)

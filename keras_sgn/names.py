@@ -23,3 +23,6 @@ PREEMPTION_EXIT_CODE = 42
 #: The methods ``keras_sgn.tuning`` searches the feedback hyperparameters of
 #: (``keras_sgn.tuning.METHODS``).
 TUNABLE_METHODS = ("sgn", "sgn-pgd")
+#: The attacks an evaluation suite names (``keras_sgn.evaluation.ATTACKS``), sorted.
+ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "fgsm", "pgd", "pgd-ce", "pgd-cw",
+           "square")

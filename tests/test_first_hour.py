@@ -325,7 +325,8 @@ print("IMPORTED TENSORFLOW" if "tensorflow" in sys.modules else "NO TENSORFLOW")
 """
 
 
-@pytest.mark.parametrize("tool", ["train.py", "tune.py", "benchmark.py", "summarize_runs.py"])
+@pytest.mark.parametrize("tool", ["train.py", "tune.py", "evaluate.py", "publish.py",
+                                  "benchmark.py", "summarize_runs.py"])
 def test_help_imports_no_tensorflow(tool):
     path = os.path.join(ROOT, "tools", tool)
     env = {k: v for k, v in os.environ.items() if k != "KERAS_SGN_LAZY_IMPORT"}
@@ -337,7 +338,7 @@ def test_help_imports_no_tensorflow(tool):
 
 
 def test_the_names_the_flags_offer_are_the_registries():
-    from keras_sgn import attacks, layers, methods, names, training, tuning
+    from keras_sgn import attacks, evaluation, layers, methods, names, training, tuning
 
     assert names.METHODS == tuple(methods.list_methods())
     assert names.MULTI_STEP_METHODS == tuple(
@@ -345,6 +346,7 @@ def test_the_names_the_flags_offer_are_the_registries():
     assert names.NORMS == attacks.NORMS and names.NORMALIZATIONS == layers.NORMALIZATIONS
     assert names.TUNERS == tuning.TUNERS and names.TUNABLE_METHODS == tuple(tuning.METHODS)
     assert names.PREEMPTION_EXIT_CODE == training.TrainingPreempted.exit_code
+    assert names.ATTACKS == tuple(sorted(evaluation.ATTACKS))
 
 
 def test_importing_keras_sgn_still_registers_everything_with_keras():

@@ -36,8 +36,9 @@ import os
 
 from absl import app, flags
 
-from keras_sgn import attacks, cli, data, evaluation, recipes, zoo
-from keras_sgn.training import run_folder
+# None of these imports TensorFlow (`--help` stays quick); the evaluation is imported where
+# it runs.
+from keras_sgn import cli, names, recipes, zoo
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A tools/train.py output dir: evaluate RUN_DIR/model.keras "
@@ -58,7 +59,7 @@ flags.DEFINE_float("epsilon", None, "Threat radius (pixel units); default: the r
                    "zoo entry's, else follows --dataset (L-inf) or 0.5 (L2).")
 flags.DEFINE_string("attacks", "standard", "'quick', 'standard', or attacks separated by ';' "
                     "with options after ':', e.g. 'apgd-ce;pgd-cw:steps=50,restarts=5;square'. "
-                    f"Attacks: {', '.join(sorted(evaluation.ATTACKS))}.")
+                    f"Attacks: {', '.join(names.ATTACKS)}.")
 flags.DEFINE_bool("cascade", True, "Run each attack only on points still robust (AutoAttack).")
 flags.DEFINE_bool("sanity_checks", True, "Run the gradient-masking sanity checks.")
 flags.DEFINE_integer("sanity_examples", 256, "Examples used by the sanity checks.")
@@ -121,6 +122,8 @@ def model_source():
 def threat_model(defaults):
     """`(dataset, norm, epsilon)`: the flags, else the run's / entry's, else
     the dataset's recipe. A radius given for another norm or dataset is not reused."""
+    from keras_sgn import attacks, data, evaluation
+
     dataset = FLAGS.dataset or defaults.get("dataset") or "cifar10"
     try:
         data.info(dataset)  # an unknown name fails before anything loads
@@ -171,10 +174,15 @@ def result_line(report):
 
 def main(argv):
     del argv
+    from keras_sgn import data, evaluation
+    from keras_sgn.training import run_folder
+
     attack_specs = evaluation.parse_attacks(FLAGS.attacks)  # bad arguments fail first
     source = model_source()
     dataset, norm, epsilon = threat_model(source["defaults"])
     model = load_model(source)
+    # The data before the report's folder: a dataset that cannot be had leaves no folder.
+    data.prepare(dataset, FLAGS.data_dir or source["defaults"].get("data_dir"))
     output_dir = FLAGS.output_dir or source["output_dir"]
     run_folder.check_writable_folder(output_dir)
     # One evaluation per folder at a time: a second one would delete the first's
@@ -185,6 +193,8 @@ def main(argv):
 
 def evaluate(model, source, attack_specs, dataset, norm, epsilon, output_dir):
     """Evaluate `model` (of `source`) into `output_dir`, which this process holds."""
+    from keras_sgn import evaluation
+
     checkpoint_dir = os.path.join(output_dir, evaluation.CHECKPOINTS_FOLDER)
     if not FLAGS.resume:
         evaluation.delete_checkpoints(checkpoint_dir)

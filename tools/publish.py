@@ -30,7 +30,10 @@ import tempfile
 
 from absl import app, flags
 
-from keras_sgn import cli, hub
+from keras_sgn import cli
+
+# keras_sgn.hub imports TensorFlow: `main` imports it, so `--help` stays quick.
+hub = None
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A tools/train.py output dir (model.keras, config.json).")
@@ -84,6 +87,9 @@ def _print_files(result):
 
 def main(argv):
     del argv
+    global hub
+    from keras_sgn import hub
+
     _check_flags()
     if not (FLAGS.local_dir or FLAGS.ship):
         hub.check_token()  # before any work: uploading needs a token
@@ -154,4 +160,4 @@ def publish(scratch):
 
 
 if __name__ == "__main__":
-    cli.run_tool(main, user_errors=(hub.PublishError,))
+    cli.run_tool(main, user_errors=lambda: (hub.PublishError,))
