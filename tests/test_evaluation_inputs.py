@@ -136,3 +136,29 @@ def test_sanity_checks_refuse_bad_arrays_too():
     with pytest.raises(ValueError, match=r"y must be class indices in \[0, 10\)"):
         evaluation.sanity_checks(_dense(), _images(), y + 1, epsilon=0.1, steps=1,
                                  square_queries=10)
+
+
+def test_numpy_arrays_evaluate_like_their_batches():
+    """`evaluate_robustness(model, (x, y))` with arrays failed with "too many values to
+    unpack"; it evaluates them in batches of `batch_size`, as a list of batches would."""
+    x, y = _images(40), np.arange(40) % 10
+    model = _dense()
+    report = _evaluate(model, (x, y), batch_size=16)
+    batched = _evaluate(model, [(x[:20], y[:20]), (x[20:], y[20:])])
+    assert report["n_examples"] == 40
+    assert report["clean_accuracy"] == batched["clean_accuracy"] == pytest.approx(
+        float(np.mean(np.argmax(np.asarray(model(x)), axis=-1) == y)))
+    assert _evaluate(model, (tf.constant(x), tf.constant(y)))["n_examples"] == 40
+
+
+def test_a_model_ending_in_softmax_is_refused_with_the_fix():
+    x, y = _images(32), np.arange(32) % 10
+    keras.utils.set_random_seed(0)
+    probabilities = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                      keras.layers.Dense(10, activation="softmax")])
+    attack = _recording_attack()
+    with pytest.raises(ValueError, match="outputs probabilities.*attacks need logits.*"
+                                         "activation=None"):
+        _evaluate(probabilities, (x, y), attack=attack)
+    assert attack.calls == 0  # before any attack
+    _evaluate(_dense(), (x, y))  # logits pass

@@ -155,6 +155,22 @@ def check_batch(model, x, y, num_classes=None, names=("images", "labels")):
     return x, y, num_classes
 
 
+def _is_array(value):
+    return isinstance(value, (np.ndarray, tf.Tensor)) or (
+        hasattr(value, "shape") and hasattr(value, "dtype"))
+
+
+def as_batches(dataset, batch_size=128):
+    """`dataset` itself, or, for one `(images, labels)` pair of arrays, a list
+    of its batches of `batch_size` (a list of batches stays a list of batches)."""
+    if (isinstance(dataset, (tuple, list)) and len(dataset) == 2
+            and all(_is_array(part) for part in dataset)
+            and np.ndim(dataset[0]) >= 2 and len(dataset[0]) == len(dataset[1])):
+        x, y = (np.asarray(part) for part in dataset)
+        return [(x[i:i + batch_size], y[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+    return dataset
+
+
 def _label_batches(dataset, n_examples):
     """Iterate the labels of a re-iterable dataset (None if it can be read only once)."""
     if isinstance(dataset, tf.data.Dataset):
@@ -185,6 +201,23 @@ def scan_labels(dataset, n_examples, num_classes):
     return seen
 
 
+def check_logits(model, x, name="model"):
+    """Refuse a model whose outputs on `x` are probabilities (every row >= 0,
+    summing to 1): the attacks' losses (cross-entropy, DLR, margins) take logits,
+    and on a softmax output they are flattened (gradient masking by mistake)."""
+    outputs = np.asarray(model(x[:32], training=False), np.float64)
+    if outputs.ndim != 2 or outputs.shape[1] < 2:
+        return
+    if np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):
+        raise ValueError(
+            f"The {name} outputs probabilities (every row is >= 0 and sums to 1), but the "
+            "attacks need logits: on a softmax output their losses saturate and the "
+            "robust accuracy is overstated. Received: a model ending in a softmax. Evaluate "
+            "the logits instead: build the last layer with activation=None, or take the "
+            "layer before the softmax (keras.Model(model.inputs, model.layers[-2].output) "
+            "when the softmax is its own last layer).")
+
+
 def checked_batches(model, dataset, n_examples, num_classes):
     """`(images, labels)` batches, cut at `n_examples`, each checked before use.
 
@@ -200,6 +233,8 @@ def checked_batches(model, dataset, n_examples, num_classes):
             break
         x, y, num_classes = check_batch(model, x, y, num_classes,
                                         ("dataset images", "dataset labels"))
+        if seen == 0:
+            check_logits(model, x)
         seen += len(y)
         yield x, y
         if n_examples is not None and seen >= n_examples:

@@ -184,7 +184,7 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
                         n_examples=None, cascade=True, run_sanity_checks=True,
                         n_sanity_examples=256, sanity_steps=20, square_queries=1000,
                         seed=0, verbose=True, num_classes=None, examples=None,
-                        checkpoint_dir=None):
+                        checkpoint_dir=None, batch_size=128):
     """Clean accuracy, each attack's accuracy, the per-example worst case, and
     the sanity checks. (Over 60 lines: the docstring documents every argument.)
 
@@ -193,9 +193,10 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
             `training=False` (BatchNorm in inference mode). A model with
             `feedback_at_inference=True` is attacked through its feedback (the
             attacks differentiate the whole call, nested tapes included).
-        dataset: a `tf.data.Dataset` or iterable of `(images, labels)` batches.
-            Labels are class indices or one-hot rows. Memory stays bounded by
-            the batch size (the sanity subset aside).
+        dataset: a `tf.data.Dataset` or iterable of `(images, labels)` batches,
+            or one `(images, labels)` pair of arrays (attacked in batches of
+            `batch_size`). Labels are class indices or one-hot rows. Memory
+            stays bounded by the batch size (the sanity subset aside).
         epsilon: threat-model radius in pixel units (finite, >= 0).
         norm: `"linf"` or `"l2"`.
         attacks: a preset (`"quick"`, `"standard"`, `"plus"`), a list of attack names
@@ -244,6 +245,7 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
     ```
     """
     specs = parse_attacks(attacks)
+    dataset = inputs.as_batches(dataset, batch_size)
     model_classes = _check_arguments(model, specs, epsilon, norm, n_examples, num_classes)
     start = time.time()
     tally = _Tally(specs, n_sanity_examples if run_sanity_checks else 0, examples)
