@@ -26,3 +26,17 @@ TUNABLE_METHODS = ("sgn", "sgn-pgd")
 #: The attacks an evaluation suite names (``keras_sgn.evaluation.ATTACKS``), sorted.
 ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "fgsm", "pgd", "pgd-ce", "pgd-cw",
            "square")
+#: The studies of ``tools/reproduce.py`` (``keras_sgn.experiments.reproduce.STUDIES``):
+#: ``{name: {"methods": ..., "epsilon": ... (None: the recipe's), "about": ...}}``.
+STUDIES = {
+    "claims": {"methods": ("standard", "fast", "pgd", "trades", "free", "sgn", "sgn-pgd"),
+               "epsilon": None,
+               "about": "every method at the dataset's threat radius: speed and robustness"},
+    "collapse": {"methods": ("fast", "sgn", "pgd"), "epsilon": 0.2,
+                 "about": "catastrophic overfitting of single-step training at a larger radius"},
+    "variants": {"methods": ("sgn", "sgn-align", "sgn-nfgsm", "sgn-ramp", "sgn-reuse", "pgd"),
+                 "epsilon": None,
+                 "about": "variants of the reconstruction against sgn and PGD-AT: time to target"},
+}
+#: The per-epoch robust estimate of a study (``keras_sgn.experiments.reproduce``).
+DEFAULT_VAL_ATTACKS = ("pgd-ce:steps=20",)

@@ -326,7 +326,7 @@ print("IMPORTED TENSORFLOW" if "tensorflow" in sys.modules else "NO TENSORFLOW")
 
 
 @pytest.mark.parametrize("tool", ["train.py", "tune.py", "evaluate.py", "publish.py",
-                                  "benchmark.py", "summarize_runs.py"])
+                                  "reproduce.py", "benchmark.py", "summarize_runs.py"])
 def test_help_imports_no_tensorflow(tool):
     path = os.path.join(ROOT, "tools", tool)
     env = {k: v for k, v in os.environ.items() if k != "KERAS_SGN_LAZY_IMPORT"}
@@ -347,6 +347,10 @@ def test_the_names_the_flags_offer_are_the_registries():
     assert names.TUNERS == tuning.TUNERS and names.TUNABLE_METHODS == tuple(tuning.METHODS)
     assert names.PREEMPTION_EXIT_CODE == training.TrainingPreempted.exit_code
     assert names.ATTACKS == tuple(sorted(evaluation.ATTACKS))
+    from keras_sgn.experiments import reproduce
+
+    assert names.STUDIES == reproduce.STUDIES
+    assert names.DEFAULT_VAL_ATTACKS == reproduce.DEFAULT_VAL_ATTACKS
 
 
 def test_importing_keras_sgn_still_registers_everything_with_keras():

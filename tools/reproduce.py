@@ -29,17 +29,15 @@ import os
 
 from absl import flags
 
-from keras_sgn import cli, training
-from keras_sgn import methods as sgn_methods
-from keras_sgn.experiments import reproduce
+# Neither imports TensorFlow (`--help` stays quick); the studies are imported where they run.
+from keras_sgn import cli, names
 
 FLAGS = flags.FLAGS
-MULTI_STEP = ", ".join(m for m in sgn_methods.list_methods()
-                       if sgn_methods.method_class(m).multi_step)
-flags.DEFINE_enum("study", "claims", list(reproduce.STUDIES) + ["budgets"],
+MULTI_STEP = ", ".join(names.MULTI_STEP_METHODS)
+flags.DEFINE_enum("study", "claims", list(names.STUDIES) + ["budgets"],
                   "; ".join(f"{name}: {s['about']} (methods {','.join(s['methods'])}, "
                             f"epsilon {s['epsilon'] or 'of the recipe'})"
-                            for name, s in reproduce.STUDIES.items())
+                            for name, s in names.STUDIES.items())
                   + "; budgets: every method at several training-time budgets (the front of "
                   "robust accuracy against time; keras_sgn.experiments.budgets)")
 flags.DEFINE_list("budgets", None, "--study=budgets: minutes of training of every method "
@@ -63,7 +61,7 @@ flags.DEFINE_integer("n_val", None, "Per-epoch validation on the first N validat
                      "(default: all).")
 flags.DEFINE_integer("n_test", None, "Final evaluations on the first N test images "
                      "(default: all).")
-flags.DEFINE_string("val_attacks", ";".join(reproduce.DEFAULT_VAL_ATTACKS),
+flags.DEFINE_string("val_attacks", ";".join(names.DEFAULT_VAL_ATTACKS),
                     "The per-epoch robust estimate: attacks separated by ';'.")
 flags.DEFINE_string("final_attacks", "quick", "Suite run on every run's best model (a preset "
                     "or attacks separated by ';').")
@@ -79,6 +77,8 @@ flags.DEFINE_integer("verbose", 1, "0: only the final table; 1: a line per epoch
 
 def main(argv):
     del argv
+    from keras_sgn.experiments import reproduce
+
     if FLAGS.verbose < 2:
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     output_dir = FLAGS.output_dir or reproduce.default_output_dir(FLAGS.dataset, FLAGS.study)
@@ -111,4 +111,9 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    cli.run_tool(main, user_errors=(training.RunFolderError,))
+    def run_folder_errors():
+        from keras_sgn import training
+
+        return (training.RunFolderError,)
+
+    cli.run_tool(main, user_errors=run_folder_errors)
