@@ -1,6 +1,10 @@
-"""The README runs as written, and cannot drift from the code.
+"""The README and the pages of docs/ run as written, and cannot drift from the code.
 
-* Every fenced block preceded by `<!-- readme-test: digits -->` runs, on digits, in
+README.md leads; the user guide, the evaluation protocol, the reproduction report, the
+zoo and Hub, scaling and faults, and the architecture live in docs/*.md. "The pages"
+below are README.md and docs/*.md (not the result folders under docs/reproduce/).
+
+* Every fenced block of the pages preceded by `<!-- readme-test: digits -->` runs, on digits, in
   a temporary working folder whose `tools/` links to this repository's (so
   `python tools/train.py ...` works as typed and `runs/...` lands in the temporary
   folder). To keep it cheap (the whole file stays under 90 s on 2 shared cores):
@@ -12,14 +16,18 @@
     preset itself runs in the bash flow); each must apply somewhere, so an edit
     of the README that removes its target is noticed here.
   Each Python block runs in a fresh namespace: every snippet stands alone.
-* Every Python block of the README is marked runnable (no untested snippet).
-* Every `--flag` the README (and zoo/README.md) gives a tool exists in that
-  tool's `--helpfull`, and every other `--flag` it mentions exists in some tool's.
-* The tables that copy numbers (the zoo status, the Fashion-MNIST claims, collapse and
-  variants studies, the dataset recipes) equal their sources: the zoo entries,
-  docs/reproduce/fashion_mnist-<study>/results.md and keras_sgn.recipes.
+* Every Python block of the pages is marked runnable (no untested snippet).
+* Every `--flag` the pages (and zoo/README.md) give a tool exists in that
+  tool's `--helpfull`, and every other `--flag` they mention exists in some tool's.
+* The tables that copy numbers equal their sources: the zoo status (README.md) the zoo
+  entries; the Fashion-MNIST claims, collapse and variants studies and the reports
+  beside them (docs/reproduction.md) docs/reproduce/fashion_mnist-<study>/; the dataset
+  recipes (docs/guide.md) keras_sgn.recipes.
+* Every relative link of the pages points to a file that exists, and to a heading
+  of it that exists.
 """
 
+import glob
 import itertools
 import json
 import os
@@ -32,6 +40,9 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 README = os.path.join(ROOT, "README.md")
+DOCS = os.path.join(ROOT, "docs")
+# README.md first, then the pages of docs/ (the order their runnable blocks run in).
+PAGES = [README] + sorted(glob.glob(os.path.join(DOCS, "*.md")))
 MARKER = "<!-- readme-test: digits -->"
 # Appended to each command of these tools in runnable bash blocks.
 CHEAP_FLAGS = {
@@ -100,6 +111,22 @@ RUN_BLOCKS = textwrap.dedent("""
 def _readme(path=README):
     with open(path, encoding="utf-8") as f:
         return f.read()
+
+
+def _page(name):
+    """The text of docs/<name>."""
+    return _readme(os.path.join(DOCS, name))
+
+
+def _all_pages():
+    """README.md and every docs/*.md, one text."""
+    return "\n".join(_readme(path) for path in PAGES)
+
+
+def _page_blocks():
+    """[(page, language, code, runnable, line)] of the fenced blocks of every page."""
+    return [(os.path.relpath(path, ROOT), *block) for path in PAGES
+            for block in _blocks(_readme(path))]
 
 
 def _blocks(text):
@@ -174,7 +201,7 @@ def _cheap_python(blocks):
             code = code.replace(old, new)
         cheap.append(code)
     unused = [old for old, count in applied.items() if not count]
-    assert not unused, f"README no longer contains {unused}: update PYTHON_SUBSTITUTIONS"
+    assert not unused, f"the pages no longer contain {unused}: update PYTHON_SUBSTITUTIONS"
     return cheap
 
 
@@ -182,7 +209,7 @@ def _cheap_python(blocks):
 def jobs(tmp_path_factory):
     """Starts the three slow parts at once (tool help, the bash blocks, the Python
     blocks); each test collects its own."""
-    blocks = _blocks(_readme())
+    blocks = [block for _, *block in _page_blocks()]
     started = {}
     help_dir = _workdir(tmp_path_factory.mktemp("help"))
     tools = sorted(f for f in os.listdir(os.path.join(ROOT, "tools"))
@@ -243,9 +270,9 @@ def _tool_commands(text):
 
 
 @pytest.mark.parametrize("readme", [README, os.path.join(ROOT, "zoo", "README.md")],
-                         ids=["README.md", "zoo/README.md"])
+                         ids=["README.md and docs/*.md", "zoo/README.md"])
 def test_every_tool_flag_in_the_readme_exists(tool_flags, readme):
-    text = _readme(readme)
+    text = _all_pages() if readme == README else _readme(readme)
     commands = _tool_commands(text)
     assert len(commands) > (20 if readme == README else 3)
     wrong = []
@@ -264,12 +291,14 @@ def test_every_tool_flag_in_the_readme_exists(tool_flags, readme):
 
 
 def test_every_python_block_is_marked_runnable():
-    blocks = _blocks(_readme())
-    unmarked = [line for language, _, runnable, line in blocks
+    blocks = _page_blocks()
+    unmarked = [f"{page}:{line}" for page, language, _, runnable, line in blocks
                 if language == "python" and not runnable]
-    assert not unmarked, (f"README.md Python blocks at lines {unmarked} are not marked "
+    assert not unmarked, (f"Python blocks at {unmarked} are not marked "
                           f"{MARKER}: every Python snippet must run as written")
-    assert any(language == "bash" and runnable for language, _, runnable, _ in blocks)
+    assert any(language == "bash" and runnable for _, language, _, runnable, _ in blocks)
+    # README.md leads with the flow that runs.
+    assert any(language == "bash" and runnable for language, _, runnable, _ in _blocks(_readme()))
 
 
 def test_the_flow_runs_as_written_and_writes_what_the_readme_says(jobs):
@@ -278,7 +307,7 @@ def test_the_flow_runs_as_written_and_writes_what_the_readme_says(jobs):
     run = jobs["dirs"]["bash"] / FLOW_RUN
     missing = [name for name in FLOW_FILES if not (run / name).exists()]
     assert not missing, f"the README's flow did not write {missing}"
-    text = _readme()
+    text = _page("guide.md")  # the flow step by step, with every file it writes
     assert all(os.path.basename(name) in text for name in FLOW_FILES)
     summary = json.loads((run / "summary.json").read_text())
     assert summary["protocol"]["suite"].startswith("quick")  # the README's headline rule
@@ -343,18 +372,20 @@ def test_each_study_table_is_the_committed_one(study):
     with open(path) as f:
         committed = [line for line in f.read().splitlines() if line.startswith("|")]
     marker = f"<!-- fashion-mnist-{study}"
-    assert marker in _readme(), f"README has no {study} table (marker {marker!r})"
-    after_marker = _readme()[_readme().index(marker):].splitlines()[1:]
+    report = _page("reproduction.md")
+    assert marker in report, f"docs/reproduction.md has no {study} table (marker {marker!r})"
+    after_marker = report[report.index(marker):].splitlines()[1:]
     table = list(itertools.takewhile(lambda line: line.startswith("|"), after_marker))
     assert len(committed) > 2, "the committed results hold at least one method"
-    assert table == committed, f"README's {study} table differs from the committed results.md"
+    assert table == committed, (f"docs/reproduction.md's {study} table differs from the "
+                                "committed results.md")
 
 
 def _rows_with_reports(marker, folder):
-    """[(row, method, seed, report)] of the table after `marker`, whose first
-    cell "`method` seed N" names the report `folder/<method>-seed<N>/report.json`."""
+    """[(row, method, seed, report)] of the table after `marker` in docs/reproduction.md,
+    whose first cell "`method` seed N" names the report `folder/<method>-seed<N>/report.json`."""
     found = []
-    for row in _table_after(_readme(), marker):
+    for row in _table_after(_page("reproduction.md"), marker):
         method, seed = re.fullmatch(r"`(\S+)` seed (\d+)", row[0]).groups()
         with open(os.path.join(folder, f"{method}-seed{seed}", "report.json")) as f:
             found.append((row, method, int(seed), json.load(f)))
@@ -400,4 +431,51 @@ def test_the_recipe_table_equals_the_recipes():
                  str(r["batch_size"]), r["optimizer"], f"{r['learning_rate']:g}",
                  r["lr_schedule"], f"{r['weight_decay']:g}"]
                 for name, r in sorted(recipes.DATASET_RECIPES.items())]
-    assert _table_after(_readme(), "<!-- recipes") == expected
+    assert _table_after(_page("guide.md"), "<!-- recipes") == expected
+
+
+def _slug(heading):
+    """GitHub's anchor of a Markdown heading."""
+    return re.sub(r"[^\w\- ]", "", heading.strip().lower()).replace(" ", "-")
+
+
+def _outside_fences(text):
+    """The lines of `text` that are not inside fenced code blocks."""
+    lines, fenced = [], False
+    for line in text.splitlines():
+        if re.match(r"^\s*```", line):
+            fenced = not fenced
+        elif not fenced:
+            lines.append(line)
+    return lines
+
+
+def _anchors(path):
+    anchors, seen = set(), {}
+    for line in _outside_fences(_readme(path)):
+        match = re.match(r"^#{1,6}\s+(.*?)\s*$", line)
+        if match:
+            slug = _slug(match.group(1))
+            anchors.add(slug if slug not in seen else f"{slug}-{seen[slug]}")
+            seen[slug] = seen.get(slug, 0) + 1
+    return anchors
+
+
+def test_every_relative_link_of_the_pages_exists():
+    assert len(PAGES) >= 7, "README.md and the six pages of docs/"
+    broken, checked = [], 0
+    for page in PAGES:
+        text = "\n".join(_outside_fences(_readme(page)))
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"^[a-z]+:", target):  # https:, mailto:
+                continue
+            checked += 1
+            path, _, anchor = target.partition("#")
+            path = os.path.normpath(os.path.join(os.path.dirname(page), path)) if path else page
+            where = f"{os.path.relpath(page, ROOT)}: {target}"
+            if not os.path.exists(path):
+                broken.append(f"{where} (no such file)")
+            elif anchor and (not path.endswith(".md") or anchor not in _anchors(path)):
+                broken.append(f"{where} (no such heading)")
+    assert checked > 40
+    assert not broken, f"links to nothing: {broken}"
