@@ -248,8 +248,10 @@ def test_training_clock_test_size_and_order_reach_history_and_summary(tmp_path):
         n_test=24, test_order="original", eval_steps=1, test_steps=1, verbose=0,
         output_dir=str(out)))
     assert summary["n_test_examples"] == 24 and summary["protocol"]["order"] == "original"
-    seconds = json.loads((out / "history.json").read_text())["train_seconds"]
+    history = json.loads((out / "history.json").read_text())
+    seconds, cpu = history["train_seconds"], history["train_cpu_seconds"]
     assert len(seconds) == 3 and 0 < seconds[0] < seconds[1] < seconds[2]
+    assert len(cpu) == 3 and 0 < cpu[0] < cpu[1] < cpu[2]
     assert seconds[2] <= summary["train_seconds"]  # the run's wall time includes validation
 
 
@@ -264,6 +266,7 @@ def test_training_clock_excludes_validation_and_resumes():
     clock.on_epoch_end(0, logs)
     first = logs["train_seconds"]
     assert 0.05 <= first < 0.2
+    assert logs["train_cpu_seconds"] < 0.05  # asleep: wall time passes, CPU time hardly
     resumed = TrainingClock()
     resumed.set_state(clock.get_state())
     resumed.on_epoch_begin(1)

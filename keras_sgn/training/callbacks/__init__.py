@@ -7,8 +7,8 @@ from keras_sgn.training.callbacks.divergence import StopOnNonFiniteLoss, Trainin
 from keras_sgn.training.callbacks.hparams import FINAL_METRICS, run_hparams, write_hparams
 from keras_sgn.training.callbacks.method_switch import MethodSwitch
 from keras_sgn.training.callbacks.preemption import PreemptionCheckpoint, TrainingPreempted
-from keras_sgn.training.callbacks.timing import TRAIN_SECONDS, TrainingClock
+from keras_sgn.training.callbacks.timing import TRAIN_CPU_SECONDS, TRAIN_SECONDS, TrainingClock
 
 __all__ = ["FINAL_METRICS", "MethodSwitch", "PreemptionCheckpoint", "SafeCheckpoint",
-           "StopOnNonFiniteLoss", "TRAIN_SECONDS", "TrainingClock", "TrainingDiverged",
-           "TrainingPreempted", "run_hparams", "write_hparams"]
+           "StopOnNonFiniteLoss", "TRAIN_CPU_SECONDS", "TRAIN_SECONDS", "TrainingClock",
+           "TrainingDiverged", "TrainingPreempted", "run_hparams", "write_hparams"]
