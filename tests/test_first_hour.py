@@ -366,3 +366,13 @@ def test_importing_keras_sgn_still_registers_everything_with_keras():
     assert keras_sgn.SGNModel is keras_sgn.models.SGNModel  # the names of __all__ resolve
     with pytest.raises(AttributeError):
         keras_sgn.no_such_part  # noqa: B018
+
+
+def test_summarize_runs_refuses_a_stray_argument_before_importing_tensorflow(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "summarize_runs.py"),
+         f"--runs={tmp_path}/*", "runs/other"],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(os.environ,
+                                                                         PYTHONPATH=ROOT))
+    assert result.returncode == cli.USAGE_EXIT_CODE
+    assert result.stderr.startswith("error: unexpected argument 'runs/other'")

@@ -99,9 +99,10 @@ def test_an_evaluation_prints_no_tensorflow_logs(tmp_path):
 
 
 def test_verbose_2_shows_the_tensorflow_logs():
-    # The same start-up, not hidden: the lines the test above looks for are there.
-    output, _ = _run("evaluate.py", "--helpshort", "--verbose=2")  # absl's help exits 1
-    assert "--run_dir" in output
+    # The same start-up, not hidden: the lines the test above looks for are there (a usage
+    # error after the start-up; --help would not start TensorFlow at all).
+    output, code = _run("evaluate.py", "--verbose=2")
+    assert code == 2 and "error: give --run_dir" in output, output[-2000:]
     assert "I0000" in output or "absl::InitializeLog" in output, output[:2000]
 
 

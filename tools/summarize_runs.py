@@ -16,7 +16,14 @@ import os
 import statistics
 import sys
 
-from absl import app, flags
+# keras_sgn.cli (one-line usage errors, stray arguments refused) without importing
+# TensorFlow before the flags are parsed; `main` imports what it needs (keras_sgn/__init__.py).
+os.environ.setdefault("KERAS_SGN_LAZY_IMPORT", "1")
+
+# isort: split
+from absl import flags
+
+from keras_sgn import cli
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "runs/*", "Glob of run folders holding summary.json.")
@@ -113,4 +120,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    cli.run_tool(main)
