@@ -162,3 +162,24 @@ def test_a_model_ending_in_softmax_is_refused_with_the_fix():
         _evaluate(probabilities, (x, y), attack=attack)
     assert attack.calls == 0  # before any attack
     _evaluate(_dense(), (x, y))  # logits pass
+
+
+def test_evaluation_runs_batchnorm_on_its_moving_statistics():
+    """A plain BatchNorm model whose moving statistics differ from any batch's: clean and
+    attacked predictions are those of inference mode (training mode would renormalise
+    each batch and get most labels wrong)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((8, 8, 1))
+    hidden = keras.layers.Dense(10)(keras.layers.Flatten()(inputs))
+    model = keras.Model(inputs, keras.layers.BatchNormalization()(hidden))
+    batch_norm = model.layers[-1]
+    rng = np.random.default_rng(1)
+    batch_norm.moving_mean.assign(rng.normal(0, 3, 10).astype("float32"))
+    batch_norm.moving_variance.assign(np.full(10, 0.01, "float32"))
+    x = _images(64)
+    y = np.argmax(np.asarray(model(x, training=False)), axis=-1)
+    assert np.mean(np.argmax(np.asarray(model(x, training=True)), axis=-1) == y) < 0.8
+    report = evaluation.evaluate_robustness(
+        model, (x, y), epsilon=1e-6, attacks=["pgd-ce:steps=2"], run_sanity_checks=False,
+        verbose=False)
+    assert report["clean_accuracy"] == 1.0 and report["robust_accuracy"] == 1.0

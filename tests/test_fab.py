@@ -227,3 +227,24 @@ def test_two_class_model_targets_its_only_other_class():
     x_adv = attacks.fab(model, x, y, epsilon=1.0, targeted=True, steps=20).numpy()
     assert_in_ball(x_adv, x, 1.0, "linf")
     assert np.all(_fooled(model, x_adv, y) | np.all(x_adv == x, axis=1))
+
+
+@pytest.mark.parametrize("norm", ["linf", "l2"])
+def test_every_fab_iterate_it_returns_is_in_range_and_misclassified(digits_mlp, norm):
+    """The run itself, before any projection of the wrapper: its closest iterate is in
+    [0, 1] and misclassified wherever it reports a finite distance (a clip dropped from
+    the step would otherwise hide behind the wrapper's own projection)."""
+    from keras_sgn.attacks.fab import fab_run
+
+    model, x, y = digits_mlp
+    forward = lambda images: model(images, training=False)  # noqa: E731
+    keep = np.argmax(np.asarray(forward(x[:128])), axis=-1) == y[:128]
+    x, y = tf.constant(x[:128][keep]), tf.constant(y[:128][keep].astype(np.int32))
+    start = core.sphere_start(x, 0.3 if norm == "linf" else 2.0, norm, tf.constant([3, 4]))
+    x_adv, distance = fab_run(forward, x, y, norm=norm, steps=10, start=start)
+    x_adv, distance = x_adv.numpy(), distance.numpy()
+    assert x_adv.min() >= 0.0 and x_adv.max() <= 1.0
+    found = np.isfinite(distance)
+    assert found.mean() > 0.5
+    predicted = np.argmax(np.asarray(forward(x_adv[found])), axis=-1)
+    assert np.all(predicted != y.numpy()[found])

@@ -223,3 +223,19 @@ def test_model_card_names_the_test_suite_and_the_commands():
     assert metadata["metrics"]["evaluate_command"] in text
     assert "with the attacks listed below on the test split" in card.model_card(
         _metadata_before_provenance())
+
+
+def test_publishing_carries_each_number_from_its_own_field():
+    """The report's clean (0.9) and robust (0.5) accuracies land in the metadata, the
+    card's model-index and its table, each from its own field (a fixture whose two
+    numbers are equal could not tell them apart)."""
+    report = {**_report(), "provenance": {"keras_sgn": "0.1.0", "git_commit": None}}
+    metrics = hub.metrics_from_report(report, "runs/demo/model.keras", "runs/demo/eval")
+    assert (metrics["clean_accuracy"], metrics["robust_accuracy"]) == (0.9, 0.5)
+    metadata = {**_metadata(), "metrics": {**_metadata()["metrics"], **metrics}}
+    front = hub.card_front_matter(metadata)
+    assert "value: 90.0" in front and "value: 50.0" in front
+    assert front.index("value: 90.0") < front.index("value: 50.0")  # clean, then robust
+    text = card.model_card(metadata, method_description="a described method")
+    assert "| clean | 90.00% |" in text
+    assert "| **robust (worst case per example)** | **50.00%** |" in text

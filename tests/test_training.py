@@ -61,6 +61,15 @@ def test_schedules():
     for bad in ("0.9,0.5", "1.5", "half", "0"):
         with pytest.raises(ValueError, match="lr_decay_at must be increasing fractions"):
             _digits_config(lr_decay_at=bad)
+    # Every run's cosine spans the whole run: steps per epoch x its own epochs.
+    for epochs in (3, 7):
+        model = models.get("sgn_small_cnn", width=4, sites=())
+        training.compile_for_training(model, _digits_config(epochs=epochs, method="fast"),
+                                      steps_per_epoch=10)
+        schedule = model.optimizer._learning_rate
+        peak = _digits_config().learning_rate
+        assert float(schedule(5 * epochs)) == pytest.approx(peak / 2, rel=1e-3)  # mid-run
+        assert float(schedule(10 * epochs)) == pytest.approx(0.0, abs=1e-9)  # its end
     cosine = training.learning_rate_schedule("cosine", 0.1, 100)
     assert float(cosine(0)) == pytest.approx(0.1) and float(cosine(100)) == pytest.approx(0.0)
 
