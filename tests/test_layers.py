@@ -70,6 +70,21 @@ def test_layer_round_trips_config():
         keras.saving.serialize_keras_object(layer)).beta == 0.25
 
 
+@pytest.mark.parametrize("kwargs", [
+    dict(beta=0.25, normalization="sign", name="site_stage3"),
+    dict(beta=0.0, normalization="raw", input_site=True, name="site_input"),
+])
+def test_self_gradient_passes_the_shared_serialization_test(kwargs):
+    """The library's own layer through the harness every layer and model passes:
+    get_config holds every constructor argument; from_config and a saved .keras
+    file give the same layer and outputs."""
+    from tests.testing import random_images, run_serialization_test
+
+    loaded = run_serialization_test(SelfGradient, kwargs, random_images((4, 4, 2)))
+    assert (loaded.beta, loaded.normalization, loaded.input_site) == (
+        kwargs["beta"], kwargs["normalization"], kwargs.get("input_site", False))
+
+
 def test_feedback_at_inference_is_attacked_through_the_feedback():
     model, _ = _tiny()
     feedback = SGNModel.from_config({**model.get_config(), "feedback_at_inference": True})
