@@ -8,9 +8,14 @@ The epoch times are measured once, on this machine, before any run
 (`calibrate`), and kept in `calibration.json` beside the results: a rerun (in a
 later session, say) plans exactly the same runs.
 
-Time is the CPU time of the training process, pinned to one core (`taskset`): the
-"minutes of one core" of the budgets, which other processes sharing the core do
-not stretch (they stretch its wall time, also recorded).
+Time is the *planned* training time, epochs x the calibrated epoch time: it is
+what equates the methods, and it does not depend on what else the machine ran
+meanwhile. Each run's measured time is kept beside it: the CPU time of the
+training process (pinned to one core) and its wall time, both validation
+excluded. On this 2-core machine other work stretches both (another process on
+the same core, the wall time by up to 3x; on the other core, even the CPU time
+by about 1.5x, through the shared caches and memory), which is why they are
+reported, not used, for the comparison.
 
 Every run trains through `keras_sgn.training.train` (resumable at any step;
 its folder locked while it trains), keeps its best epoch by validation robust
@@ -145,7 +150,8 @@ def run_config(dataset, output_dir, method, minutes, seed, epochs, n_test, **fie
 
 
 def read_run(folder):
-    """`{summary, train_seconds}` of a finished run folder (None if unfinished)."""
+    """`{summary, cpu_seconds, wall_seconds}` of a finished run folder (None if
+    unfinished); the seconds are the run's measured training time."""
     summary_path = os.path.join(folder, "summary.json")
     if not os.path.exists(summary_path):
         return None
@@ -153,17 +159,20 @@ def read_run(folder):
         summary = json.load(f)
     with open(os.path.join(folder, "history.json"), encoding="utf-8") as f:
         history = json.load(f)
-    # CPU seconds: the runs are pinned to one core, where other processes taking
-    # turns would stretch the wall time (it is kept too).
-    cpu = history.get("train_cpu_seconds")
+    cpu = history.get("train_cpu_seconds") or [None]
     wall = history.get("train_seconds") or [summary["train_seconds"]]
-    return {"summary": summary, "train_seconds": float((cpu or wall)[-1]),
-            "clock": "cpu" if cpu else "wall", "wall_seconds": float(wall[-1]),
+    return {"summary": summary, "cpu_seconds": cpu[-1], "wall_seconds": float(wall[-1]),
             "val_robust_accuracy": history.get("val_robust_accuracy", [])}
 
 
-def front(cells):
-    """Per method, per budget: training seconds and test robust/clean accuracy,
+def _mean(values):
+    values = [v for v in values if v is not None]
+    return float(np.mean(values)) if values else None
+
+
+def front(cells, epoch_seconds):
+    """Per method, per budget: its planned training seconds (epochs x the
+    calibrated epoch time), the measured ones, and test robust/clean accuracy,
     mean and range over seeds. `cells`: `[(method, minutes, seed, run)]`."""
     table = {}
     for method, minutes, seed, run in cells:
@@ -179,14 +188,17 @@ def front(cells):
             rows.append({
                 "budget_minutes": minutes, "seeds": [s for s, _ in seeds],
                 "epochs": seeds[0][1]["summary"]["epochs"],
-                "train_seconds": float(np.mean([r["train_seconds"] for _, r in seeds])),
+                "train_seconds": seeds[0][1]["summary"]["epochs"] * epoch_seconds[method],
+                "measured_cpu_seconds": _mean([r["cpu_seconds"] for _, r in seeds]),
+                "measured_wall_seconds": _mean([r["wall_seconds"] for _, r in seeds]),
                 "robust_accuracy": float(np.mean(robust)), "robust_min": min(robust),
                 "robust_max": max(robust),
                 "robust_std": float(np.std(robust, ddof=1)) if len(robust) > 1 else None,
                 "clean_accuracy": float(np.mean(clean)),
                 "per_seed": {str(s): {"robust_accuracy": r["summary"]["robust_accuracy"],
                                       "clean_accuracy": r["summary"]["clean_accuracy"],
-                                      "train_seconds": r["train_seconds"]}
+                                      "cpu_seconds": r["cpu_seconds"],
+                                      "wall_seconds": r["wall_seconds"]}
                              for s, r in seeds}})
         out[method] = rows
     return out
@@ -221,14 +233,16 @@ def markdown(fronts, verdicts, reference, settings):
              f"- reference: converged {REFERENCE_METHOD} robust accuracy "
              + (f"{reference:.4f} ({settings['reference_source']})" if reference is not None
                 else "not measured yet"),
-             "", "| method | budget (min) | epochs | seeds | train time (s) | clean | "
-             "robust (mean) | robust (min-max) | std |", "|---|---|---|---|---|---|---|---|---|"]
+             "", "| method | budget (min) | epochs | seeds | planned time (s) | measured CPU / "
+             "wall (s) | clean | robust (mean) | robust (min-max) | std |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for method, rows in fronts.items():
         for r in rows:
             std = "-" if r["robust_std"] is None else f"{r['robust_std']:.4f}"
             lines.append(
                 f"| `{method}` | {r['budget_minutes']:g} | {r['epochs']} | "
                 f"{','.join(map(str, r['seeds']))} | {r['train_seconds']:.0f} | "
+                f"{_seconds(r['measured_cpu_seconds'])} / {_seconds(r['measured_wall_seconds'])} | "
                 f"{r['clean_accuracy']:.4f} | {r['robust_accuracy']:.4f} | "
                 f"{r['robust_min']:.4f}-{r['robust_max']:.4f} | {std} |")
     if reference is not None:
@@ -241,6 +255,10 @@ def markdown(fronts, verdicts, reference, settings):
                         else f"{v['fraction_of_reference']:.2f}")
             lines.append(f"| `{method}` | {seconds} | {fraction} |")
     return "\n".join(lines) + "\n"
+
+
+def _seconds(value):
+    return "-" if value is None else f"{value:.0f}"
 
 
 def plot(fronts, reference, path, title):
@@ -263,7 +281,7 @@ def plot(fronts, reference, path, title):
         ax.axhline(reference - WITHIN, color="k", linestyle=":", linewidth=1,
                    label=f"within {WITHIN * 100:g} point")
     ax.set_xscale("log")
-    ax.set_xlabel("training time (minutes of one core, log scale)")
+    ax.set_xlabel("training time: epochs x calibrated epoch time (minutes of one core, log)")
     ax.set_ylabel("test robust accuracy")
     ax.set_title(title, fontsize=9, wrap=True)
     ax.grid(True, which="both", alpha=0.3)
@@ -314,7 +332,7 @@ def study(dataset="fashion_mnist", methods=DEFAULT_ENTRIES, output_dir=None,
 
 
 def write_results(results_dir, cells, dataset, n_test, epoch_seconds, reference_run=None):
-    fronts = front(cells)
+    fronts = front(cells, epoch_seconds)
     reference, source = None, None
     if reference_run is not None and read_run(reference_run) is not None:
         reference = read_run(reference_run)["summary"]["robust_accuracy"]
@@ -329,9 +347,9 @@ def write_results(results_dir, cells, dataset, n_test, epoch_seconds, reference_
                 "reference_source": source,
                 "protocol": (f"final test of each run's best-validation epoch: quick (APGD-CE, "
                              f"APGD-T), the first {n_test} test images in {order}; "
-                             "time = CPU seconds of the training process pinned to one core "
-                             "(taskset), validation excluded; its wall time is kept beside "
-                             "it (other processes on the core stretch the wall time only)")}
+                             "time = epochs x the calibrated epoch time of the entry "
+                             "(calibration.json); the measured CPU and wall seconds of each "
+                             "run (pinned to one core, validation excluded) beside it")}
     os.makedirs(results_dir, exist_ok=True)
     io_utils.atomic_write_json(os.path.join(results_dir, "results.json"), {
         "settings": settings, "reference_robust_accuracy": reference, "fronts": fronts,
