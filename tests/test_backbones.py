@@ -308,6 +308,7 @@ def test_wrn_shortcuts_delegate_to_generic_builder(monkeypatch):
 
 def test_list_models_and_get():
     assert M.list_models() == sorted([
+        "sgn_lenet_small",
         "sgn_mnist_cnn",
         "sgn_preact_resnet18",
         "sgn_resnet18",

@@ -43,6 +43,14 @@ def test_without_batch_norm_is_the_published_network():
     assert model.get_layer("stage1_conv").use_bias
 
 
+def test_lenet_small_is_the_anchors_network_by_name():
+    """`sgn_lenet_small` (the anchor's LeNetSmall, for --model) is the BatchNorm-free one."""
+    model = M.get("sgn_lenet_small", sites=())
+    assert model.count_params() == 166_406 and model.non_trainable_weights == []
+    assert [layer.name for layer in model.layers] == [
+        layer.name for layer in M.sgn_mnist_cnn(batch_norm=False, sites=()).layers]
+
+
 def test_is_registered_and_configurable():
     model = M.get("sgn_mnist_cnn", filters=(8, 8, 16), dense_units=20, num_classes=5,
                   sites="input,stage4", beta={"stage4": 0.2})
