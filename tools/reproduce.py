@@ -26,6 +26,7 @@ import quiet_start  # noqa: F401
 # isort: split
 import logging
 import os
+import sys
 
 from absl import flags
 
@@ -83,17 +84,23 @@ def main(argv):
         logging.getLogger("tensorflow").setLevel(logging.ERROR)
     output_dir = FLAGS.output_dir or reproduce.default_output_dir(FLAGS.dataset, FLAGS.study)
     if FLAGS.study == "budgets":
+        from keras_sgn import training
         from keras_sgn.experiments import budgets
 
         minutes = (budgets.BUDGET_MINUTES if FLAGS.budgets is None
                    else tuple(float(m) for m in FLAGS.budgets))
-        budgets.study(
-            dataset=FLAGS.dataset, methods=tuple(FLAGS.methods or budgets.DEFAULT_ENTRIES),
-            output_dir=output_dir, results_dir=FLAGS.results_dir, budgets=minutes,
-            reference_budgets=() if FLAGS.budgets else budgets.REFERENCE_MINUTES,
-            n_test=FLAGS.n_test or 2000, reference_run=FLAGS.reference_run,
-            verbose=min(FLAGS.verbose, 1) and 2, data_dir=FLAGS.data_dir, model=FLAGS.model,
-            n_train=FLAGS.n_train, n_eval=FLAGS.n_val, epsilon=FLAGS.epsilon)
+        try:
+            budgets.study(
+                dataset=FLAGS.dataset, methods=tuple(FLAGS.methods or budgets.DEFAULT_ENTRIES),
+                output_dir=output_dir, results_dir=FLAGS.results_dir, budgets=minutes,
+                reference_budgets=() if FLAGS.budgets else budgets.REFERENCE_MINUTES,
+                n_test=FLAGS.n_test or 2000, reference_run=FLAGS.reference_run,
+                verbose=min(FLAGS.verbose, 1) and 2, data_dir=FLAGS.data_dir,
+                model=FLAGS.model, n_train=FLAGS.n_train, n_eval=FLAGS.n_val,
+                epsilon=FLAGS.epsilon)
+        except training.TrainingPreempted as stop:  # SIGTERM: the run saved its state
+            print(stop, flush=True)
+            sys.exit(names.PREEMPTION_EXIT_CODE)
         with open(os.path.join(FLAGS.results_dir or output_dir, "results.md")) as f:
             print(f.read())
         return
