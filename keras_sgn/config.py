@@ -231,6 +231,7 @@ class TrainConfig:
         if self.strategy == "tpu" and not self.tpu:
             raise ConfigError("tpu", "strategy 'tpu' needs --tpu: the TPU name, 'local' on a "
                               "TPU VM, or grpc://host:8470.")
+        _check_integer("seed", self.seed, minimum=0, hint=" (a random seed)")
         _check_integer("backup_every_steps", self.backup_every_steps, minimum=0,
                        hint=" (0: at epoch ends only)")
         for name in ("epochs", "batch_size", "eval_steps", "test_steps", "test_restarts",

@@ -312,3 +312,26 @@ def test_an_attack_refuses_a_nan_pixel():
         attacks.fgsm(model, x, y, epsilon=0.1)
     x[1, 3, 3, 0] = 0.5
     assert np.isfinite(np.asarray(attacks.pgd(model, x, y, epsilon=0.1, steps=2))).all()
+
+
+# --------------------------------------------------------------------------- unclear cases
+
+
+@pytest.mark.parametrize("seeds", ["abc", "-1", "0,,x"])
+def test_reproduce_bad_seeds_are_one_line(seeds, tmp_path):
+    result = _tool("reproduce.py", "--dataset=digits", f"--seeds={seeds}",
+                   f"--output_dir={tmp_path / 'out'}")
+    line = _error_line(result)
+    assert "--seeds must be integers >= 0" in line and f"Received: --seeds={seeds}" in line
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_negative_seed_is_refused_naming_the_flag(tmp_path):
+    from keras_sgn import training
+
+    with pytest.raises(training.ConfigError, match="seed must be an integer >= 0") as error:
+        training.TrainConfig(dataset="digits", seed=-1).resolved()
+    assert error.value.field == "seed"
+    result = _tool("train.py", "--dataset=digits", "--seed=-1",
+                   f"--output_dir={tmp_path / 'run'}")
+    assert "--seed" in _error_line(result) and not (tmp_path / "run").exists()

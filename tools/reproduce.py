@@ -28,7 +28,7 @@ import logging
 import os
 import sys
 
-from absl import flags
+from absl import app, flags
 
 # Neither imports TensorFlow (`--help` stays quick); the studies are imported where they run.
 from keras_sgn import cli, names
@@ -76,6 +76,18 @@ flags.DEFINE_integer("verbose", 1, "0: only the final table; 1: a line per epoch
                      "evaluation, with ETA; 2: also TensorFlow's warnings.")
 
 
+def _seeds(values):
+    """--seeds as integers >= 0, or a one-line usage error naming the flag."""
+    try:
+        seeds = [int(value) for value in values]
+    except ValueError:
+        seeds = None
+    if not seeds or min(seeds) < 0:
+        raise app.UsageError(f"--seeds must be integers >= 0 separated by commas, e.g. "
+                             f"--seeds=0,1. Received: --seeds={','.join(values)}.")
+    return seeds
+
+
 def main(argv):
     del argv
     from keras_sgn.experiments import reproduce
@@ -106,7 +118,7 @@ def main(argv):
         return
     reproduce.reproduce(
         dataset=FLAGS.dataset, methods=FLAGS.methods, study=FLAGS.study,
-        seeds=None if FLAGS.seeds is None else [int(s) for s in FLAGS.seeds],
+        seeds=None if FLAGS.seeds is None else _seeds(FLAGS.seeds),
         epochs=FLAGS.epochs, epsilon=FLAGS.epsilon, output_dir=output_dir,
         results_dir=FLAGS.results_dir,
         data_dir=FLAGS.data_dir, model=FLAGS.model, n_train=FLAGS.n_train, n_val=FLAGS.n_val,
