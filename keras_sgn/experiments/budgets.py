@@ -230,7 +230,7 @@ def markdown(fronts, verdicts, reference, settings):
     """results.md: the protocol, the front table and the verdict."""
     lines = [f"# Budgets study: {settings['dataset']}", "",
              f"- protocol: {settings['protocol']}",
-             f"- reference: converged {REFERENCE_METHOD} robust accuracy "
+             f"- reference: {_reference_words(settings['reference_source'])} robust accuracy "
              + (f"{reference:.4f} ({settings['reference_source']})" if reference is not None
                 else "not measured yet"),
              "", "| method | budget (min) | epochs | seeds | planned time (s) | measured CPU / "
@@ -246,7 +246,10 @@ def markdown(fronts, verdicts, reference, settings):
                 f"{r['clean_accuracy']:.4f} | {r['robust_accuracy']:.4f} | "
                 f"{r['robust_min']:.4f}-{r['robust_max']:.4f} | {std} |")
     if reference is not None:
-        lines += ["", f"Time to within {WITHIN * 100:g} point of the reference:", "",
+        caveat = ("" if not _stand_in(settings["reference_source"]) else
+                  " (of the stand-in: it says nothing about the claim until the reference "
+                  "has converged)")
+        lines += ["", f"Time to within {WITHIN * 100:g} point of the reference{caveat}:", "",
                   "| method | seconds | fraction of PGD-AT's |", "|---|---|---|"]
         for method, v in verdicts.items():
             seconds = ("not within the budgets tried" if v["seconds_to_within"] is None
@@ -255,6 +258,15 @@ def markdown(fronts, verdicts, reference, settings):
                         else f"{v['fraction_of_reference']:.2f}")
             lines.append(f"| `{method}` | {seconds} | {fraction} |")
     return "\n".join(lines) + "\n"
+
+
+def _stand_in(source):
+    return bool(source) and source.startswith("stand-in")
+
+
+def _reference_words(source):
+    return (f"{REFERENCE_METHOD} so far, a stand-in," if _stand_in(source)
+            else f"converged {REFERENCE_METHOD}")
 
 
 def _seconds(value):
@@ -367,7 +379,7 @@ def write_results(results_dir, cells, dataset, n_test, epoch_seconds, reference_
     io_utils.atomic_write_text(os.path.join(results_dir, "results.md"),
                                markdown(fronts, verdicts, reference, settings))
     if fronts:
-        label = (None if source is None or not source.startswith("stand-in") else
+        label = (None if not _stand_in(source) else
                  f"{REFERENCE_METHOD} at its largest budget so far ({reference:.3f}; "
                  "stand-in until converged)")
         plot(fronts, reference, os.path.join(results_dir, "robust_vs_time.png"),
