@@ -83,3 +83,26 @@ def test_a_tiny_study_trains_resumes_and_writes_its_results(tmp_path):
     assert again["fronts"] == fronts and json.loads((
         tmp_path / "runs" / "runs" / "fast-0.02min-seed0" / "summary.json").read_text()
         )["train_seconds"] == before
+
+
+def test_committed_results_md_is_the_table_of_results_json():
+    """docs/reproduce/fashion_mnist-budgets: results.md is written from results.json (a
+    number edited by hand in one of them fails), and each front row's planned time is its
+    epochs x the committed calibration."""
+    import os
+
+    folder = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "docs", "reproduce", "fashion_mnist-budgets")
+    with open(os.path.join(folder, "results.json")) as f:
+        committed = json.load(f)
+    with open(os.path.join(folder, "results.md")) as f:
+        assert f.read() == budgets.markdown(committed["fronts"], committed["verdict"],
+                                            committed["reference_robust_accuracy"],
+                                            committed["settings"])
+    with open(os.path.join(folder, budgets.CALIBRATION_FILE)) as f:
+        calibration = json.load(f)["epoch_seconds"]
+    for method, rows in committed["fronts"].items():
+        for row in rows:
+            assert row["train_seconds"] == pytest.approx(row["epochs"] * calibration[method])
+            assert row["epochs"] == budgets.budget_epochs(row["budget_minutes"],
+                                                          calibration[method])
