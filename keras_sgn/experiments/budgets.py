@@ -236,8 +236,10 @@ def markdown(fronts, verdicts, reference, settings):
              "", "| method | budget (min) | epochs | seeds | planned time (s) | measured CPU / "
              "wall (s) | clean | robust (mean) | robust (min-max) | std |",
              "|---|---|---|---|---|---|---|---|---|---|"]
-    for method, rows in fronts.items():
-        for r in rows:
+    # The study's order (results.json stores its keys sorted).
+    order = settings.get("entries") or list(fronts)
+    for method in order:
+        for r in fronts.get(method, []):
             std = "-" if r["robust_std"] is None else f"{r['robust_std']:.4f}"
             lines.append(
                 f"| `{method}` | {r['budget_minutes']:g} | {r['epochs']} | "
@@ -251,7 +253,8 @@ def markdown(fronts, verdicts, reference, settings):
                   "has converged)")
         lines += ["", f"Time to within {WITHIN * 100:g} point of the reference{caveat}:", "",
                   "| method | seconds | fraction of PGD-AT's |", "|---|---|---|"]
-        for method, v in verdicts.items():
+        for method in (m for m in order if m in verdicts):
+            v = verdicts[method]
             seconds = ("not within the budgets tried" if v["seconds_to_within"] is None
                        else f"{v['seconds_to_within']:.0f}")
             fraction = ("-" if v["fraction_of_reference"] is None
@@ -366,6 +369,7 @@ def write_results(results_dir, cells, dataset, n_test, epoch_seconds, reference_
     verdicts = verdict(fronts, reference) if reference is not None else {}
     order = "original file order" if dataset in _ORIGINAL_ORDER else "stored order"
     settings = {"dataset": dataset, "n_test": n_test, "epoch_seconds": epoch_seconds,
+                "entries": list(fronts),
                 "reference_source": source,
                 "protocol": (f"final test of each run's best-validation epoch: quick (APGD-CE, "
                              f"APGD-T), the first {n_test} test images in {order}; "
