@@ -2,10 +2,21 @@
 
 import importlib.util
 import os
+import subprocess
+import sys
 
 import numpy as np
 
 TOOLS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+
+
+def run_tool(tool, *args, timeout=300):
+    """Run `tools/<tool>` as a user does, from the project root (no traceback switch)."""
+    root = os.path.dirname(TOOLS_DIR)
+    env = dict(os.environ, PYTHONPATH=root)
+    env.pop("KERAS_SGN_TRACEBACK", None)
+    return subprocess.run([sys.executable, os.path.join(TOOLS_DIR, tool), *args],
+                          capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
 
 
 def tool_module(file_name, module_name):

@@ -6,7 +6,6 @@ import dataclasses
 import json
 import os
 import shutil
-import subprocess
 import sys
 
 import keras
@@ -15,16 +14,11 @@ import pytest
 
 from keras_sgn import attacks, evaluation, hub, models, training, zoo
 from keras_sgn.training import run_folder
+from tests.helpers import run_tool as _tool
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _tool(tool, *args, timeout=300):
-    """Run `tools/<tool>` as a user does (no traceback switch)."""
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    env.pop("KERAS_SGN_TRACEBACK", None)
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
 def _error_line(result):

@@ -4,10 +4,10 @@ it wrote where; mistakes are one `error:` line naming the fix, never a traceback
 
 import json
 import os
-import subprocess
-import sys
 
 import pytest
+
+from tests.helpers import run_tool as _run
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY_TRAINING = ["--dataset=digits", "--method=sgn", "--epochs=1", "--n_train=64",
@@ -16,11 +16,6 @@ CHEAP_EVALUATION = ["--n_examples=32", "--attacks=pgd-ce:steps=2", "--sanity_exa
                     "--square_queries=20"]
 
 
-def _run(tool, *args, timeout=300):
-    env = dict(os.environ, PYTHONPATH=ROOT)
-    env.pop("KERAS_SGN_TRACEBACK", None)
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", tool), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
 
 
 def _last_line(result):
