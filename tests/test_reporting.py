@@ -148,6 +148,28 @@ def test_figures_name_a_run_by_its_folder():
     plt.close(fig)
 
 
+def test_accuracy_vs_epsilon_spreads_the_sweep_and_names_the_suite():
+    # The sweep runs to 8x epsilon: on a linear axis the evaluated epsilon sat at
+    # an eighth of the width; the legend called a `quick` run "the full suite".
+    factors = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+    report = {**_report(), "accuracy_vs_epsilon": [
+        {"epsilon": 0.1 * f, "accuracy": max(0.0, 0.9 - f / 2)} for f in factors]}
+    report["protocol"] = {**report["protocol"], "attacks": [{"name": "apgd-ce"},
+                                                            {"name": "apgd-t"}]}
+    fig, ax = robustness_report.accuracy_vs_epsilon_figure(report)
+    left, right = ax.get_xlim()
+    position = (ax.transScale.transform((0.1, 0))[0] - ax.transScale.transform((left, 0))[0]) / (
+        ax.transScale.transform((right, 0))[0] - ax.transScale.transform((left, 0))[0])
+    assert 0.35 < position < 0.75, position
+    assert [round(t, 4) for t in ax.get_xticks()] == [round(0.1 * f, 4) for f in factors]
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert "robust accuracy, apgd-ce + apgd-t on 100 images (0.500)" in labels
+    assert not any("full suite" in label for label in labels)
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
 def test_model_card_and_report_record_the_software():
     metadata = copy.deepcopy(_metadata())
     metadata["versions"].update(git_commit="0123456789abcdef" * 2 + "01234567", git_dirty=False)

@@ -86,23 +86,44 @@ def _curve_title(report):
             f"{report.get('n_sanity_examples', '?')} images")
 
 
+def suite_label(protocol):
+    """How a report names its attack suite: the attacks' names joined, e.g.
+    `apgd-ce + apgd-t` (a `quick` run is not called the full suite)."""
+    names = [attack["name"] for attack in protocol.get("attacks", [])]
+    return " + ".join(names) if names else "the attack suite"
+
+
 def accuracy_vs_epsilon_figure(report):
     """The accuracy-vs-epsilon curve of the sanity checks, titled with the
     model, dataset, norm and protocol; the evaluated epsilon is marked, with
-    the full suite's robust accuracy there. Returns `(figure, axes)`."""
+    the suite's robust accuracy there. Returns `(figure, axes)`.
+
+    The sweep doubles epsilon up to 8x the evaluated one (the check that a large
+    enough radius breaks the model), so a linear axis would squash the useful
+    range near the evaluated epsilon into its left quarter: the x axis is
+    linear up to the sweep's smallest non-zero radius and logarithmic beyond,
+    with a tick at every radius swept."""
     curve, protocol = report["accuracy_vs_epsilon"], report["protocol"]
     fig, ax = new_figure(figsize=(8, 5.5))
-    ax.plot([p["epsilon"] for p in curve], [p["accuracy"] for p in curve], "o-",
-            label="PGD sweep (sanity checks)")
+    epsilons = [p["epsilon"] for p in curve]
+    ax.plot(epsilons, [p["accuracy"] for p in curve], "o-", label="PGD sweep (sanity checks)")
     epsilon = protocol["epsilon"]
     ax.axvline(epsilon, color="gray", ls="--", label=f"evaluated epsilon = {epsilon:.4g}")
     ax.plot([epsilon], [report["robust_accuracy"]], "r*", markersize=14,
-            label=(f"robust accuracy, full suite on {report['n_examples']} images "
-                   f"({report['robust_accuracy']:.3f})"))
+            label=(f"robust accuracy, {suite_label(protocol)} on {report['n_examples']} "
+                   f"images ({report['robust_accuracy']:.3f})"))
     chance = next((c["chance"] for c in report.get("sanity_checks", []) if "chance" in c), None)
     if chance is not None:
         ax.axhline(chance, color="black", ls=":", lw=1, label=f"chance ({chance:.2g})")
-    ax.set_xlabel(f"epsilon ({protocol['norm']} radius, pixel units in [0, 1])")
+    positive = sorted({e for e in epsilons + [epsilon] if e > 0})
+    if positive:
+        ax.set_xscale("symlog", linthresh=positive[0], linscale=0.5)
+        ax.set_xticks(sorted({0.0, *positive}))
+        ax.set_xticklabels([f"{e:.3g}" for e in sorted({0.0, *positive})])
+        ax.minorticks_off()
+        ax.set_xlim(0, positive[-1] * 1.15)
+    ax.set_xlabel(f"epsilon ({protocol['norm']} radius, pixel units in [0, 1]; "
+                  "log scale beyond the first radius)")
     ax.set_ylabel("robust accuracy")
     ax.set_ylim(0, 1.02)
     ax.set_title(_curve_title(report))
