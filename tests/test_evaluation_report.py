@@ -60,15 +60,17 @@ def test_run_attacks_keeps_the_first_fooling_image_per_example():
     np.testing.assert_array_equal(without_cascade.adversarial_predictions[:2], [1, 2])
 
 
-def test_adversarial_examples_prefers_fooled_ones_and_is_bounded():
+def test_adversarial_examples_mix_fooled_and_robust_ones_and_are_bounded():
     _, _, dataset = _data(batch_size=2)
     examples = AdversarialExamples(3)
     evaluation.evaluate_robustness(_pixel_classifier(), dataset, 0.1, attacks=SUITE,
                                    run_sanity_checks=False, verbose=False, examples=examples)
     arrays = examples.arrays()
     assert len(examples) == 3 and examples.full
-    np.testing.assert_array_equal(arrays["labels"], [0, 1, 2])  # the first three fooled
-    assert np.all(arrays["adversarial_predictions"] != arrays["labels"])
+    # Two places (half, rounded up) for the first two fooled, one for a robust example.
+    np.testing.assert_array_equal(arrays["labels"][:2], [0, 1])
+    np.testing.assert_array_equal(arrays["adversarial_predictions"] != arrays["labels"],
+                                  [True, True, False])
     assert arrays["clean"].shape == arrays["adversarial"].shape == (3, 4)
     with pytest.raises(ValueError, match="n must be an integer >= 1"):
         AdversarialExamples(0)
@@ -139,20 +141,46 @@ def test_adversarial_examples_figure_titles_and_axes():
     assert titles[1][3] == "adversarial: Pullover\nfooled (square)"
     assert titles[2][0] == "||delta||_inf = 0.05"
     assert [axes[r, 0].get_ylabel() for r in range(3)] == [
-        "clean", "adversarial", "perturbation x10"]
+        "clean", "adversarial", "perturbation"]
     assert fig._suptitle.get_text().startswith("Adversarial examples: m on fashion_mnist (linf, "
                                                "epsilon = 0.1)")
     digits_fig, digits_axes = reporting.adversarial_examples_figure(**_grid_arrays(2),
                                                                     dataset="digits")
     assert digits_axes[1][0].get_title().startswith("adversarial: 9\n")
-    # Mid-grey is no perturbation: the drawn image is 0.5 + 10 * delta, clipped.
-    drawn = axes[2][0].get_images()[0].get_array()
-    np.testing.assert_allclose(drawn, np.clip(0.5 + 10 * (
-        _grid_arrays()["adversarial"][0] - _grid_arrays()["clean"][0]), 0, 1)[..., 0],
-        atol=1e-6)
+    # The perturbation is drawn as is on a diverging scale of +-epsilon (nothing
+    # saturates under L-inf), with a colour bar; an x10 grey image saturated at 0.05.
+    image = axes[2][0].get_images()[0]
+    np.testing.assert_allclose(image.get_array(), (
+        _grid_arrays()["adversarial"][0] - _grid_arrays()["clean"][0])[..., 0], atol=1e-6)
+    assert image.get_clim() == (-0.1, 0.1) and image.get_cmap().name == "RdBu_r"
+    [bar] = axes[2][-1].child_axes  # the colour bar, right of the last perturbation
+    assert bar.get_ylabel() == "pixel change"
+    # Without an epsilon (L2) the scale is the largest change shown.
+    l2_fig, l2_axes = reporting.adversarial_examples_figure(**_grid_arrays(2), norm="l2")
+    assert l2_axes[2][0].get_images()[0].get_clim() == pytest.approx((-0.05, 0.05))
     import matplotlib.pyplot as plt
 
+    plt.close(l2_fig)
+
     plt.close(fig), plt.close(digits_fig)
+
+
+def test_the_grid_shows_robust_examples_beside_fooled_ones():
+    # A grid of fooled images only hides what the attacks failed on.
+    shown = evaluation.AdversarialExamples(4)
+    x = np.zeros((6, 2, 2, 1), "float32") + np.arange(6)[:, None, None, None]
+    y = np.zeros(6, int)
+    fooled = np.array([1, 1, 1, 0, 0, 0])  # the first three fooled, the last three robust
+    shown.add(x, y, x, y, fooled, ["a"] * 6)
+    assert shown.full
+    arrays = shown.arrays()
+    np.testing.assert_array_equal(arrays["adversarial_predictions"], [1, 1, 0, 0])
+    np.testing.assert_array_equal(arrays["clean"][:, 0, 0, 0], [0, 1, 3, 4])
+    # One kind short: the other fills its places, and collection goes on meanwhile.
+    only_fooled = evaluation.AdversarialExamples(4)
+    only_fooled.add(x[:3], y[:3], x[:3], y[:3], fooled[:3], ["a"] * 3)
+    assert not only_fooled.full and len(only_fooled) == 3
+    np.testing.assert_array_equal(only_fooled.arrays()["clean"][:, 0, 0, 0], [0, 1, 2])
 
 
 def test_accuracy_vs_epsilon_figure_is_titled_and_marks_epsilon():
@@ -172,7 +200,7 @@ def test_accuracy_vs_epsilon_figure_is_titled_and_marks_epsilon():
     assert ax.get_xlabel().startswith("epsilon (linf") and ax.get_ylabel() == "robust accuracy"
     labels = [line.get_label() for line in ax.get_lines()]
     assert "evaluated epsilon = 0.1" in labels and "chance (0.1)" in labels
-    star = ax.get_lines()[labels.index("robust accuracy, full suite on 100 images (0.800)")]
+    star = ax.get_lines()[labels.index("robust accuracy, the attack suite on 100 images (0.800)")]
     assert list(star.get_xdata()) == [0.1] and list(star.get_ydata()) == [0.8]
     width, height = fig.get_size_inches()
     assert width >= 8 and height >= 5

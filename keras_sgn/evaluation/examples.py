@@ -9,13 +9,19 @@ held, whatever the size of the dataset.
 
 import numpy as np
 
+from keras_sgn.errors import ArgumentError
+
 
 class AdversarialExamples:
-    """Collects up to `n` examples, those the attacks fooled first.
+    """Collects up to `n` examples: fooled ones and ones that stayed robust.
+
+    A grid of fooled images only would hide what the attacks failed on, so half
+    the places (rounded up) go to fooled examples and the rest to robust ones;
+    when one kind runs short, the other fills its places.
 
     Args:
-        n: how many examples to keep (fooled ones first, then ones that stayed
-            robust; examples misclassified without attack are skipped).
+        n: how many examples to keep (examples misclassified without attack are
+            skipped).
 
     After the evaluation, `arrays()` gives what
     `keras_sgn.reporting.adversarial_examples_figure` draws.
@@ -23,7 +29,7 @@ class AdversarialExamples:
 
     def __init__(self, n=8):
         if not (isinstance(n, int) and n >= 1):
-            raise ValueError(f"n must be an integer >= 1. Received: n={n!r}.")
+            raise ArgumentError(f"n must be an integer >= 1. Received: n={n!r}.")
         self.n = n
         self._fooled, self._robust = [], []
 
@@ -38,20 +44,26 @@ class AdversarialExamples:
                              adversarial_predictions[i], attacks[i]))
 
     @property
+    def n_fooled(self):
+        """The places of fooled examples in the grid (half, rounded up)."""
+        return (self.n + 1) // 2
+
+    @property
     def full(self):
-        """Whether enough fooled examples are kept (no need to offer more)."""
-        return len(self._fooled) >= self.n
+        """Whether both kinds have their places filled (no need to offer more)."""
+        return len(self._fooled) >= self.n_fooled and len(self._robust) >= self.n - self.n_fooled
 
     def __len__(self):
         return min(self.n, len(self._fooled) + len(self._robust))
 
     def arrays(self):
         """`{"clean", "adversarial", "labels", "clean_predictions",
-        "adversarial_predictions", "attacks"}`: fooled examples first."""
-        rows = (self._fooled + self._robust)[: self.n]
+        "adversarial_predictions", "attacks"}`: fooled examples first, then robust ones."""
+        n_robust = min(len(self._robust), self.n - min(len(self._fooled), self.n_fooled))
+        rows = self._fooled[: self.n - n_robust] + self._robust[:n_robust]
         if not rows:
-            raise ValueError("No examples were kept: the evaluation classified none of its "
-                             "images correctly, or has not run yet.")
+            raise ArgumentError("No examples were kept: the evaluation classified none of its "
+                                "images correctly, or has not run yet.")
         columns = list(zip(*rows))
         return {"clean": np.stack(columns[0]), "labels": np.asarray(columns[1]),
                 "adversarial": np.stack(columns[2]),
