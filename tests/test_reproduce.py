@@ -165,6 +165,15 @@ def test_plots_have_a_mean_line_a_band_and_the_target():
     fig, ax = plots.robust_figure(runs_, "epoch", target=None)
     assert ax.get_xlabel() == "epoch" and len(ax.get_lines()) == 2  # no target line
     plt.close(fig)
+    # `standard` near 0 under attack: named with its best, not stretching the axis to 0.
+    fig, ax = plots.robust_figure(runs_ + [_run("standard", 0, [0.01, 0.02])], "epoch",
+                                  target=0.61)
+    low, high = ax.get_ylim()
+    assert 0.15 < low < 0.2 and 0.62 < high < 0.7, (low, high)
+    labels = [line.get_label() for line in ax.get_lines()]
+    assert "standard (1 seed), below the axis: best 0.020" in labels
+    assert "pgd (mean of 2 seeds)" in labels
+    plt.close(fig)
 
 
 # -- the runner end to end --------------------------------------------------------

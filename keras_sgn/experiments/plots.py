@@ -5,6 +5,7 @@ seeds, markers on every epoch, and PGD-AT's target as a horizontal line."""
 import textwrap
 
 from keras_sgn import reporting
+from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments.analysis import mean_std
 
 # x axis key of a curve point -> (file suffix, axis label)
@@ -33,23 +34,40 @@ def method_band(method_runs, x_key):
     return xs, means, lows, highs
 
 
+def _on_the_axis(bands):
+    """The methods the y axis is scaled to: those whose best mean reaches half the
+    best method's. A method far below (`standard`, near 0 under attack) would
+    otherwise stretch the axis to 0 and squash the band where the others differ;
+    it is named in the legend with its best value instead."""
+    best = max(max(means) for _, means, _, _ in bands.values())
+    return [method for method, (_, means, _, _) in bands.items() if max(means) >= best / 2]
+
+
 def robust_figure(runs, x_key, target=None, title="", y_label="validation robust accuracy",
                   reference="pgd"):
     """`(figure, axes)`: per method the mean over seeds (line + markers) and
     the min-max band, and `target` as a dashed horizontal line. The caller
     saves it (`reporting.save_figure`); tests read the artists."""
     if x_key not in AXES:
-        raise ValueError(f"x_key must be one of {tuple(AXES)}. Received: {x_key!r}.")
+        raise ArgumentError(f"x_key must be one of {tuple(AXES)}. Received: {x_key!r}.")
     by_method = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
     fig, ax = reporting.new_figure(figsize=(8, 5))
-    for index, (method, method_runs) in enumerate(by_method.items()):
-        xs, means, lows, highs = method_band(method_runs, x_key)
+    bands = {method: method_band(method_runs, x_key) for method, method_runs in by_method.items()}
+    shown = _on_the_axis(bands)
+    for index, (method, (xs, means, lows, highs)) in enumerate(bands.items()):
         color = f"C{index % 10}"
+        label = f"{method} ({_seeds(len(by_method[method]))})"
+        if method not in shown:
+            label += f", below the axis: best {max(means):.3f}"
         ax.fill_between(xs, lows, highs, color=color, alpha=0.18, linewidth=0)
         ax.plot(xs, means, color=color, marker=MARKERS[index % len(MARKERS)], markersize=5,
-                linewidth=1.8, label=f"{method} ({_seeds(len(method_runs))})")
+                linewidth=1.8, label=label)
+    low = min([min(bands[method][2]) for method in shown] + ([target] if target else []))
+    high = max([max(bands[method][3]) for method in shown] + ([target] if target else []))
+    margin = max(0.02, 0.05 * (high - low))
+    ax.set_ylim(max(0.0, low - margin), min(1.0, high + margin))
     if target is not None:
         ax.axhline(target, color="black", linestyle="--", linewidth=1,
                    label=f"target: {reference} best val robust ({target:.3f})")
