@@ -17,24 +17,25 @@ if __name__ == "__main__":
   that is not a flag (a stray word, or `--second_order false`: a boolean flag
   takes its value as `--second_order=false`) and `absl.app.UsageError` print
   `error: <message>` on stderr, exit code 2;
-* so do the errors keras-sgn raises about what the user gave it (`is_user_error`):
-  the zoo's errors, a dataset not on this machine (its one-line `command_line`
-  form, in flag terms), and any `ValueError` or
-  `FileNotFoundError` raised by a `raise` statement in keras-sgn or in the
-  tool's own folder (the library's messages name the parameter and the fix);
+* so does every `keras_sgn.errors.UserError` (`is_user_error`): what the user gave
+  keras-sgn is refused (a bad value, a refused folder, a full disk, a corrupt file, a
+  dataset not on this machine, a zoo or publishing error; the messages name the parameter
+  and the fix). An error that names its flag (`field`, as `ConfigError`) starts with it,
+  and one with a one-line `command_line` form (a dataset not on this machine) shows that;
 * below `--verbose=2` the INFO records of Python logging (TensorFlow's, e.g. a
   mirrored strategy's, and absl's) are hidden (`hide_info_logs`);
 * anything else (a bug) keeps its traceback. `KERAS_SGN_TRACEBACK=1` shows the
   traceback of user errors too.
 """
 
-import linecache
 import logging
 import os
 import sys
 
 from absl import app, flags
 from absl import logging as absl_logging
+
+from keras_sgn.errors import UserError
 
 #: Exit code of a usage error (as argparse uses).
 USAGE_EXIT_CODE = 2
@@ -43,58 +44,25 @@ TRACEBACK_VARIABLE = "KERAS_SGN_TRACEBACK"
 #: `--verbose` from this value on shows TensorFlow's INFO log records (as
 #: tools/quiet_start.py shows its start-up logs from the same value on).
 VERBOSE_SHOWS_INFO_LOGS = 2
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _user_error_classes():
-    from keras_sgn.data.errors import DatasetIntegrityError, DatasetNotAvailableError
-    from keras_sgn.zoo.errors import ZooError
-
-    return (app.UsageError, ZooError, DatasetNotAvailableError, DatasetIntegrityError)
-
-
-def _raising_frame(error):
-    """`(filename, line of source)` where `error` was raised."""
-    tb = error.__traceback__
-    if tb is None:
-        return None, ""
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    filename = tb.tb_frame.f_code.co_filename
-    return filename, linecache.getline(filename, tb.tb_lineno).strip()
-
-
-def _inside(path, folders):
-    path = os.path.realpath(path)
-    return any(path.startswith(os.path.realpath(folder) + os.sep) for folder in folders)
-
-
-def is_user_error(error, tool_dirs=(), extra_classes=()):
-    """Whether `error` is about the user's input (print it) rather than a bug.
-
-    Args:
-        error: the exception.
-        tool_dirs: folders of tool code whose deliberate `ValueError` /
-            `FileNotFoundError` count too (keras-sgn's own folder always does).
-        extra_classes: more exception classes that are always user errors
-            (e.g. `keras_sgn.hub.PublishError` for tools/publish.py).
-    """
-    if isinstance(error, _user_error_classes() + tuple(extra_classes)):
-        return True
-    if not isinstance(error, (ValueError, FileNotFoundError)):
-        return False
-    # Deliberate: a `raise` statement in our code. A ValueError from inside
-    # TensorFlow or NumPy (or from a C call on one of our lines) is a bug.
-    filename, line = _raising_frame(error)
-    return (filename is not None and line.startswith("raise")
-            and _inside(filename, (_PACKAGE_DIR, *tool_dirs)))
+def is_user_error(error):
+    """Whether `error` is about the user's input (print it) rather than a bug: a
+    `keras_sgn.errors.UserError`, or absl's `UsageError` (a tool's own refusal)."""
+    return isinstance(error, (UserError, app.UsageError))
 
 
 def error_line(error):
-    """`error: <message>` (an error without a message shows its class name); an
-    error that says it for the command line too (its `command_line`, e.g. a
-    dataset that is not on this machine) shows that."""
-    message = (getattr(error, "command_line", None) or str(error)).strip() or type(error).__name__
+    """`error: <message>` on one line (an error without a message shows its class name);
+    an error that says it for the command line too (its `command_line`, e.g. a dataset
+    that is not on this machine) shows that, and one naming its flag (`field`, as a
+    `ConfigError`) starts with `--<flag>: `."""
+    message = getattr(error, "command_line", None) or str(error)
+    message = " ".join(line.strip() for line in message.splitlines() if line.strip())
+    message = message or type(error).__name__
+    field = getattr(error, "field", None)
+    if field and not message.startswith(f"--{field}"):
+        message = f"--{field}: {message}"
     return f"error: {message}"
 
 
@@ -168,31 +136,29 @@ def hide_info_logs(flag_values=None):
     logging.getLogger("tensorflow").setLevel(logging.WARNING)
 
 
-def run_tool(main, argv=None, *, user_errors=()):
+def run_tool(main, argv=None):
     """Run `main(argv)` under `absl.app.run`; a user error is one `error:` line.
 
     Args:
         main: the tool's `main(argv)`.
         argv: the command line (default `sys.argv`).
-        user_errors: more exception classes to report as one line (or a function
-            returning them, called when an error is raised: a tool that imports
-            them only in `main`).
 
     Exits with code 2 after a user error (see the module docstring), with the
     traceback and code 1 after any other exception, else as `main` does.
     """
-    tool_dirs = (os.path.dirname(os.path.abspath(main.__code__.co_filename)),)
-
     def guarded_main(args):
         hide_info_logs()
         try:
             return main(args)
         except Exception as error:
-            extra = user_errors() if callable(user_errors) else user_errors
             if os.environ.get(TRACEBACK_VARIABLE, "") not in ("", "0") or not is_user_error(
-                    error, tool_dirs, extra):
+                    error):
                 raise
             print(error_line(error), file=sys.stderr)
+            if getattr(error, "exit_at_once", False):  # see io_utils.OutOfSpaceError
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(USAGE_EXIT_CODE)
             sys.exit(USAGE_EXIT_CODE)
 
     app.run(guarded_main, argv=argv, flags_parser=_parse_flags)

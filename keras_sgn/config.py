@@ -45,6 +45,7 @@ import importlib
 import math
 
 from keras_sgn import names, recipes
+from keras_sgn.errors import ArgumentError
 
 
 def _part(name):
@@ -65,7 +66,7 @@ LARGE_LINF_EPSILON = 0.5
 _STEP_SIZE_AT_EPSILON_ZERO = 1.0
 
 
-class ConfigError(ValueError):
+class ConfigError(ArgumentError):
     """A `TrainConfig` setting that cannot be used; `field` names it (the tools
     name the flag of the same name)."""
 
@@ -309,9 +310,9 @@ class TrainConfig:
             close = {key: difflib.get_close_matches(key, known, n=1) for key in unknown}
             hints = "; ".join(f"{key!r}: did you mean {match[0]!r}?"
                               for key, match in close.items() if match)
-            raise ValueError(f"TrainConfig has no field(s) {unknown}. "
-                             + (f"{hints}. " if hints else "")
-                             + f"Valid fields: {', '.join(sorted(known))}.")
+            raise ArgumentError(f"TrainConfig has no field(s) {unknown}. "
+                                + (f"{hints}. " if hints else "")
+                                + f"Valid fields: {', '.join(sorted(known))}.")
         return cls(**values)
 
     def recipe(self):
@@ -328,7 +329,7 @@ def parse_decay_fractions(text):
         fractions = ()
     if (not fractions or any(not 0 < f < 1 for f in fractions)
             or list(fractions) != sorted(set(fractions))):
-        raise ValueError(
+        raise ArgumentError(
             "lr_decay_at must be increasing fractions of the run in (0, 1), comma-separated, "
             f"e.g. '0.5,0.75' or '0.89'. Received: {text!r}.")
     return fractions
@@ -382,7 +383,7 @@ def check_feedback_sites(method, sites):
     sgn_methods = _part("methods")
     if not sites and issubclass(sgn_methods.method_class(method),
                                 sgn_methods.SelfGradientTraining):
-        raise ValueError(
+        raise ArgumentError(
             f"method {method!r} trains through feedback sites, but sites=none selects none "
             "(it would be standard training labelled as self-gradient). Received: "
             "sites=none. Give --sites=default (or a list like 'input,stage1'), or use "
@@ -407,7 +408,7 @@ def field_specs(group=None):
     """The `FieldSpec` of every `TrainConfig` field in declaration order (only
     those of `group`, one of `GROUPS`, if given)."""
     if group is not None and group not in GROUPS:
-        raise ValueError(f"group must be one of {GROUPS}. Received: {group!r}.")
+        raise ArgumentError(f"group must be one of {GROUPS}. Received: {group!r}.")
     specs = []
     for field in dataclasses.fields(TrainConfig):
         meta = field.metadata

@@ -14,6 +14,7 @@ gradient.
 import tensorflow as tf
 
 from keras_sgn import attacks
+from keras_sgn.errors import ArgumentError
 from keras_sgn.layers import NORMALIZATIONS, record_sites
 
 
@@ -47,7 +48,7 @@ def normalize_gradient(gradient, activation, normalization, epsilon=1e-12):
         return std * tf.sign(gradient)
     if normalization == "raw":
         return gradient
-    raise ValueError(
+    raise ArgumentError(
         f"normalization must be one of {NORMALIZATIONS}. Received: "
         f"normalization={normalization!r}."
     )

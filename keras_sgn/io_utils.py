@@ -3,13 +3,17 @@ disk named before it costs anything, and model files read with clear errors."""
 
 import contextlib
 import errno
+import gc
 import json
 import os
 import shutil
+import sys
 import tempfile
 import zipfile
 
 import numpy as np
+
+from keras_sgn.errors import MissingFileError, UserError
 
 # Prefix of the temporary files of the atomic writes (a process killed while
 # writing leaves one behind; `keras_sgn.training.run_folder` removes them).
@@ -19,12 +23,17 @@ TEMPORARY_PREFIX = ".tmp-"
 _SAVE_MARGIN_BYTES = 1 << 20
 
 
-class OutOfSpaceError(OSError):
+class OutOfSpaceError(UserError, OSError):
     """The disk of a folder has too little room for a file about to be written.
     Nothing was written: the previous files are intact."""
 
+    #: The tools exit without the interpreter's teardown (`keras_sgn.cli`): an HDF5 file
+    #: that could not be closed on the full disk would be flushed there again (error
+    #: stacks, a crash) after the one-line error.
+    exit_at_once = True
 
-class CorruptFileError(ValueError):
+
+class CorruptFileError(UserError, ValueError):
     """A file exists but cannot be read as what it should be (truncated,
     overwritten, or of another kind)."""
 
@@ -77,6 +86,26 @@ def _commit(tmp, path):
     fsync_directory(os.path.dirname(os.path.abspath(path)))
 
 
+def close_hdf5_files(path):
+    """Close the HDF5 files open on `path`; returns how many. A Keras weights file whose
+    write failed half-way stays open, and at exit HDF5 would flush it again: on a full
+    disk that printed HDF5 error stacks after the one-line error, and crashed."""
+    h5py = sys.modules.get("h5py")
+    if h5py is None:
+        return 0
+    path = os.path.abspath(path)
+    open_files = [o for o in gc.get_objects() if isinstance(o, h5py.File)]
+    closed = 0
+    for handle in open_files:
+        try:
+            if handle.id.valid and os.path.abspath(handle.filename) == path:
+                handle.close()
+                closed += 1
+        except (OSError, RuntimeError, ValueError):
+            pass  # its disk refuses the flush too: the tools then exit at once
+    return closed
+
+
 @contextlib.contextmanager
 def _writing(tmp, path):
     """Around the write of `tmp` (committed to `path`): a full disk becomes an
@@ -84,6 +113,7 @@ def _writing(tmp, path):
     try:
         yield
     except OSError as error:
+        close_hdf5_files(tmp)
         if error.errno != errno.ENOSPC or isinstance(error, OutOfSpaceError):
             raise
         folder = os.path.dirname(os.path.abspath(path))
@@ -112,6 +142,22 @@ def atomic_write_text(path, text):
 def atomic_write_json(path, obj):
     """`atomic_write_text` of `obj` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+def read_json_object(path, fix, error=CorruptFileError):
+    """The JSON object (`{...}`) in `path`; `error` (a `CorruptFileError` unless given)
+    when the file is not valid JSON or holds another value, its message ending with `fix`
+    (what the user does about it). A missing file raises `FileNotFoundError`."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            value = json.load(f)
+    except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+        problem = "not valid JSON"
+    else:
+        if isinstance(value, dict):
+            return value
+        problem = f"not a JSON object (it holds a {type(value).__name__})"
+    raise error(f"{path} is {problem}: damaged, or not written by keras_sgn. {fix}")
 
 
 def model_file_bytes(model):
@@ -153,8 +199,8 @@ def load_model_file(path, flag=None):
 
     name = f"{flag}={path}" if flag else str(path)
     if not os.path.exists(path):
-        raise FileNotFoundError(errno.ENOENT, f"{name}: no such file. Give the path of a "
-                                "saved .keras model (e.g. RUN_DIR/model.keras).")
+        raise MissingFileError(errno.ENOENT, f"{name}: no such file. Give the path of a "
+                               "saved .keras model (e.g. RUN_DIR/model.keras).")
     if os.path.isdir(path) or not zipfile.is_zipfile(path):
         raise CorruptFileError(
             f"{name} is corrupt: not a .keras archive ({os.path.getsize(path)} bytes; "

@@ -27,6 +27,8 @@ import threading
 import keras
 import tensorflow as tf
 
+from keras_sgn.errors import ArgumentError
+
 NORMALIZATIONS = ("l2_relative", "sign", "raw")
 
 _STATE = threading.local()
@@ -146,9 +148,9 @@ class SelfGradient(keras.layers.Layer):
         super().__init__(**kwargs)
         beta = float(beta)
         if not beta >= 0.0:
-            raise ValueError(f"beta must be >= 0 (a feedback strength). Received: beta={beta}.")
+            raise ArgumentError(f"beta must be >= 0 (a feedback strength). Received: beta={beta}.")
         if normalization not in NORMALIZATIONS:
-            raise ValueError(
+            raise ArgumentError(
                 f"normalization must be one of {NORMALIZATIONS}. Received: "
                 f"normalization={normalization!r}."
             )

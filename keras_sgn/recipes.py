@@ -13,6 +13,8 @@ keras_sgn.recipes.register_recipe(
 
 import difflib
 
+from keras_sgn.errors import ArgumentError
+
 # The fields a dataset recipe gives (every recipe gives all of them).
 RECIPE_KEYS = ("model", "epsilon", "epochs", "batch_size", "learning_rate", "lr_schedule",
                "optimizer", "weight_decay")
@@ -28,7 +30,7 @@ def register_recipe(dataset, **values):
     unknown = sorted(set(values) - set(RECIPE_KEYS))
     missing = [key for key in RECIPE_KEYS if key not in values]
     if unknown or missing:
-        raise ValueError(
+        raise ArgumentError(
             f"register_recipe({dataset!r}, ...) takes exactly the keys {RECIPE_KEYS}. "
             f"Received unknown keys {unknown} and no value for {missing}. Give one value "
             "per key (other settings belong in the TrainConfig).")
@@ -41,7 +43,7 @@ def get_recipe(dataset):
     if dataset not in DATASET_RECIPES:
         close = difflib.get_close_matches(str(dataset), DATASET_RECIPES, n=3)
         hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(
+        raise ArgumentError(
             f"dataset has no registered recipe. Received: {dataset!r}.{hint} Datasets with a "
             f"recipe: {', '.join(list_recipes())}; register one with "
             "keras_sgn.recipes.register_recipe().")

@@ -10,13 +10,30 @@ import numpy as np
 TOOLS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
 
 
-def run_tool(tool, *args, timeout=300):
-    """Run `tools/<tool>` as a user does, from the project root (no traceback switch)."""
-    root = os.path.dirname(TOOLS_DIR)
-    env = dict(os.environ, PYTHONPATH=root)
+def tool_command(tool, *args, prelude=None):
+    """The command line that runs `tools/<tool>`; with `prelude`, Python code run first in
+    the tool's process (a test's monkeypatch), then the tool as `python tools/<tool>`."""
+    path = os.path.join(TOOLS_DIR, tool)
+    if prelude is None:
+        return [sys.executable, path, *args]
+    start = (f"{prelude}\nimport runpy, sys\nsys.argv = sys.argv[1:]\n"
+             f"sys.path.insert(0, {TOOLS_DIR!r})\nrunpy.run_path(sys.argv[0], run_name='__main__')")
+    return [sys.executable, "-c", start, path, *args]
+
+
+def tool_environment():
+    """The environment a tool runs in: the project importable, no traceback switch."""
+    env = dict(os.environ, PYTHONPATH=os.path.dirname(TOOLS_DIR))
     env.pop("KERAS_SGN_TRACEBACK", None)
-    return subprocess.run([sys.executable, os.path.join(TOOLS_DIR, tool), *args],
-                          capture_output=True, text=True, timeout=timeout, env=env, cwd=root)
+    return env
+
+
+def run_tool(tool, *args, timeout=300, prelude=None):
+    """Run `tools/<tool>` as a user does, from the project root (no traceback switch);
+    `prelude`: as `tool_command` takes it."""
+    return subprocess.run(tool_command(tool, *args, prelude=prelude), capture_output=True,
+                          text=True, timeout=timeout, env=tool_environment(),
+                          cwd=os.path.dirname(TOOLS_DIR))
 
 
 def tool_module(file_name, module_name):

@@ -159,17 +159,6 @@ def test_epsilon_zero_is_a_valid_clean_baseline_whose_method_loads_back():
     assert methods.deserialize(methods.serialize(method)).get_config() == method.get_config()
 
 
-def test_tool_errors_are_one_line_naming_the_flag():
-    error = config.ConfigError("epsilon", "epsilon=5 is implausible.\nPass --allow_large_epsilon.")
-    assert tool_flags.flag_message(error) == (
-        "--epsilon: epsilon=5 is implausible. Pass --allow_large_epsilon.")
-    from keras_sgn.training import OutOfSpaceError, RunFolderError
-
-    assert tool_flags.flag_message(RunFolderError("--output_dir=x is a file.")) == (
-        "--output_dir=x is a file.")
-    assert {RunFolderError, OutOfSpaceError} <= set(tool_flags.run_errors())
-
-
 # -- dataset recipes -------------------------------------------------------------------
 
 def test_recipes_are_registered_data():

@@ -4,6 +4,7 @@ keras_sgn.provenance (version, commit and library versions, never failing)."""
 import os
 import shutil
 import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -25,21 +26,54 @@ def _raised(error_class, message):
 def test_library_errors_are_user_errors_and_bugs_are_not():
     with pytest.raises(ValueError) as bad_epsilon:
         keras_sgn.evaluation.check_epsilon(float("nan"))
-    assert cli.is_user_error(bad_epsilon.value)  # raised on purpose by keras_sgn
+    assert cli.is_user_error(bad_epsilon.value)  # an ArgumentError: a ValueError too
     with pytest.raises(ValueError) as numpy_error:
         np.concatenate([])
     assert not cli.is_user_error(numpy_error.value)  # from inside NumPy: a bug
     assert not cli.is_user_error(_raised(KeyError, "x"))
-    # Raised in this test's folder: only when it is named as a tool folder.
-    here = _raised(ValueError, "bad flag value")
-    assert not cli.is_user_error(here)
-    assert cli.is_user_error(here, tool_dirs=(os.path.dirname(__file__),))
+    assert not cli.is_user_error(_raised(ValueError, "a plain ValueError is a bug"))
     assert cli.is_user_error(zoo.NotPublishedError("not published"))
     assert cli.is_user_error(data.DatasetNotAvailableError("no data"))
     assert cli.is_user_error(app.UsageError("--x: wrong"))
-    assert not cli.is_user_error(hub.PublishError("no report"))
-    assert cli.is_user_error(hub.PublishError("no report"), extra_classes=(hub.PublishError,))
+    assert cli.is_user_error(hub.PublishError("no report"))
     assert cli.error_line(ValueError("epsilon must be >= 0.")) == "error: epsilon must be >= 0."
+
+
+def test_the_error_hierarchy():
+    from keras_sgn import config, errors, training
+
+    typed = [config.ConfigError, training.RunFolderError, training.RunFolderBusyError,
+             training.OutOfSpaceError, training.CorruptFileError, training.StrategyError,
+             training.TrainingDiverged, data.DatasetNotAvailableError,
+             data.DatasetIntegrityError, zoo.ZooError, zoo.UnknownModelError,
+             zoo.ChecksumMismatchError, hub.PublishError, errors.ArgumentError,
+             errors.MissingFileError]
+    for error_class in typed:
+        assert issubclass(error_class, errors.UserError), error_class
+    # Code that catches the built-in kinds still does.
+    for error_class, builtin in [(config.ConfigError, ValueError),
+                                 (training.RunFolderError, ValueError),
+                                 (training.TrainingDiverged, ValueError),
+                                 (training.OutOfSpaceError, OSError),
+                                 (data.DatasetNotAvailableError, FileNotFoundError),
+                                 (zoo.UnknownModelError, ValueError),
+                                 (errors.MissingFileError, FileNotFoundError)]:
+        assert issubclass(error_class, builtin), (error_class, builtin)
+    # A preemption is no mistake: the tools exit with its code, not as a user error.
+    assert issubclass(training.TrainingPreempted, errors.KerasSGNError)
+    assert not issubclass(training.TrainingPreempted, errors.UserError)
+    error = config.ConfigError("epsilon", "epsilon=5 is implausible.\nPass --allow_large_epsilon.")
+    assert cli.error_line(error) == (
+        "error: --epsilon: epsilon=5 is implausible. Pass --allow_large_epsilon.")
+    assert cli.error_line(training.RunFolderError("--output_dir=x is a file.")) == (
+        "error: --output_dir=x is a file.")
+
+
+def test_the_errors_module_imports_no_tensorflow():
+    code = ("import os, sys; os.environ['KERAS_SGN_LAZY_IMPORT'] = '1'; "
+            "import keras_sgn.cli, keras_sgn.errors; "
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=ROOT)
 
 
 @pytest.fixture

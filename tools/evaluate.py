@@ -31,14 +31,13 @@ same folder stops with one line naming the first (its pid and command).
 import quiet_start  # noqa: F401
 
 # isort: split
-import json
 import os
 
 from absl import app, flags
 
 # None of these imports TensorFlow (`--help` stays quick); the evaluation is imported where
 # it runs.
-from keras_sgn import cli, names, recipes, zoo
+from keras_sgn import cli, errors, io_utils, names, recipes, zoo
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A tools/train.py output dir: evaluate RUN_DIR/model.keras "
@@ -49,7 +48,7 @@ flags.DEFINE_string("dataset", None, "Dataset name; default: the run's or the zo
                     "(else cifar10).")
 flags.DEFINE_string("data_dir", None, "Folder of prepared tfds datasets; default: the run's.")
 flags.DEFINE_enum("split", "test", ["train", "validation", "test"], "Split to evaluate on.")
-flags.DEFINE_integer("n_examples", None, "Evaluate the first N examples only.")
+flags.DEFINE_integer("n_examples", None, "Evaluate the first N examples only.", lower_bound=1)
 flags.DEFINE_enum("order", "stored", ["stored", "original"], "Which images are 'the first N': "
                   "'stored' (tfds' order) or 'original' (the publication's file order, as the "
                   "literature's 'first 1,000 test images'; mnist and fashion_mnist test).")
@@ -62,9 +61,11 @@ flags.DEFINE_string("attacks", "standard", "'quick', 'standard', or attacks sepa
                     f"Attacks: {', '.join(names.ATTACKS)}.")
 flags.DEFINE_bool("cascade", True, "Run each attack only on points still robust (AutoAttack).")
 flags.DEFINE_bool("sanity_checks", True, "Run the gradient-masking sanity checks.")
-flags.DEFINE_integer("sanity_examples", 256, "Examples used by the sanity checks.")
-flags.DEFINE_integer("square_queries", 1000, "Query budget of the sanity checks' Square attack.")
-flags.DEFINE_integer("batch_size", 128, "Evaluation batch size.")
+flags.DEFINE_integer("sanity_examples", 256, "Examples used by the sanity checks.",
+                     lower_bound=1)
+flags.DEFINE_integer("square_queries", 1000, "Query budget of the sanity checks' Square attack.",
+                     lower_bound=1)
+flags.DEFINE_integer("batch_size", 128, "Evaluation batch size.", lower_bound=1)
 flags.DEFINE_integer("seed", 0, "Seed of the attacks' randomness.")
 flags.DEFINE_string("output_dir", None, "Where the reports go (default: RUN_DIR/eval, the "
                     "model's folder/eval, or runs/ZOO_NAME/eval).")
@@ -73,13 +74,14 @@ flags.DEFINE_bool("resume", True, "Skip the batches already attacked by an inter
 flags.DEFINE_integer("verbose", 1, "0: only the result lines; 1: progress bars.")
 
 
-def _read_run_config(run_dir):
+def _read_run_config(run_dir, flag):
     """The run's `config.json` as a dict ({} if the folder has none)."""
     path = os.path.join(run_dir, "config.json")
     if not os.path.exists(path):
         return {}
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    return io_utils.read_json_object(
+        path, f"Received: {flag}. Restore the run's config.json, or move it away and give "
+        "--dataset, --norm and --epsilon.")
 
 
 def _from_run_dir(run_dir):
@@ -89,14 +91,16 @@ def _from_run_dir(run_dir):
                 if os.path.isdir(os.path.join(run_dir, "backup")) else
                 " Give the --output_dir of a finished tools/train.py run.")
         raise app.UsageError(f"--run_dir: no model.keras in {run_dir!r}.{hint}")
-    return dict(label=model_path, path=model_path, defaults=_read_run_config(run_dir),
+    return dict(label=model_path, path=model_path, flag=None,
+                defaults=_read_run_config(run_dir, f"--run_dir={run_dir}"),
                 output_dir=os.path.join(run_dir, "eval"))
 
 
 def _from_model_flag(model):
     if os.path.exists(model):
         folder = os.path.dirname(os.path.abspath(model))
-        return dict(label=model, path=model, defaults=_read_run_config(folder),
+        return dict(label=model, path=model, flag="--model",
+                    defaults=_read_run_config(folder, f"--model={model}"),
                     output_dir=os.path.join(os.path.dirname(model), "eval"))
     try:
         entry = zoo.get_entry(model)
@@ -139,7 +143,8 @@ def threat_model(defaults):
         epsilon = 0.5 if norm == "l2" else recipes.DATASET_RECIPES.get(
             dataset, {}).get("epsilon", 8 / 255)
     evaluation.check_epsilon(epsilon)
-    attacks.check_attack_args(epsilon, 1, norm)
+    with errors.checked_arguments():
+        attacks.check_attack_args(epsilon, 1, norm)
     return dataset, norm, epsilon
 
 
@@ -147,11 +152,11 @@ def load_model(source):
     """The model, loaded before any data (a recipe-only zoo name says so here)."""
     if "entry" in source:
         return zoo.load_pretrained(source["entry"])
-    import keras
-
     import keras_sgn  # noqa: F401  (registers the custom objects)
 
-    return keras.saving.load_model(source["path"], safe_mode=True)
+    # A file that is not a whole .keras archive (config.json, a truncated copy) is
+    # refused as corrupt, not Keras' "File not found".
+    return io_utils.load_model_file(source["path"], flag=source["flag"])
 
 
 def _count(n, noun):

@@ -11,27 +11,17 @@ choices and help text, so the tools declare none of the shared flags twice:
 Flags are attributed to the module that calls `define_config_flags` (so
 `--help` of a tool lists them), not to this one.
 
-`run_tool(main)` is `keras_sgn.cli.run_tool(main)` for the training tools: a
-mistake the user can fix (a bad flag value, a refused setting or output
-folder, a full disk, a missing dataset) is ONE line naming the flag and the
-fix, without a traceback; anything else is a bug and keeps its traceback.
+The training tools run through `keras_sgn.cli.run_tool(main)`: a mistake the user can fix
+(a bad flag value, a refused setting or output folder, a full disk, a missing dataset) is a
+`keras_sgn.errors.UserError`, printed as ONE line naming the flag and the fix; anything else
+is a bug and keeps its traceback.
 """
 
-from absl import app, flags
+from absl import flags
 
 # Neither imports TensorFlow: `--help` of the tools stays quick (keras_sgn.training does,
 # so it is imported where a run needs it).
-from keras_sgn import cli
 from keras_sgn import config as sgn_config
-
-
-def run_errors():
-    """Errors of a training run the user fixes (a refused folder, a full disk, a
-    corrupt file, an unreachable TPU): one line each, like a refused setting."""
-    from keras_sgn import training
-
-    return (training.RunFolderError, training.OutOfSpaceError, training.CorruptFileError,
-            training.StrategyError)
 
 # Flag definitions made here belong to the calling tool (its `--help` shows them).
 flags.disclaim_key_flags()
@@ -106,25 +96,3 @@ def apply_logical_cpus(flag_values=None):
     from keras_sgn.training import use_logical_cpus
 
     use_logical_cpus((flags.FLAGS if flag_values is None else flag_values).logical_cpus)
-
-
-def flag_message(error):
-    """The message of `error`, on one line; a `ConfigError` names its flag first."""
-    message = " ".join(line.strip() for line in str(error).splitlines() if line.strip())
-    field = getattr(error, "field", None)
-    if field and not message.startswith(f"--{field}"):
-        message = f"--{field}: {message}"
-    return message
-
-
-def run_tool(main):
-    """`keras_sgn.cli.run_tool(main)` (a user's mistake is one `error:` line,
-    exit code 2) with the training run's own user errors (`run_errors()`), and a
-    `ConfigError` printed as `error: --<flag>: <message>`."""
-    def main_naming_flags(argv):
-        try:
-            return main(argv)
-        except (sgn_config.ConfigError, *run_errors()) as error:
-            raise app.UsageError(flag_message(error)) from error
-
-    cli.run_tool(main_naming_flags)

@@ -160,4 +160,4 @@ def publish(scratch):
 
 
 if __name__ == "__main__":
-    cli.run_tool(main, user_errors=lambda: (hub.PublishError,))
+    cli.run_tool(main)

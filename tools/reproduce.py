@@ -130,9 +130,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    def run_folder_errors():
-        from keras_sgn import training
-
-        return (training.RunFolderError,)
-
-    cli.run_tool(main, user_errors=run_folder_errors)
+    cli.run_tool(main)

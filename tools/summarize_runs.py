@@ -14,7 +14,6 @@ import glob
 import json
 import os
 import statistics
-import sys
 
 # keras_sgn.cli (one-line usage errors, stray arguments refused) without importing
 # TensorFlow before the flags are parsed; `main` imports what it needs (keras_sgn/__init__.py).
@@ -23,7 +22,8 @@ os.environ.setdefault("KERAS_SGN_LAZY_IMPORT", "1")
 # isort: split
 from absl import flags
 
-from keras_sgn import cli
+from keras_sgn import cli, io_utils
+from keras_sgn.errors import UserError
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("runs", "runs/*", "Glob of run folders holding summary.json.")
@@ -35,11 +35,34 @@ def _mean_std(values):
     return f"{statistics.mean(values):.3f} ± {statistics.pstdev(values):.3f}"
 
 
-def _group_key(folder, summary, recipe_fields):
-    """The run's recipe settings but the seed (a run without config.json: its summary's)."""
+#: What a summary.json of a finished tools/train.py run holds that the table shows.
+SUMMARY_KEYS = ("method", "model", "dataset", "clean_accuracy", "robust_accuracy",
+                "train_seconds")
+
+
+def _fix(folder):
+    return (f"Received: --runs={FLAGS.runs} matching {folder}. Narrow --runs to finished "
+            "tools/train.py runs, or move that folder away.")
+
+
+def read_run(folder):
+    """`(summary, settings)` of a run folder: its summary.json and its config.json ({}
+    without one); damaged files and a summary without the table's numbers are refused
+    naming the folder."""
+    summary = io_utils.read_json_object(os.path.join(folder, "summary.json"), _fix(folder))
+    missing = [key for key in SUMMARY_KEYS if key not in summary]
+    if missing:
+        raise UserError(f"{folder}/summary.json has no {', '.join(missing)}: not the summary "
+                        f"of a finished tools/train.py run. {_fix(folder)}")
     path = os.path.join(folder, "config.json")
-    settings = json.load(open(path)) if os.path.exists(path) else {
-        k: summary.get(k) for k in ("method", "model", "dataset", "epsilon")}
+    settings = io_utils.read_json_object(path, _fix(folder)) if os.path.exists(path) else {}
+    return summary, settings
+
+
+def _group_key(summary, settings, recipe_fields):
+    """The run's recipe settings but the seed (a run without config.json: its summary's)."""
+    settings = settings or {k: summary.get(k) for k in ("method", "model", "dataset",
+                                                         "epsilon")}
     return tuple(sorted((k, json.dumps(v)) for k, v in settings.items()
                         if k in recipe_fields and k != "seed"))
 
@@ -76,27 +99,22 @@ def main(argv):
     recipe_fields = set(config.recipe_fields())
     runs = collections.defaultdict(list)
     for path in sorted(glob.glob(os.path.join(FLAGS.runs, "summary.json"))):
-        with open(path) as f:
-            summary = json.load(f)
         folder = os.path.dirname(path)
-        config_path = os.path.join(folder, "config.json")
-        summary["seed"] = (json.load(open(config_path)).get("seed")
-                           if os.path.exists(config_path) else None)
+        summary, settings = read_run(folder)
+        summary["seed"] = settings.get("seed")
         summary["_folder"] = folder
-        runs[_group_key(folder, summary, recipe_fields)].append(summary)
-    if not runs:  # one line and code 2 as keras_sgn.cli (which would import TensorFlow)
-        print(f"error: --runs={FLAGS.runs}: no summary.json in the folders it matches. Give "
-              "a glob of run folders, e.g. --runs='runs/*'.", file=sys.stderr)
-        sys.exit(2)
+        runs[_group_key(summary, settings, recipe_fields)].append(summary)
+    if not runs:
+        raise UserError(f"--runs={FLAGS.runs}: no summary.json in the folders it matches. "
+                        "Give a glob of run folders, e.g. --runs='runs/*'.")
     duplicates = _duplicates(runs)
     if duplicates:
         seed, folders = duplicates[0]
-        print(f"error: --runs={FLAGS.runs} matches {len(folders)} folders holding the same run "
-              f"(same settings, seed {seed}): {', '.join(folders)}. A mean over copies of one "
-              f"seed is not a mean over runs. Received: {sum(len(f) for _, f in duplicates)} "
-              "folders of repeated runs. Narrow --runs to one folder of each run, or move the "
-              "copies away.", file=sys.stderr)
-        sys.exit(2)
+        raise UserError(
+            f"--runs={FLAGS.runs} matches {len(folders)} folders holding the same run (same "
+            f"settings, seed {seed}): {', '.join(folders)}. A mean over copies of one seed is "
+            f"not a mean over runs. Received: {sum(len(f) for _, f in duplicates)} folders of "
+            "repeated runs. Narrow --runs to one folder of each run, or move the copies away.")
     attack_names = sorted({name for group in runs.values() for s in group
                            for name in s.get("per_attack", {})})
     differing = [name for name in _differing(runs) if name not in ("method", "model",
@@ -106,11 +124,11 @@ def main(argv):
     print("|" + "---|" * (8 + len(attack_names)))
     for key, group in runs.items():
         settings = dict(key)
-        method, model, dataset = (json.loads(settings[k]) for k in ("method", "model",
-                                                                     "dataset"))
+        method, model, dataset = (group[0][k] for k in ("method", "model", "dataset"))
         shown = ", ".join(f"{name}={json.loads(settings[name])}" for name in differing
                           if name in settings) or "-"
-        cells = [_mean_std([s["per_attack"][name] for s in group if name in s["per_attack"]]
+        cells = [_mean_std([s["per_attack"][name] for s in group
+                            if name in s.get("per_attack", {})]
                            or [float("nan")]) for name in attack_names]
         print(f"| `{method}` | {model} | {dataset} | {shown} | "
               f"{_mean_std([s['clean_accuracy'] for s in group])} | "

@@ -32,10 +32,9 @@ from flags import (  # tools/flags.py: the flags of keras_sgn.config
     config_from_flags,
     define_config_flags,
     define_logical_cpus_flag,
-    run_tool,
 )
 
-from keras_sgn import names
+from keras_sgn import cli, names
 
 FLAGS = flags.FLAGS
 define_config_flags()  # one flag per TrainConfig field (keras_sgn/config.py)
@@ -71,4 +70,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run_tool(main)
+    cli.run_tool(main)

@@ -29,10 +29,9 @@ from flags import (  # tools/flags.py: the flags of keras_sgn.config
     config_from_flags,
     define_config_flags,
     define_logical_cpus_flag,
-    run_tool,
 )
 
-from keras_sgn import names
+from keras_sgn import cli, names
 
 FLAGS = flags.FLAGS
 
@@ -114,4 +113,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    run_tool(main)
+    cli.run_tool(main)

@@ -17,6 +17,7 @@ import types
 from typing import Mapping, Tuple
 
 from keras_sgn.data import digits
+from keras_sgn.errors import ArgumentError
 
 #: Names accepted by :func:`info` and :func:`keras_sgn.data.load`.
 DATASETS: Tuple[str, ...] = (
@@ -138,7 +139,7 @@ def check_name(name) -> str:
         close = difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.5)
         if close:
             msg += " Did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?"
-    raise ValueError(msg)
+    raise ArgumentError(msg)
 
 
 def check_split(split) -> str:
@@ -156,7 +157,7 @@ def check_split(split) -> str:
         if "[" in split or "%" in split:
             msg += (" tfds slicing syntax is not accepted here; use n_examples= to take the "
                     "first n examples of a split.")
-    raise ValueError(msg)
+    raise ArgumentError(msg)
 
 
 def split_sizes(name: str) -> dict:

@@ -35,6 +35,7 @@ import urllib.request
 
 from keras_sgn.data import idx, sources, tfds_source
 from keras_sgn.data.errors import DatasetNotAvailableError
+from keras_sgn.errors import ArgumentError, UserError
 
 #: Seconds a connection may wait for an answer (and a host name lookup may take).
 TIMEOUT_SECONDS = 10
@@ -55,7 +56,7 @@ TFDS_URLS = {
 }
 
 
-class DownloadFailed(OSError):
+class DownloadFailed(UserError, OSError):
     """A download could not be done (no network, host unknown, an HTTP error)."""
 
 
@@ -238,7 +239,7 @@ def prepare(name: str, data_dir=None, download: bool = True) -> sources.Source:
 
     name = catalog.check_name(name)
     if not isinstance(download, bool):
-        raise ValueError(f"download must be True or False, got {download!r}.")
+        raise ArgumentError(f"download must be True or False, got {download!r}.")
     if name == "digits":
         return sources.Source(name, "bundled", "scikit-learn", "scikit-learn")
     if name in sources.LOCAL_FILE_DATASETS:

@@ -1,7 +1,9 @@
 """The two ways loading real data can fail: the data is nowhere, or a copy of it is damaged."""
 
+from keras_sgn.errors import UserError
 
-class DatasetNotAvailableError(FileNotFoundError):
+
+class DatasetNotAvailableError(UserError, FileNotFoundError):
     """A dataset is not on this machine and was not downloaded (no network, or
     ``download=False``).
 
@@ -14,7 +16,7 @@ class DatasetNotAvailableError(FileNotFoundError):
         self.command_line = command_line
 
 
-class DatasetIntegrityError(ValueError):
+class DatasetIntegrityError(UserError, ValueError):
     """A copy of a dataset (found or downloaded) is truncated, altered or not in the expected
     format.
 

@@ -22,6 +22,7 @@ import tensorflow as tf
 from keras_sgn.data import cache as array_cache
 from keras_sgn.data import catalog, digits, idx, sources, tfds_source
 from keras_sgn.data import download as download_mod
+from keras_sgn.errors import ArgumentError
 
 # Augmentation: zero padding of this many pixels, then a random crop back to the original size.
 _PAD = 4
@@ -37,15 +38,15 @@ def _check_positive_int(value, param: str, example: str, allow_none: bool = Fals
         return None
     if not _is_int(value) or value < 1:
         extra = " or None" if allow_none else ""
-        raise ValueError(f"{param} must be a positive integer{extra}, got {value!r}; pass "
-                         f"e.g. {param}={example}.")
+        raise ArgumentError(f"{param} must be a positive integer{extra}, got {value!r}; pass "
+                            f"e.g. {param}={example}.")
     return int(value)
 
 
 def _check_optional_bool(value, param: str):
     if value is None or isinstance(value, (bool, np.bool_)):
         return None if value is None else bool(value)
-    raise ValueError(
+    raise ArgumentError(
         f"{param} must be True, False or None (None = the default for the split), got {value!r}."
     )
 
@@ -53,12 +54,13 @@ def _check_optional_bool(value, param: str):
 def _check_rest(seed, drop_remainder, cache_examples, data_dir) -> int:
     """Checks the remaining arguments of :func:`load`; returns ``seed`` as an int."""
     if not _is_int(seed):
-        raise ValueError(f"seed must be an integer, got {seed!r}; pass e.g. seed=0.")
+        raise ArgumentError(f"seed must be an integer, got {seed!r}; pass e.g. seed=0.")
     for param, value in (("drop_remainder", drop_remainder), ("cache", cache_examples)):
         if not isinstance(value, (bool, np.bool_)):
-            raise ValueError(f"{param} must be True or False, got {value!r}.")
+            raise ArgumentError(f"{param} must be True or False, got {value!r}.")
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
-        raise ValueError(f"data_dir must be a path (str or os.PathLike) or None, got {data_dir!r}.")
+        raise ArgumentError(
+            f"data_dir must be a path (str or os.PathLike) or None, got {data_dir!r}.")
     return int(seed)
 
 
@@ -67,8 +69,8 @@ def _resolve_augment(augment, split: str, ds_info) -> bool:
     if augment is None:
         return split == "train" and ds_info.augment
     if augment and not ds_info.augment:
-        raise ValueError(f"augment=True, but no augmentation is defined for {ds_info.name!r}; "
-                         "pass augment=False or None.")
+        raise ArgumentError(f"augment=True, but no augmentation is defined for {ds_info.name!r}; "
+                            "pass augment=False or None.")
     return augment
 
 
@@ -111,10 +113,10 @@ ORDERS = ("stored", "original")
 
 def _check_order(order, name: str, split: str) -> str:
     if order not in ORDERS:
-        raise ValueError(f"order must be one of {ORDERS}. Received: order={order!r}.")
+        raise ArgumentError(f"order must be one of {ORDERS}. Received: order={order!r}.")
     if order == "original" and not (name == "digits" or (
             name in sources.LOCAL_FILE_DATASETS and split == "test")):
-        raise ValueError(
+        raise ArgumentError(
             "order='original' (the publication's file order) is known for the test split of "
             f"{', '.join(sources.LOCAL_FILE_DATASETS)} and for digits. Received: order="
             f"'original' with {name!r} split {split!r}. Use order='stored'.")

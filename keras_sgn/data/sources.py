@@ -23,6 +23,7 @@ from typing import Tuple
 
 from keras_sgn.data import idx, tfds_source
 from keras_sgn.data.errors import DatasetNotAvailableError
+from keras_sgn.errors import ArgumentError
 
 #: The datasets that can be read from local files without tensorflow-datasets.
 LOCAL_FILE_DATASETS: Tuple[str, ...] = ("mnist", "fashion_mnist")
@@ -159,9 +160,9 @@ def locate(name: str, data_dir=None) -> Source:
         ValueError: for a dataset that is not read from local files.
     """
     if name not in LOCAL_FILE_DATASETS:
-        raise ValueError(f"name={name!r}: only {', '.join(LOCAL_FILE_DATASETS)} are read from "
-                         "local files; other datasets are read with tensorflow-datasets from "
-                         "data_dir (see keras_sgn.data.load).")
+        raise ArgumentError(f"name={name!r}: only {', '.join(LOCAL_FILE_DATASETS)} are read from "
+                            "local files; other datasets are read with tensorflow-datasets from "
+                            "data_dir (see keras_sgn.data.load).")
     places = _places(name, data_dir)
     for place in places:
         source = _probe(name, place)
@@ -185,6 +186,6 @@ def read(source: Source) -> dict:
     elif source.kind == "npz":
         arrays = idx.read_npz(source.name, source.path, hint)
     else:
-        raise ValueError(f"source.kind={source.kind!r}: only 'idx' and 'npz' sources hold "
-                         "arrays; read 'tfds' sources with tensorflow-datasets.")
+        raise ArgumentError(f"source.kind={source.kind!r}: only 'idx' and 'npz' sources hold "
+                            "arrays; read 'tfds' sources with tensorflow-datasets.")
     return idx.in_tfds_order(arrays)

@@ -21,6 +21,7 @@ import zipfile
 import numpy as np
 
 from keras_sgn import io_utils
+from keras_sgn.errors import ArgumentError
 
 #: Where `tools/evaluate.py` keeps the checkpoints, inside its --output_dir.
 CHECKPOINTS_FOLDER = "checkpoints"
@@ -79,16 +80,15 @@ class BatchCheckpoints:
         self.settings = json.loads(json.dumps(settings))  # as settings.json holds them
         path = os.path.join(self.directory, SETTINGS_FILE)
         if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                stored = json.load(f)
+            stored = io_utils.read_json_object(path, _START_OVER)
             if stored != self.settings:
                 changes = "; ".join(_differences(stored, self.settings))
-                raise ValueError(
+                raise ArgumentError(
                     f"checkpoint_dir {self.directory!r} holds the checkpoints of another "
                     f"evaluation. Received: other settings ({changes}). " + _START_OVER)
         elif self._batch_files():
-            raise ValueError(f"checkpoint_dir {self.directory!r} holds batch files but no "
-                             f"{SETTINGS_FILE}: they cannot be trusted. " + _START_OVER)
+            raise ArgumentError(f"checkpoint_dir {self.directory!r} holds batch files but no "
+                                f"{SETTINGS_FILE}: they cannot be trusted. " + _START_OVER)
         else:
             io_utils.atomic_write_json(path, self.settings)
 
@@ -139,7 +139,7 @@ class BatchCheckpoints:
             return None
         stored = self._read(path)
         if str(stored["data_sha256"]) != _data_sha256(x, y):
-            raise ValueError(
+            raise ArgumentError(
                 f"Checkpoint {path} was written for other images or labels than batch "
                 f"{batch_index} of this dataset. Received: another dataset, split, batch size "
                 "or order for the same checkpoint_dir. " + _START_OVER)

@@ -19,16 +19,22 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sgn import attacks as attack_lib
+from keras_sgn.errors import ArgumentError
 
 
 def check_epsilon(epsilon):
-    """`epsilon` must be a finite number >= 0 (0: clean accuracy only)."""
+    """`epsilon` must be a finite number >= 0 (0: clean accuracy only); text is refused
+    (the attacks would compute with a string)."""
+    if isinstance(epsilon, (str, bytes, bool)):
+        raise ArgumentError(
+            f"epsilon must be a number, not a {type(epsilon).__name__}. Received: "
+            f"epsilon={epsilon!r}. Pass the radius as a float, e.g. epsilon=0.1.")
     try:
         value = float(epsilon)
     except (TypeError, ValueError):
         value = math.nan
     if not (math.isfinite(value) and value >= 0.0):
-        raise ValueError(
+        raise ArgumentError(
             "epsilon must be a finite number >= 0: the threat radius in pixel units (e.g. "
             f"8/255 for CIFAR-10 L-inf, 0.5 for L2). Received: epsilon={epsilon!r}. An infinite "
             "or NaN radius makes the attacks produce NaN images, which would then be counted "
@@ -63,7 +69,7 @@ def check_num_classes(model_classes, num_classes):
     """The model must output exactly `num_classes` logits (when both are known)."""
     if num_classes is None or model_classes is None or model_classes == num_classes:
         return
-    raise ValueError(
+    raise ArgumentError(
         f"The model outputs {model_classes} classes but num_classes={num_classes} (the "
         f"dataset's). Received: a {model_classes}-class model for a {num_classes}-class "
         "dataset. Evaluate the model on the dataset it was trained for, or give a model with "
@@ -73,11 +79,11 @@ def check_num_classes(model_classes, num_classes):
 def check_images(x, model, name="images"):
     """Finite values in [0, 1], with the per-example shape the model was built for."""
     if x.ndim < 2:
-        raise ValueError(f"{name} must be a batch: shape (n, ...). Received: shape {x.shape}.")
+        raise ArgumentError(f"{name} must be a batch: shape (n, ...). Received: shape {x.shape}.")
     finite = np.isfinite(x)
     if not finite.all():
         bad_images = int(np.sum(~finite.reshape(len(x), -1).all(axis=1)))
-        raise ValueError(
+        raise ArgumentError(
             f"{name} must be finite. Received: {int(np.sum(~finite))} NaN or infinite values in "
             f"{bad_images} of {len(x)} images. A non-finite image has no meaningful "
             "prediction; fix the data or the preprocessing that produced them.")
@@ -87,7 +93,7 @@ def check_images(x, model, name="images"):
         return
     got = tuple(x.shape[1:])
     if len(expected) != len(got) or any(e is not None and e != g for e, g in zip(expected, got)):
-        raise ValueError(
+        raise ArgumentError(
             f"{name} do not fit the model: each image has shape {got} but the model takes "
             f"{expected} (model.input_shape[1:]; None is any size). Received: {name} of shape "
             f"{x.shape}. Evaluate the model on the data it was built for (same size and "
@@ -98,13 +104,13 @@ def _one_hot_indices(y, num_classes, name):
     """Class indices of one-hot rows; refuses soft or multi-label rows."""
     is_one_hot = bool(np.all((y == 0) | (y == 1)) and np.all(y.sum(axis=1) == 1))
     if not is_one_hot:
-        raise ValueError(
+        raise ArgumentError(
             f"{name} must be class indices, shape (n,), or one-hot rows, shape (n, "
             f"num_classes). Received: shape {y.shape} whose rows are not one-hot (soft or "
             "multi-label targets?). Give each example's class index, e.g. "
             "np.argmax(labels, axis=-1), if that is what you mean.")
     if num_classes is not None and y.shape[1] != num_classes:
-        raise ValueError(
+        raise ArgumentError(
             f"{name} are one-hot over {y.shape[1]} classes but the model outputs {num_classes}. "
             f"Received: labels of shape {y.shape}. Evaluate the model on the dataset it was "
             "trained for, or give a model with as many outputs as the dataset has classes.")
@@ -119,18 +125,18 @@ def labels_as_indices(y, num_classes=None, name="labels"):
     if y.ndim == 2:
         y = _one_hot_indices(y, num_classes, name)
     elif y.ndim != 1:
-        raise ValueError(f"{name} must have shape (n,) or (n, num_classes). Received: shape "
-                         f"{y.shape}." + (" Batch the dataset (e.g. dataset.batch(128))."
+        raise ArgumentError(f"{name} must have shape (n,) or (n, num_classes). Received: shape "
+                            f"{y.shape}." + (" Batch the dataset (e.g. dataset.batch(128))."
                                           if y.ndim == 0 else ""))
     if y.dtype.kind not in "iub":
         if y.dtype.kind != "f" or not np.all(np.isfinite(y) & (y == np.round(y))):
-            raise ValueError(f"{name} must be integer class indices. Received: dtype {y.dtype}"
-                             f", e.g. {y[:5].tolist()}.")
+            raise ArgumentError(f"{name} must be integer class indices. Received: dtype {y.dtype}"
+                                f", e.g. {y[:5].tolist()}.")
     y = y.astype(np.int64)
     if y.size and (y.min() < 0 or (num_classes is not None and y.max() >= num_classes)):
         valid = ("indices >= 0" if num_classes is None else
                  f"indices in [0, {num_classes}): the model outputs {num_classes} logits")
-        raise ValueError(
+        raise ArgumentError(
             f"{name} must be class {valid}. Received: labels from {y.min()} to {y.max()}. "
             "A label the model cannot output means the model does not fit the dataset "
             "(trained on another one?): evaluate it on its own dataset, or give a model with "
@@ -150,8 +156,8 @@ def check_batch(model, x, y, num_classes=None, names=("images", "labels")):
     num_classes = num_classes or model_num_classes(model, sample=x)
     y = labels_as_indices(y, num_classes, names[1])
     if len(y) != len(x):
-        raise ValueError(f"{names[0]} and {names[1]} must have one label per image. Received: "
-                         f"{len(x)} images and {len(y)} labels.")
+        raise ArgumentError(f"{names[0]} and {names[1]} must have one label per image. Received: "
+                            f"{len(x)} images and {len(y)} labels.")
     return x, y, num_classes
 
 
@@ -209,7 +215,7 @@ def check_logits(model, x, name="model"):
     if outputs.ndim != 2 or outputs.shape[1] < 2:
         return
     if np.all(outputs >= 0) and np.allclose(outputs.sum(axis=1), 1.0, atol=1e-3):
-        raise ValueError(
+        raise ArgumentError(
             f"The {name} outputs probabilities (every row is >= 0 and sums to 1), but the "
             "attacks need logits: on a softmax output their losses saturate and the "
             "robust accuracy is overstated. Received: a model ending in a softmax. Evaluate "

@@ -3,6 +3,7 @@ in `keras_sgn.data`, the report folder, and a zoo model on its own dataset and
 threat model (`evaluate_pretrained`)."""
 
 from keras_sgn import data, zoo
+from keras_sgn.errors import ArgumentError
 from keras_sgn.evaluation.examples import AdversarialExamples
 from keras_sgn.evaluation.robustness import evaluate_robustness
 from keras_sgn.reporting.robustness_report import write_report
@@ -46,6 +47,23 @@ def save_evaluation(report, output_dir, examples=None):
     return write_report(report, output_dir, adversarial_examples=arrays)
 
 
+def check_own_threat_model(entry, options):
+    """`evaluate_pretrained` measures a zoo model at its entry's threat model: an
+    `epsilon` or `norm` other than the entry's is refused (the report would not be
+    comparable with the entry's metrics), naming the way to evaluate at another one."""
+    threat = entry.threat_model
+    for key in ("epsilon", "norm"):
+        if key in options and options[key] != threat[key]:
+            raise ArgumentError(
+                f"evaluate_pretrained evaluates {entry.name!r} at its own threat model "
+                f"({entry.threat_model_text}), so it takes no other {key}. Received: "
+                f"{key}={options[key]!r}. To attack it at another radius, load it with "
+                f"keras_sgn.load_pretrained({entry.name!r}) and call keras_sgn.evaluation."
+                f"evaluate_on_dataset(model, {entry.dataset!r}, epsilon=..., norm=...).")
+    for key in ("epsilon", "norm"):
+        options.pop(key, None)  # the entry's own value, given again
+
+
 def evaluate_pretrained(name, attacks="quick", n_examples=None, split="test", data_dir=None, *,
                         batch_size=128, output_dir=None, load_options=None, **options):
     """Evaluate a zoo model on its own dataset and threat model, in one line.
@@ -83,6 +101,7 @@ def evaluate_pretrained(name, attacks="quick", n_examples=None, split="test", da
     """
     load_options = dict(load_options or {})
     entry = zoo.get_entry(name, load_options.get("entries_dir"))
+    check_own_threat_model(entry, options)
     model = zoo.load_pretrained(entry, **load_options)
     threat = entry.threat_model
     examples = AdversarialExamples(GRID_EXAMPLES) if output_dir else None

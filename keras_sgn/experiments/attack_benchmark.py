@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_sgn import attacks as attack_lib
 from keras_sgn import data, evaluation, models, recipes, reporting, zoo
+from keras_sgn.errors import ArgumentError
 
 #: The target the suite's wall time is set against (issue 12).
 SUITE_TARGET = {"attacks": "standard", "dataset": "fashion_mnist", "n_examples": 10_000,
@@ -42,8 +43,8 @@ def load_model(name_or_path):
     try:
         entry = zoo.get_entry(name_or_path)
     except zoo.UnknownModelError as error:
-        raise ValueError(f"model: no saved model at {name_or_path!r} and no zoo entry of that "
-                         f"name. Received: {name_or_path!r}. {error}") from None
+        raise ArgumentError(f"model: no saved model at {name_or_path!r} and no zoo entry of that "
+                            f"name. Received: {name_or_path!r}. {error}") from None
     defaults = dict(dataset=entry.dataset, **(entry.threat_model or {}))
     defaults.pop("epsilon_text", None)
     return zoo.load_pretrained(name_or_path), defaults
@@ -66,9 +67,9 @@ def attack_costs(model, x, y, attacks="standard", epsilon=8 / 255, norm="linf", 
     costs = {}
     for spec in evaluation.parse_attacks(attacks):
         if spec.fn is not None:
-            raise ValueError(f"attacks: {spec.label!r} is a custom attack with no iteration "
-                             "count to time; give registered attacks. Received: "
-                             f"{spec.label!r}.")
+            raise ArgumentError(f"attacks: {spec.label!r} is a custom attack with no iteration "
+                                "count to time; give registered attacks. Received: "
+                                f"{spec.label!r}.")
         cost = attack_lib.cost_per_iteration(model, x, y, spec.name, epsilon, norm,
                                              repeats=repeats, **dict(spec.options))
         seconds = cost["seconds_per_iteration"]

@@ -19,6 +19,7 @@ import tensorflow as tf
 
 from keras_sgn import attacks, data, models, recipes, reporting
 from keras_sgn import methods as sgn_methods
+from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments.attack_benchmark import (
     SUITE_TARGET,
     attack_costs,
@@ -189,7 +190,7 @@ def benchmark_methods(model=None, methods=DEFAULT_METHODS, batch_size=32,
     for name in methods:
         sgn_methods.get(name)  # unknown names fail before any work
     if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1. Received: {batch_size}.")
+        raise ArgumentError(f"batch_size must be >= 1. Received: {batch_size}.")
     if BASELINE not in methods:
         methods = (BASELINE,) + tuple(methods)
     model = default_model(dataset) if model is None else model

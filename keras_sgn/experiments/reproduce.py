@@ -32,6 +32,7 @@ import keras
 
 from keras_sgn import __version__, evaluation, io_utils, training
 from keras_sgn import methods as sgn_methods
+from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments import analysis, plots, runs
 from keras_sgn.experiments.analysis import (
     REFERENCE,
@@ -281,7 +282,7 @@ def reproduce(dataset="fashion_mnist", methods=None, seeds=None, epochs=None, ep
     Returns the analysis (`keras_sgn.experiments.analysis.analyse`).
     """
     if study not in STUDIES:
-        raise ValueError(f"study must be one of {tuple(STUDIES)}. Received: {study!r}.")
+        raise ArgumentError(f"study must be one of {tuple(STUDIES)}. Received: {study!r}.")
     methods = tuple(methods or STUDIES[study]["methods"])
     epsilon = STUDIES[study]["epsilon"] if epsilon is None else epsilon
     output_dir = output_dir or default_output_dir(dataset, study)

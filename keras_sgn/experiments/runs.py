@@ -27,6 +27,7 @@ import keras
 from keras_sgn import data as sgn_data
 from keras_sgn import evaluation, io_utils, training
 from keras_sgn import methods as sgn_methods
+from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments.analysis import best_point
 
 RESULT_FILE = "result.json"
@@ -142,7 +143,7 @@ def load_result(folder, expected_identity):
         changed = sorted(k for part in ("config", "validation")
                          for k in set(old.get(part, {})) | set(new[part])
                          if old.get(part, {}).get(k) != new[part].get(k))
-        raise ValueError(
+        raise ArgumentError(
             f"{folder} holds a finished run made with other settings (changed: "
             f"{', '.join(changed) or 'format'}). Use another output_dir, or delete that "
             "folder to train it again.")
@@ -169,8 +170,8 @@ def train_run(config, folder, validation, on_epoch=None, verbose=0):
                              n_examples=config.n_train, drop_remainder=True)
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch < 1:
-        raise ValueError(f"Fewer training examples than one batch (batch_size="
-                         f"{config.batch_size}, n_train={config.n_train}): raise n_train.")
+        raise ArgumentError(f"Fewer training examples than one batch (batch_size="
+                            f"{config.batch_size}, n_train={config.n_train}): raise n_train.")
     model = training.compile_for_training(
         training.build_model(config, sgn_data.info(config.dataset)), config, steps_per_epoch,
         epochs=epochs)

@@ -21,6 +21,7 @@ from keras_sgn.hub.metadata import (
     read_run,
 )
 from keras_sgn.io_utils import atomic_write_json, atomic_write_text
+from keras_sgn.training.run_folder import check_writable_folder
 
 
 def file_info(folder):
@@ -141,14 +142,14 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
     _check_report_matches_run(report, run)
     if os.path.isdir(output_dir) and os.listdir(output_dir) and not overwrite:
         raise PublishError(f"{output_dir} exists and is not empty (pass overwrite=True).")
+    parent = os.path.dirname(os.path.abspath(output_dir))
+    check_writable_folder(parent, flag="the folder of the export (--local_dir)")
     repo_id = repo_id or f"{DEFAULT_NAMESPACE}/{name}"
     report = {**report, "dataset": run["train_config"].get("dataset")}
     metrics = metrics_from_report(report, f"runs/{name}/model.keras", f"runs/{name}/eval")
 
     model = keras.saving.load_model(run["model_path"], compile=False, safe_mode=True)
     _check_report_measured_this_model(report, model, run, report_source)
-    parent = os.path.dirname(os.path.abspath(output_dir))
-    os.makedirs(parent, exist_ok=True)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
     try:
         metadata = _write_folder(model, tmp, name, run, metrics, repo_id)

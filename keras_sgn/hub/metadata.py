@@ -2,7 +2,6 @@
 metrics block, and the commands that reproduce the run and its evaluation."""
 
 import datetime
-import json
 import math
 import os
 import re
@@ -12,6 +11,8 @@ import numpy as np
 
 from keras_sgn import config as run_config
 from keras_sgn import evaluation, provenance, recipes
+from keras_sgn.errors import UserError
+from keras_sgn.io_utils import read_json_object
 from keras_sgn.reporting.model_card import validation_label
 
 FORMAT = "keras-sgn-model-folder/1"
@@ -30,7 +31,7 @@ _TRAINING_SUMMARY = ("epochs", "best_epoch", "best_val_robust_accuracy",
                      "per_attack", "protocol", "n_test_examples")
 
 
-class PublishError(Exception):
+class PublishError(UserError):
     """Publishing cannot go on (missing inputs, no token, a mismatched report)."""
 
 
@@ -52,8 +53,9 @@ def check_name(name, flag="--name"):
 
 
 def read_json(path):
-    with open(path, encoding="utf-8") as f:
-        return json.load(f)
+    """The JSON object in `path`; a `PublishError` naming the file when it is damaged."""
+    return read_json_object(path, "Restore it (rerun the tool that wrote it), then publish "
+                            "again.", error=PublishError)
 
 
 def read_run(run_dir):

@@ -8,6 +8,7 @@ replica differentiates (see `keras_sgn.methods.replicas`).
 import tensorflow as tf
 
 from keras_sgn import attacks
+from keras_sgn.errors import ArgumentError
 from keras_sgn.methods.replicas import global_weight
 
 
@@ -42,7 +43,7 @@ def eval_forward(model):
 def check_option(name, ok, requirement, value):
     """Raise the house error for constructor argument `name` unless `ok`."""
     if not ok:
-        raise ValueError(f"{name} must be {requirement}. Received: {name}={value!r}.")
+        raise ArgumentError(f"{name} must be {requirement}. Received: {name}={value!r}.")
 
 
 class TrainingMethod:

@@ -4,6 +4,7 @@ default step), so no caller switches on method names."""
 
 import difflib
 
+from keras_sgn.errors import ArgumentError
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
 from keras_sgn.methods.self_gradient import SelfGradientPGD, SelfGradientTraining
@@ -50,18 +51,18 @@ def get(method, **kwargs):
     """
     if isinstance(method, TrainingMethod):
         if kwargs:
-            raise ValueError("Pass method options either in the TrainingMethod or as "
-                             f"keyword arguments, not both (got {sorted(kwargs)}).")
+            raise ArgumentError("Pass method options either in the TrainingMethod or as "
+                                f"keyword arguments, not both (got {sorted(kwargs)}).")
         return method
     if method not in METHODS:
         close = difflib.get_close_matches(str(method), METHODS, n=3)
         hint = f" Did you mean {close}?" if close else ""
-        raise ValueError(
+        raise ArgumentError(
             f"Unknown method {method!r}.{hint} Valid methods: {', '.join(list_methods())}.")
     try:
         instance = METHODS[method](**kwargs)
     except TypeError as error:
-        raise ValueError(f"Bad option for method {method!r}: {error}") from None
+        raise ArgumentError(f"Bad option for method {method!r}: {error}") from None
     instance.name = method
     return instance
 

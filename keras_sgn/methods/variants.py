@@ -29,6 +29,7 @@ import tensorflow as tf
 
 from keras_sgn import attacks
 from keras_sgn import layers as sgn_layers
+from keras_sgn.errors import ArgumentError
 from keras_sgn.methods.adversarial import Free
 from keras_sgn.methods.base import check_option, eval_forward
 from keras_sgn.methods.replicas import replica_random_start
@@ -108,8 +109,8 @@ class SelfGradientRamp(SelfGradientTraining):
     def _deltas(self, model, first):
         optimizer = getattr(model, "optimizer", None)
         if optimizer is None:
-            raise ValueError("sgn-ramp reads the step counter of model.optimizer. Received: "
-                             "a model without an optimizer; call model.compile(...) first.")
+            raise ArgumentError("sgn-ramp reads the step counter of model.optimizer. Received: "
+                                "a model without an optimizer; call model.compile(...) first.")
         scale = self.strength(optimizer.iterations)
         return {name: delta * tf.cast(scale, delta.dtype)
                 for name, delta in super()._deltas(model, first).items()}
@@ -185,9 +186,9 @@ class SelfGradientAlign(_RandomStartFGSM):
 
     def _extra_loss(self, model, x, y, first):
         if not sgn_layers.has_input_site(model):
-            raise ValueError("sgn-align compares input gradients at x and at the random start, "
-                             "so the model needs an input site. Received: a model without "
-                             "one; build it with sites including 'input'.")
+            raise ArgumentError("sgn-align compares input gradients at x and at the random start, "
+                                "so the model needs an input site. Received: a model without "
+                                "one; build it with sites including 'input'.")
         clean, _ = attacks.input_gradient(eval_forward(model), x, y,
                                           attacks.cross_entropy_loss)
         cosine = tf.reduce_sum(tf.stop_gradient(_unit(clean)) * _unit(first["input_gradient"]),

@@ -2,6 +2,7 @@
 
 import difflib
 
+from keras_sgn.errors import ArgumentError
 from keras_sgn.models import presets, resnet, small_cnn
 
 _BUILDERS = {
@@ -20,12 +21,12 @@ def register(name, builder):
         ValueError: if `name` is taken or `builder` is not callable.
     """
     if not isinstance(name, str) or not name or name in _BUILDERS:
-        raise ValueError(
+        raise ArgumentError(
             "name must be a new non-empty string. Received: "
             f"name={name!r}. Taken names: {list_models()}."
         )
     if not callable(builder):
-        raise ValueError(f"builder must be callable. Received: builder={builder!r}.")
+        raise ArgumentError(f"builder must be callable. Received: builder={builder!r}.")
     _BUILDERS[name] = builder
 
 
@@ -59,7 +60,7 @@ def get(model, /, **kwargs):
     if not isinstance(model, str) or model not in _BUILDERS:
         close = difflib.get_close_matches(str(model), list(_BUILDERS), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(
+        raise ArgumentError(
             f"Unknown model. Received: model={model!r}.{hint} Valid names: {list_models()}."
         )
     return _BUILDERS[model](**kwargs)

@@ -25,6 +25,7 @@ import numbers
 from keras import layers
 
 from keras_sgn import data
+from keras_sgn.errors import ArgumentError
 from keras_sgn.models import arguments
 from keras_sgn.models.blocks import BLOCK_TYPES, batch_norm, conv2d, relu
 from keras_sgn.models.network import Network
@@ -43,7 +44,7 @@ def _check_stages(stage_filters, blocks_per_stage, stage_strides, stem_filters, 
         stage_strides = (1,) + (2,) * (len(filters) - 1)
     strides = arguments.check_int_sequence(stage_strides, "stage_strides")
     if not len(filters) == len(blocks) == len(strides):
-        raise ValueError(
+        raise ArgumentError(
             "stage_filters, blocks_per_stage and stage_strides need one value per stage. "
             f"Received: {len(filters)}, {len(blocks)} and {len(strides)} values."
         )
@@ -90,8 +91,8 @@ def sgn_resnet(stage_filters, blocks_per_stage, stage_strides=None, block_type="
     filters, blocks, strides, stem = _check_stages(
         stage_filters, blocks_per_stage, stage_strides, stem_filters, widen_factor)
     if block_type not in BLOCK_TYPES:
-        raise ValueError(f"block_type must be one of {sorted(BLOCK_TYPES)}. "
-                         f"Received: block_type={block_type!r}.")
+        raise ArgumentError(f"block_type must be one of {sorted(BLOCK_TYPES)}. "
+                            f"Received: block_type={block_type!r}.")
     block = BLOCK_TYPES[block_type]
     dropout = arguments.check_rate(dropout, "dropout")
     net = Network(num_stages=len(filters), input_shape=input_shape, num_classes=num_classes,
@@ -119,7 +120,7 @@ def wide_resnet_architecture(depth, width):
     """
     if (not isinstance(depth, numbers.Integral) or isinstance(depth, bool) or depth < 10
             or (depth - 4) % 6 != 0):
-        raise ValueError(
+        raise ArgumentError(
             "depth must be an integer with (depth - 4) a positive multiple of 6 "
             f"(10, 16, 22, 28, 34, 40, ...). Received: depth={depth!r}."
         )

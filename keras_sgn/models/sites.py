@@ -10,6 +10,7 @@ returns `{site: beta}`; `SitePlacer` puts the layers in while a builder runs.
 import math
 import numbers
 
+from keras_sgn.errors import ArgumentError
 from keras_sgn.layers import SelfGradient
 
 SITE_PREFIX = "site_"
@@ -37,7 +38,7 @@ def parse_beta(beta):
             return float(beta)
         return {k.strip(): float(v) for k, v in (item.split("=") for item in beta.split(","))}
     except ValueError:
-        raise ValueError(
+        raise ArgumentError(
             f"beta must be a number or 'site=value,...' (e.g. 'stage1=0.05'). Received: {beta!r}."
         ) from None
 
@@ -64,7 +65,7 @@ def _selected_sites(sites, valid):
         try:
             selected = tuple(sites)
         except TypeError:
-            raise ValueError(
+            raise ArgumentError(
                 "sites must be 'default', a list of site names, or () / None for the plain "
                 f"network. Received: sites={sites!r}. Valid names: {list(valid)}."
             ) from None
@@ -73,7 +74,7 @@ def _selected_sites(sites, valid):
     selected = tuple(strip_site_prefix(s) for s in selected)
     unknown = [s for s in selected if s not in valid]
     if unknown:
-        raise ValueError(
+        raise ArgumentError(
             f"sites: unknown site name(s) {unknown}. Received: sites={sites!r}. Valid names "
             f"for this network: {list(valid)} (or 'default' for all of them, () for none)."
         )
@@ -86,14 +87,14 @@ def _hidden_betas(beta, hidden, valid):
         return {s: beta for s in hidden}
     beta_map = {strip_site_prefix(k): v for k, v in beta.items()}
     if INPUT_SITE in beta_map:
-        raise ValueError(
+        raise ArgumentError(
             "beta: the 'input' site takes no beta (its step is the training "
             f"method's alpha, projected to the threat model). Received: beta={beta!r}. "
             f"Give beta only for the selected hidden sites: {hidden}."
         )
     extra = [k for k in beta_map if k not in hidden]
     if extra:
-        raise ValueError(
+        raise ArgumentError(
             f"beta: key(s) {extra} are not selected hidden sites. Received: beta={beta!r}. "
             f"Selected hidden sites: {hidden}; all valid names: {list(valid[1:])}."
         )
@@ -120,7 +121,7 @@ def resolve_sites(sites, beta, num_stages):
             or not math.isfinite(value)
             or value < 0
         ):
-            raise ValueError(
+            raise ArgumentError(
                 f"beta for site {site!r} must be a finite number >= 0. Received: "
                 f"beta={value!r}. Use 0 to keep the site without feedback."
             )

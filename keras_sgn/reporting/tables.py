@@ -1,5 +1,7 @@
 """The one Markdown table of the project."""
 
+from keras_sgn.errors import ArgumentError
+
 
 def _cell(value, float_format):
     if isinstance(value, bool) or value is None:
@@ -29,7 +31,7 @@ def markdown_table(header, rows, float_format=".4f"):
     for row in rows:
         row = list(row)
         if len(row) != len(header):
-            raise ValueError(f"Each row needs {len(header)} cells (one per column of "
-                             f"{header}). Received: {row!r}.")
+            raise ArgumentError(f"Each row needs {len(header)} cells (one per column of "
+                                f"{header}). Received: {row!r}.")
         lines.append("| " + " | ".join(_cell(v, float_format) for v in row) + " |")
     return "\n".join(lines)

@@ -10,12 +10,13 @@ import keras
 import tensorflow as tf
 
 from keras_sgn.config import STRATEGIES, ConfigError
+from keras_sgn.errors import ArgumentError, UserError
 from keras_sgn.training import keras_compat
 
 _TPU_HINT = "Give --tpu the TPU's name, 'local' on a TPU VM, or its grpc://host:8470 address."
 
 
-class StrategyError(RuntimeError):
+class StrategyError(UserError, RuntimeError):
     """A distribution strategy could not be set up (no TPU reachable, ...)."""
 
 
@@ -34,7 +35,7 @@ def resolve_strategy_name(name, tpu=None, num_gpus=None, tf_config_tasks=None):
     a cluster of several tasks, else `mirrored` with several GPUs, `one_device`
     with one GPU, `default` (the CPU) without."""
     if name not in STRATEGIES:
-        raise ValueError(f"strategy must be one of {STRATEGIES}. Received: {name!r}.")
+        raise ArgumentError(f"strategy must be one of {STRATEGIES}. Received: {name!r}.")
     if name != "auto":
         return name
     if tpu:

@@ -13,6 +13,7 @@ from keras_sgn.config import (
     check_feedback_sites,
     parse_decay_fractions,
 )
+from keras_sgn.errors import ArgumentError
 from keras_sgn.models.sites import parse_beta, parse_sites
 from keras_sgn.training import distribute
 
@@ -60,7 +61,7 @@ def learning_rate_schedule(name, learning_rate, total_steps, decay_at=(0.5, 0.75
         return TriangularSchedule(learning_rate, total_steps)
     if name == "cosine":
         return keras.optimizers.schedules.CosineDecay(learning_rate, max(1, total_steps))
-    raise ValueError(f"lr_schedule must be one of {SCHEDULES}. Received: {name!r}.")
+    raise ArgumentError(f"lr_schedule must be one of {SCHEDULES}. Received: {name!r}.")
 
 
 def make_optimizer(name, schedule, weight_decay):
@@ -70,7 +71,7 @@ def make_optimizer(name, schedule, weight_decay):
                                     weight_decay=weight_decay or None)
     if name == "adam":
         return keras.optimizers.Adam(schedule, weight_decay=weight_decay or None)
-    raise ValueError(f"optimizer must be one of {OPTIMIZERS}. Received: {name!r}.")
+    raise ArgumentError(f"optimizer must be one of {OPTIMIZERS}. Received: {name!r}.")
 
 
 def build_model(config, info, **model_kwargs):

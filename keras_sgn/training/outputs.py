@@ -9,14 +9,17 @@ in the `report.json` of `tools/evaluate.py`: the accuracy left after the cascade
 up to and including that attack; `protocol` says so beside the numbers.
 """
 
+import contextlib
 import dataclasses
 import os
+import signal
+import threading
 
 from keras_sgn import data as sgn_data
 from keras_sgn import evaluation, provenance, reporting
 from keras_sgn.io_utils import atomic_write_json, load_model_file
 from keras_sgn.reporting.model_card import validation_label
-from keras_sgn.training.callbacks import write_hparams
+from keras_sgn.training.callbacks import TrainingPreempted, write_hparams
 
 FINAL_TEST_SUITE = "quick"
 # The run's TensorBoard logs (epoch curves, then its HParams row), under output_dir.
@@ -74,11 +77,42 @@ def validation_record(config, strategy_name=None, restarts=1):
             "validation_protocol": validation_label({"validation_estimate": estimate})}
 
 
+@contextlib.contextmanager
+def stopped_by_termination(backup):
+    """Inside, a termination signal (`backup.signals`, SIGTERM) raises `TrainingPreempted`
+    at once. After training, the backup's own handler is gone (it saves at the end of a
+    batch) and the default one killed the process (exit -15, not the documented preemption
+    code); the backup holds the finished training, so the same command reruns what is
+    left (the final test)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers can only be set from the main thread
+        return
+
+    def stop(signum, frame):
+        raise TrainingPreempted(
+            f"Termination requested during the final test: training is complete and saved "
+            f"in {backup.backup_dir}. Rerun the same command to run the final test.")
+
+    previous = {signum: signal.signal(signum, stop) for signum in backup.signals}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+
+
 def write_outputs(config, write_dir, test_ds, checkpoint, backup, execution, num_classes):
     """The chief's final files: `history.json`, `training_curves.png`,
     `summary.json` with the final test of the best model, and the run's
     hyperparameters and final metrics in its TensorBoard logs (HParams);
-    returns the summary."""
+    returns the summary. A termination signal meanwhile stops it with
+    `TrainingPreempted` (`stopped_by_termination`)."""
+    with stopped_by_termination(backup):
+        return _write_outputs(config, write_dir, test_ds, checkpoint, backup, execution,
+                              num_classes)
+
+
+def _write_outputs(config, write_dir, test_ds, checkpoint, backup, execution, num_classes):
     title = (f"{config.method} / {config.model} on {config.dataset}, {config.norm} "
              f"eps={config.epsilon:.4g}")
     write_history(backup.history, write_dir, checkpoint.best_epoch, title=title)

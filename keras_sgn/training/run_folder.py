@@ -36,7 +36,8 @@ import threading
 import time
 import zipfile
 
-from keras_sgn.io_utils import TEMPORARY_PREFIX, atomic_write_json
+from keras_sgn.errors import UserError
+from keras_sgn.io_utils import TEMPORARY_PREFIX, atomic_write_json, read_json_object
 
 LOCK_NAME = ".lock"
 ARCHIVE_DIR = "previous"
@@ -51,7 +52,7 @@ _KERAS_ARCHIVE_MEMBERS = ("config.json", "metadata.json", "model.weights.h5")
 FolderState = collections.namedtuple("FolderState", "status saved_settings archived")
 
 
-class RunFolderError(ValueError):
+class RunFolderError(UserError, ValueError):
     """The output folder cannot be used as asked; the message says what to do."""
 
 
@@ -237,20 +238,12 @@ def _read_json(path, flag):
     """The JSON object in `path` (None if there is no file); a `RunFolderError`
     if it is not valid JSON or not an object (`{...}`)."""
     try:
-        with open(path) as f:
-            value = json.load(f)
+        return read_json_object(
+            path, f"Received: {flag}={os.path.dirname(path)}. Move that file away, pick "
+            f"another {flag}, or pass --overwrite to move this folder's outputs to "
+            f"{ARCHIVE_DIR}/<time>/.", error=RunFolderError)
     except FileNotFoundError:
         return None
-    except ValueError:
-        problem = "not valid JSON"
-    else:
-        if isinstance(value, dict):
-            return value
-        problem = f"not a JSON object (it holds a {type(value).__name__})"
-    raise RunFolderError(
-        f"{path} is {problem}: damaged, or not written by a keras_sgn run. Received: "
-        f"{flag}={os.path.dirname(path)}. Move that file away, pick another {flag}, or pass "
-        f"--overwrite to move this folder's outputs to {ARCHIVE_DIR}/<time>/.")
 
 
 def keras_archive_problem(path):

@@ -13,6 +13,7 @@ from keras_sgn import layers as sgn_layers
 from keras_sgn import methods as sgn_methods
 from keras_sgn import models as sgn_models
 from keras_sgn import training
+from keras_sgn.errors import ArgumentError
 from keras_sgn.models.sites import parse_beta
 from keras_sgn.tuning import space as sgn_space
 from keras_sgn.tuning.space import BETA_PREFIX, INPUT_SITE
@@ -54,8 +55,8 @@ class SGNHyperModel(keras_tuner.HyperModel):
         super().__init__(name=name, tunable=tunable)
         config = (config or training.TrainConfig()).resolved()
         if config.method not in METHODS:
-            raise ValueError(f"Tuning searches self-gradient feedback: method must be one of "
-                             f"{METHODS}. Received: {config.method!r}.")
+            raise ArgumentError(f"Tuning searches self-gradient feedback: method must be one of "
+                                f"{METHODS}. Received: {config.method!r}.")
         self.config = config
         self.info = sgn_data.info(config.dataset)
         self.model_kwargs = dict(model_kwargs or {})
@@ -210,7 +211,7 @@ class SGNHyperModel(keras_tuner.HyperModel):
                 if steps < 0:
                     steps = sum(1 for _ in self._train_data)
             if steps < 1:
-                raise ValueError(
+                raise ArgumentError(
                     f"Fewer training examples than one batch (batch_size="
                     f"{self.config.batch_size}, n_train={self.config.n_train}). "
                     "Lower batch_size or raise n_train.")

@@ -7,6 +7,7 @@ import keras
 import keras_tuner
 
 from keras_sgn import training
+from keras_sgn.errors import ArgumentError
 from keras_sgn.tuning.hypermodel import SGNHyperModel, objective
 from keras_sgn.tuning.results import write_outputs
 from keras_sgn.tuning.space import default_point
@@ -111,10 +112,10 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=10, directory="tuning",
         `validation_data=...`.
     """
     if tuner not in TUNERS:
-        raise ValueError(f"tuner must be one of {TUNERS}. Received: {tuner!r}.")
+        raise ArgumentError(f"tuner must be one of {TUNERS}. Received: {tuner!r}.")
     if max_trials is not None and (int(max_trials) != max_trials or max_trials < 1):
-        raise ValueError("max_trials must be an integer >= 1 (or None for no cap). "
-                         f"Received: {max_trials}.")
+        raise ArgumentError("max_trials must be an integer >= 1 (or None for no cap). "
+                            f"Received: {max_trials}.")
     common = dict(hypermodel=hypermodel, directory=directory, project_name=project_name,
                   overwrite=overwrite, distribution_strategy=distribution_strategy,
                   executions_per_trial=executions_per_trial)

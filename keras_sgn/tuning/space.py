@@ -12,6 +12,7 @@ import keras_tuner
 from keras_sgn import layers as sgn_layers
 from keras_sgn import methods as sgn_methods
 from keras_sgn import models as sgn_models
+from keras_sgn.errors import ArgumentError
 from keras_sgn.models.sites import parse_beta, parse_sites
 
 TUNABLE = ("sites", "beta", "normalization", "input_step", "clean_weight", "second_order",
@@ -80,12 +81,12 @@ def _typed(name, text):
         return text
     if name == "second_order":
         if text.lower() not in _BOOL:
-            raise ValueError(f"second_order must be true or false. Received: {text!r}.")
+            raise ArgumentError(f"second_order must be true or false. Received: {text!r}.")
         return _BOOL[text.lower()]
     try:
         return float(text)
     except ValueError:
-        raise ValueError(f"{name} must be a number. Received: {text!r}.") from None
+        raise ArgumentError(f"{name} must be a number. Received: {text!r}.") from None
 
 
 def parse_spec(name, text):
@@ -111,7 +112,7 @@ def parse_space(text):
         if not item.strip():
             continue
         if "=" not in item:
-            raise ValueError(f"space: expected name=spec. Received: {item.strip()!r}.")
+            raise ArgumentError(f"space: expected name=spec. Received: {item.strip()!r}.")
         name, spec = item.split("=", 1)
         space.update(parse_spec(name.strip(), spec))
     return space
@@ -124,7 +125,7 @@ def space_from_strings(space="", **entries):
     result = parse_space(space)
     for name, text in entries.items():
         if name not in TUNABLE:
-            raise ValueError(f"Unknown tunable {name!r}; valid names: {list(TUNABLE)}.")
+            raise ArgumentError(f"Unknown tunable {name!r}; valid names: {list(TUNABLE)}.")
         if text is not None and str(text).strip():
             result.update(parse_spec(name, text))
     return result
@@ -149,27 +150,27 @@ def check_space(space, site_names):
     valid = set(TUNABLE) | {BETA_PREFIX + s for s in hidden}
     unknown = sorted(set(space) - valid)
     if unknown:
-        raise ValueError(f"space: unknown name(s) {unknown}; valid names: {sorted(valid)}.")
+        raise ArgumentError(f"space: unknown name(s) {unknown}; valid names: {sorted(valid)}.")
     return {name: _checked_spec(name, spec, site_names) for name, spec in space.items()}
 
 
 def _checked_spec(name, spec, site_names):
     if isinstance(spec, list) and not spec:
-        raise ValueError(f"space: {name} has no choices.")
+        raise ArgumentError(f"space: {name} has no choices.")
     if isinstance(spec, tuple):
         if name in CATEGORICAL:
-            raise ValueError(f"space: {name} takes choices (a list), not a range. "
-                             f"Received: {spec!r}.")
+            raise ArgumentError(f"space: {name} takes choices (a list), not a range. "
+                                f"Received: {spec!r}.")
         if len(spec) != 2 or not spec[0] < spec[1]:
-            raise ValueError(f"space: a range for {name} is (low, high) with "
-                             f"low < high. Received: {spec!r}.")
+            raise ArgumentError(f"space: a range for {name} is (low, high) with "
+                                f"low < high. Received: {spec!r}.")
     values = spec if isinstance(spec, (list, tuple)) else [spec]
     if name == "sites":
         values = [canonical_sites(v, site_names) for v in values]
         spec = values if isinstance(spec, list) else values[0]
         if not all(values):
-            raise ValueError("space: sites must select at least one site (a network "
-                             f"without sites has no feedback). Received: {spec!r}.")
+            raise ArgumentError("space: sites must select at least one site (a network "
+                                f"without sites has no feedback). Received: {spec!r}.")
     for value in values:
         check_value(name, value)
     if name in CATEGORICAL:
@@ -184,7 +185,7 @@ def check_value(name, value):
     """Raise `ValueError` unless `value` is a valid value of hyperparameter `name`."""
 
     def fail(what):
-        raise ValueError(f"space: {name} {what}. Received: {value!r}.")
+        raise ArgumentError(f"space: {name} {what}. Received: {value!r}.")
 
     if name == "normalization" and value not in sgn_layers.NORMALIZATIONS:
         fail(f"must be one of {sgn_layers.NORMALIZATIONS}")

@@ -11,6 +11,7 @@ import difflib
 import json
 import os
 import re
+import warnings
 
 from keras_sgn.reporting.tables import markdown_table
 from keras_sgn.zoo.errors import InvalidEntryError, UnknownModelError
@@ -165,20 +166,40 @@ def read_entry(path):
     try:
         with open(path, encoding="utf-8") as f:
             raw = json.load(f)
-    except json.JSONDecodeError as error:
+    except ValueError as error:  # not JSON, or not UTF-8
         raise InvalidEntryError(f"zoo entry {path}: not valid JSON ({error}).") from None
-    return check_entry(raw, path)
+    try:
+        return check_entry(raw, path)
+    except (AttributeError, KeyError, TypeError) as error:  # a value of the wrong kind
+        raise InvalidEntryError(f"zoo entry {path}: a value has the wrong type "
+                                f"({type(error).__name__}: {error}).") from None
+
+
+def read_entries(entries_dir=None):
+    """`(valid, invalid)`: `{name: ZooEntry}` of the entry files that are valid, sorted by
+    name, and `{file name without .json: InvalidEntryError}` of those that are not."""
+    entries_dir = entries_dir or ENTRIES_DIR
+    valid, invalid = {}, {}
+    for filename in sorted(os.listdir(entries_dir)):
+        if filename.endswith(".json"):
+            try:
+                entry = read_entry(os.path.join(entries_dir, filename))
+            except InvalidEntryError as error:
+                invalid[filename[:-len(".json")]] = error
+            else:
+                valid[entry.name] = entry
+    return valid, invalid
 
 
 def entries(entries_dir=None):
-    """All zoo entries, `{name: ZooEntry}`, sorted by name."""
-    entries_dir = entries_dir or ENTRIES_DIR
-    found = {}
-    for filename in sorted(os.listdir(entries_dir)):
-        if filename.endswith(".json"):
-            entry = read_entry(os.path.join(entries_dir, filename))
-            found[entry.name] = entry
-    return found
+    """All valid zoo entries, `{name: ZooEntry}`, sorted by name. An invalid entry file
+    is left out with a warning naming it and what is wrong: one damaged file does not
+    make the rest of the zoo unusable."""
+    valid, invalid = read_entries(entries_dir)
+    for error in invalid.values():
+        warnings.warn(f"{error} It is left out of the zoo: fix the file or remove it.",
+                      stacklevel=2)
+    return valid
 
 
 def get_entry(name, entries_dir=None):
@@ -186,10 +207,14 @@ def get_entry(name, entries_dir=None):
 
     Raises:
         UnknownModelError: no such entry; the message lists close matches.
+        InvalidEntryError: the entry file of `name` is malformed (the message names
+            the key); the other entries stay usable.
     """
-    known = entries(entries_dir)
+    known, invalid = read_entries(entries_dir)
     if name in known:
         return known[name]
+    if name in invalid:
+        raise invalid[name]
     close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.4)
     hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise UnknownModelError(

@@ -1,8 +1,10 @@
 """The model zoo's errors: one class per thing that can go wrong, each message
 saying what to do next."""
 
+from keras_sgn.errors import UserError
 
-class ZooError(Exception):
+
+class ZooError(UserError):
     """Base class of the model zoo's errors."""
 
 

@@ -4,8 +4,10 @@ import math
 
 import keras
 
+from keras_sgn.errors import UserError
 
-class TrainingDiverged(ValueError):
+
+class TrainingDiverged(UserError, ValueError):
     """The training loss is no longer a finite number (NaN or infinite)."""
 
 

@@ -12,12 +12,13 @@ import time
 import keras
 import numpy as np
 
+from keras_sgn.errors import ArgumentError, KerasSGNError
 from keras_sgn.io_utils import TEMPORARY_PREFIX, atomic_save_model, atomic_write_text
 from keras_sgn.training import keras_compat
 from keras_sgn.training.distribute import replica_sum, worker_info
 
 
-class TrainingPreempted(Exception):
+class TrainingPreempted(KerasSGNError):
     """Raised out of `fit` (and `train`) by `PreemptionCheckpoint` after a
     termination signal, once the backup is saved: rerunning the same command
     resumes from it."""
@@ -81,7 +82,7 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
                  delete_on_completion=True, signals=(signal.SIGTERM,)):
         super().__init__()
         if not backup_dir:
-            raise ValueError("PreemptionCheckpoint needs a backup_dir.")
+            raise ArgumentError("PreemptionCheckpoint needs a backup_dir.")
         self.backup_dir = backup_dir
         self.save_dir = save_dir or backup_dir
         self.save_every_steps = int(save_every_steps or 0)
@@ -147,8 +148,8 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
         if state is not None:
             weights = os.path.join(self.backup_dir, state["weights"])
             if not self.model.built:
-                raise ValueError("PreemptionCheckpoint: build the model (call it on a batch) "
-                                 "before fit() so the backup can be restored.")
+                raise ArgumentError("PreemptionCheckpoint: build the model (call it on a batch) "
+                                    "before fit() so the backup can be restored.")
             if self.model.optimizer is not None and not self.model.optimizer.built:
                 self.model.optimizer.build(self.model.trainable_variables)
             try:
