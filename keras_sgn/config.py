@@ -160,6 +160,11 @@ class TrainConfig:
                                       "(default: its own).")
     free_replays: int = _field(8, "method", "Replays m of --method=free.")
     trades_beta: float = _field(6.0, "method", "Beta of --method=trades.")
+    memory_decay: float = _field(1.0, "method", "--method=sgn-memory: weight in [0, 1] of "
+                                 "each example's perturbation of the previous epoch in its "
+                                 "next start (the rest is a fresh random start; 0 is sgn).")
+    memory_reset_every: int = _field(0, "method", "--method=sgn-memory: forget each "
+                                     "example's perturbation every N epochs (0: never).")
     # Validation (it picks the best epoch) and the final test.
     eval_steps: int = _field(10, "evaluation", "PGD steps of validation.")
     test_steps: int = _field(None, "evaluation", "Steps of each attack of the final test (the "

@@ -7,8 +7,8 @@ these are the same, so a name added to a registry and not here fails it.
 """
 
 #: Training methods, as ``keras_sgn.methods.list_methods()`` lists them (sorted).
-METHODS = ("fast", "free", "pgd", "sgn", "sgn-align", "sgn-nfgsm", "sgn-pgd", "sgn-ramp",
-           "sgn-reuse", "standard", "trades")
+METHODS = ("fast", "free", "pgd", "sgn", "sgn-align", "sgn-memory", "sgn-nfgsm", "sgn-pgd",
+           "sgn-ramp", "sgn-reuse", "standard", "trades")
 #: The methods whose attack takes several steps (``TrainingMethod.multi_step``).
 MULTI_STEP_METHODS = ("pgd", "sgn-pgd", "trades")
 #: Threat-model norms (``keras_sgn.attacks.NORMS``).
@@ -34,7 +34,8 @@ STUDIES = {
                "about": "every method at the dataset's threat radius: speed and robustness"},
     "collapse": {"methods": ("fast", "sgn", "pgd"), "epsilon": 0.2,
                  "about": "catastrophic overfitting of single-step training at a larger radius"},
-    "variants": {"methods": ("sgn", "sgn-align", "sgn-nfgsm", "sgn-ramp", "sgn-reuse", "pgd"),
+    "variants": {"methods": ("sgn", "sgn-align", "sgn-memory", "sgn-nfgsm", "sgn-ramp",
+                              "sgn-reuse", "pgd"),
                  "epsilon": None,
                  "about": "variants of the reconstruction against sgn and PGD-AT: time to target"},
 }

@@ -144,16 +144,20 @@ NORMALIZE = {
 
 
 def reference_sgn(tiny, x, y, *, step_size, input_steps, clean_weight, second_order,
-                  delta_scale=1.0, noise=EPS, project_feedback=True, align_weight=0.0):
+                  delta_scale=1.0, noise=EPS, project_feedback=True, align_weight=0.0,
+                  start=None):
     """The SGN step of DESIGN section 2 written out, double backprop included:
     the deltas are differentiable functions of the weights when `second_order`.
 
     Variants: `delta_scale` multiplies every hidden delta (sgn-ramp); `noise`
     is the random start's radius and `project_feedback=False` leaves the
     feedback image unprojected (sgn-nfgsm); `align_weight` adds GradAlign's
-    term between the clean and the start's input gradient (sgn-align)."""
-    start = reference_pgd(lambda z: tiny.logits(z, training=False), x, y,
-                          uniform_start(x, radius=noise), step_size, input_steps)
+    term between the clean and the start's input gradient (sgn-align); `start`
+    replaces the random start (sgn-memory's remembered one)."""
+    if start is None:
+        start = uniform_start(x, radius=noise)
+    start = reference_pgd(lambda z: tiny.logits(z, training=False), x, y, start, step_size,
+                          input_steps)
     variables = tiny.model.trainable_variables
     with tf.GradientTape() as outer:
         clean_loss, g0, activations, *gradients = tiny.self_gradient(start, y)

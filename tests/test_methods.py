@@ -153,6 +153,7 @@ DEFAULTS = {
     "sgn-ramp": (1.25, 1, 2, False, 16),
     "sgn-align": (1.25, 1, 4, False, 16),
     "sgn-nfgsm": (1.0, 1, 2, False, 16),
+    "sgn-memory": (1.25, 1, 2, False, 16),
 }
 
 
@@ -191,6 +192,7 @@ def test_each_method_keeps_its_contract(name):
     (dict(method="sgn-align", align_weight=-1.0), "align_weight"),
     (dict(method="sgn-align", input_attack="pgd"), "input_attack"),
     (dict(method="sgn-nfgsm", noise_scale=-1.0), "noise_scale"),
+    (dict(method="sgn-memory", memory_decay=1.5), "memory_decay"),
 ])
 def test_bad_method_arguments_name_the_parameter(kwargs, parameter):
     with pytest.raises(ValueError, match=parameter):

@@ -51,11 +51,12 @@ def _check_optional_bool(value, param: str):
     )
 
 
-def _check_rest(seed, drop_remainder, cache_examples, data_dir) -> int:
+def _check_rest(seed, drop_remainder, cache_examples, data_dir, with_index=False) -> int:
     """Checks the remaining arguments of :func:`load`; returns ``seed`` as an int."""
     if not _is_int(seed):
         raise ArgumentError(f"seed must be an integer, got {seed!r}; pass e.g. seed=0.")
-    for param, value in (("drop_remainder", drop_remainder), ("cache", cache_examples)):
+    for param, value in (("drop_remainder", drop_remainder), ("cache", cache_examples),
+                         ("with_index", with_index)):
         if not isinstance(value, (bool, np.bool_)):
             raise ArgumentError(f"{param} must be True or False, got {value!r}.")
     if data_dir is not None and not isinstance(data_dir, (str, os.PathLike)):
@@ -81,14 +82,14 @@ def _augment_fn(image_shape, flip: bool, seed: int):
     h, w, c = image_shape
     seed = tf.constant(seed, tf.int64)
 
-    def fn(r, image, label):
+    def fn(r, image, label, *index):
         crop_seed, flip_seed = tf.unstack(
             tf.random.experimental.stateless_split(tf.stack([r, seed]), num=2))
         padded = tf.pad(image, [[_PAD, _PAD], [_PAD, _PAD], [0, 0]])  # zero padding
         image = tf.image.stateless_random_crop(padded, size=[h, w, c], seed=crop_seed)
         if flip:
             image = tf.image.stateless_random_flip_left_right(image, seed=flip_seed)
-        return image, label
+        return (image, label, *index)
 
     return fn
 
@@ -171,6 +172,7 @@ def load(
     cache: bool = True,
     order: str = "stored",
     download: bool = True,
+    with_index: bool = False,
 ) -> tf.data.Dataset:
     """Loads a dataset split as a batched ``tf.data.Dataset`` of ``(images, labels)``.
 
@@ -201,6 +203,10 @@ def load(
         download: Download the dataset if no copy is found, as tensorflow-datasets and
             ``keras.datasets`` do (checked like a local copy, used only once complete; see
             :mod:`keras_sgn.data.download`). False: never open a network connection.
+        with_index: Batches are ``(images, labels, index)``: ``index`` (int64) is each
+            example's position in the split (in its fixed order, among the first
+            ``n_examples``), whatever the shuffle: the key of per-example training
+            state (``TrainingMethod.keyed_by_example``, e.g. ``sgn-memory``).
 
     Raises:
         ValueError: for an unknown ``name`` / ``split`` or invalid other arguments.
@@ -221,13 +227,15 @@ def load(
     n_examples = _check_positive_int(n_examples, "n_examples", "1000", allow_none=True)
     shuffle = _check_optional_bool(shuffle, "shuffle")
     augment = _check_optional_bool(augment, "augment")
-    seed = _check_rest(seed, drop_remainder, cache, data_dir)
+    seed = _check_rest(seed, drop_remainder, cache, data_dir, with_index)
     ds_info = catalog.cached_info(name)
     shuffle = split == "train" if shuffle is None else shuffle
     augment = _resolve_augment(augment, split, ds_info)
     order = _check_order(order, name, split)
     download_mod.prepare(name, data_dir, download)
     ds, size, scale, in_memory = _examples(name, split, data_dir, n_examples, order)
+    if with_index:
+        ds = ds.enumerate().map(lambda i, example: (*example, i))
     return _batched(ds, size, scale, ds_info, batch_size, shuffle, augment, seed,
                     drop_remainder, cache and not in_memory)
 
@@ -246,7 +254,7 @@ def _batched(ds, size, scale, ds_info, batch_size, shuffle, augment, seed, drop_
             lambda r, ex: aug(r, *ex), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=drop_remainder)
 
-    def to_float(x, y):
-        return tf.cast(x, tf.float32) / scale, tf.cast(y, tf.int32)
+    def to_float(x, y, *index):
+        return (tf.cast(x, tf.float32) / scale, tf.cast(y, tf.int32), *index)
 
     return ds.map(to_float, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)

@@ -108,9 +108,13 @@ def time_method_step(model, name, x, y, options, xla=False, warmup=2, repeats=5,
                     jit_compile_attack=xla, **options)
     network.optimizer.build(network.trainable_variables)
     step = tf.function(network.train_step)
+    # A method keyed by example (sgn-memory) steps on the batch's examples of a
+    # split of this one batch: from the second step on, each has a memory.
+    network.method.build_state(int(x.shape[0]), tuple(x.shape[1:]))
+    batch = (x, y, tf.range(x.shape[0])) if network.method.keyed_by_example else (x, y)
 
     def run():
-        logs = step((x, y))
+        logs = step(batch)
         float(logs["loss"])  # block until the step is done
 
     return time_calls(run, warmup=warmup, repeats=repeats)

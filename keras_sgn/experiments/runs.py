@@ -167,7 +167,8 @@ def train_run(config, folder, validation, on_epoch=None, verbose=0):
     epochs = sgn_methods.budget_epochs(config.method, config.epochs, **config.method_options())
     train_ds = sgn_data.load(config.dataset, "train", config.batch_size,
                              data_dir=config.data_dir, seed=config.seed,
-                             n_examples=config.n_train, drop_remainder=True)
+                             n_examples=config.n_train, drop_remainder=True,
+                             with_index=sgn_methods.method_class(config.method).keyed_by_example)
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch < 1:
         raise ArgumentError(f"Fewer training examples than one batch (batch_size="
@@ -175,6 +176,7 @@ def train_run(config, folder, validation, on_epoch=None, verbose=0):
     model = training.compile_for_training(
         training.build_model(config, sgn_data.info(config.dataset)), config, steps_per_epoch,
         epochs=epochs)
+    training.build_method_state(config, [model.method])
     recorder = EpochRecorder(validation, validation.dataset(config), config.epsilon,
                              config.norm, os.path.join(folder, PROGRESS_FILE), on_epoch)
     checkpoint = training.SafeCheckpoint(os.path.join(folder, BEST_MODEL_FILE))

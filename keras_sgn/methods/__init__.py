@@ -20,13 +20,14 @@ they stay registered so that study reruns, `list_methods(variants=False)` leaves
 them out): `sgn-reuse` (Free-AT replays
 with hidden-site feedback, 1 per update), `sgn-ramp` (scheduled hidden-site
 strength, 2), `sgn-align` (plus GradAlign, about 4), `sgn-nfgsm` (N-FGSM's
-input step, 2).
+input step, 2); and, not measured yet, `sgn-memory` (`memory`: each example's
+input step starts from its perturbation of the previous epoch, 2).
 
 Modules: `base` (the `TrainingMethod` contract and shared loss helpers),
 `replicas` (each replica's share of the global batch and replica-independent
 random starts), `adversarial` (standard, fast, pgd, free, trades),
-`self_gradient` (sgn, sgn-pgd), `variants` and `registry` (name -> class, and what callers
-ask about a method by name).
+`self_gradient` (sgn, sgn-pgd), `variants`, `memory` (sgn-memory) and
+`registry` (name -> class, and what callers ask about a method by name).
 
 Distribution (any `tf.distribute` strategy): every replica's gradient is that
 of its per-replica mean loss times `local_batch / global_batch`, so summed over
@@ -37,6 +38,7 @@ per-replica means, which metrics weighted by the batch size average correctly.
 
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
+from keras_sgn.methods.memory import SelfGradientMemory
 from keras_sgn.methods.registry import (
     METHODS,
     budget_epochs,
@@ -64,6 +66,7 @@ __all__ = [
     "Fast",
     "Free",
     "SelfGradientAlign",
+    "SelfGradientMemory",
     "SelfGradientNoise",
     "SelfGradientPGD",
     "SelfGradientRamp",

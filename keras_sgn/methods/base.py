@@ -82,6 +82,10 @@ class TrainingMethod:
     # Set by SGNModel.compile(jit_compile_attack=...): XLA-compile the inner
     # attack per replica (whole-step XLA fails under multi-device Mirrored).
     jit_compile = False
+    # A method with per-example state across epochs: its training batches carry
+    # each example's index in the split, `(images, labels, index)`, and `step`
+    # takes it as `index=` (`keras_sgn.data.load(..., with_index=True)`).
+    keyed_by_example = False
 
     def __init__(self, epsilon=8 / 255, norm="linf", step_size=None, attack_steps=None):
         attack_steps = self.default_attack_steps if attack_steps is None else attack_steps
@@ -123,6 +127,18 @@ class TrainingMethod:
         if self.jit_compile:
             run = tf.function(run, jit_compile=True)
         return run(x, target, start)
+
+    def build_state(self, num_examples, example_shape):
+        """Create the method's per-example state for a training split of
+        `num_examples` examples of shape `example_shape`, under the strategy's
+        scope (none here; `keyed_by_example` methods have some)."""
+
+    def save_own_variables(self, store):
+        """Put the training state outside the model (per-example state) into
+        the dict `store`, as Keras layers do; backups keep it."""
+
+    def load_own_variables(self, store):
+        """Restore what `save_own_variables` put into `store`."""
 
     def step(self, model, x, y, seed):
         """Compute and apply one update; returns `(loss, logits)`."""

@@ -7,6 +7,7 @@ import difflib
 from keras_sgn.errors import ArgumentError
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
+from keras_sgn.methods.memory import SelfGradientMemory
 from keras_sgn.methods.self_gradient import SelfGradientPGD, SelfGradientTraining
 from keras_sgn.methods.variants import (
     SelfGradientAlign,
@@ -28,6 +29,8 @@ METHODS = {
     "sgn-ramp": SelfGradientRamp,
     "sgn-align": SelfGradientAlign,
     "sgn-nfgsm": SelfGradientNoise,
+    # Per-example perturbation memory across epochs (issue 21).
+    "sgn-memory": SelfGradientMemory,
 }
 
 

@@ -194,10 +194,12 @@ class SGNModel(keras.Model):
 
     def train_step(self, data):
         self._require_compiled()
-        x, y, _ = keras.utils.unpack_x_y_sample_weight(data)
+        # A method keyed by example takes `(images, labels, index)` batches.
+        x, y, index = keras.utils.unpack_x_y_sample_weight(data)
         x = _check_images(x)
+        keyed = {"index": index} if self.method.keyed_by_example else {}
         with sgn_layers.plain_sites():
-            loss, logits = self.method.step(self, x, y, self._step_seed())
+            loss, logits = self.method.step(self, x, y, self._step_seed(), **keyed)
         self._loss_metric.update_state(loss, sample_weight=tf.shape(x)[0])
         self._accuracy_metric.update_state(y, logits)
         # Named for what it is measured on: `adv_accuracy` for a method that

@@ -49,7 +49,7 @@ from keras_sgn.training.optimization import (
     make_optimizer,
 )
 from keras_sgn.training.outputs import FINAL_TEST_SUITE, final_test_attacks, result_lines
-from keras_sgn.training.run import check_resumable, train
+from keras_sgn.training.run import build_method_state, check_resumable, train
 from keras_sgn.training.run_folder import (
     RunFolder,
     RunFolderBusyError,
@@ -79,6 +79,7 @@ __all__ = [
     "TrainingPreempted",
     "TriangularSchedule",
     "agree_with_chief",
+    "build_method_state",
     "build_model",
     "check_global_batch_size",
     "check_model_fits",

@@ -170,11 +170,16 @@ def _run(config, strategy, strategy_name, folder):
         check_model_fits(model, config, info)  # before loading any data
         check_free_space(write_dir, _MODEL_FILES_AT_ONCE * model_file_bytes(model),
                          flag="--output_dir")
-        splits = _load_splits(config, strategy)
+        switch = _method_switch(config)
+        keyed = [sgn_methods.method_class(config.method)] + [s.finish for s in switch]
+        splits = _load_splits(config, strategy,
+                              with_index=any(method.keyed_by_example for method in keyed))
         with strategy.scope():
             compile_for_training(model, config, splits.steps_per_epoch, strategy)
+            methods = [model.method] + [s.finish for s in switch]
+            build_method_state(config, methods)
         clock = TrainingClock()
-        checkpoint, backup = _backup_callbacks(config, model, write_dir, clock)
+        checkpoint, backup = _backup_callbacks(config, model, write_dir, clock, methods)
         state = _resume(config, folder, backup, strategy, splits.steps_per_epoch)
         logs = keras.callbacks.TensorBoard(os.path.join(write_dir, outputs.TENSORBOARD_DIR))
         # First: a NaN loss stops the run before the checkpoint or the backup saves its weights.
@@ -182,8 +187,7 @@ def _run(config, strategy, strategy_name, folder):
                                        f"(--method={config.method}, --optimizer="
                                        f"{config.optimizer})")
         train_seconds = _fit(config, model, splits, backup,
-                             [diverged, clock] + _method_switch(config)
-                             + [checkpoint, backup, logs])
+                             [diverged, clock] + switch + [checkpoint, backup, logs])
         if chief:
             execution = {"strategy": strategy_name, "workers": num_workers,
                          "replicas": strategy.num_replicas_in_sync,
@@ -211,12 +215,26 @@ def _method_switch(config):
     return [MethodSwitch(sgn_methods.get(config.finish_method, **options), switch_epoch)]
 
 
-def _load_splits(config, strategy):
-    """Training (full batches, shuffled), validation and test splits."""
+def build_method_state(config, methods):
+    """Create each training method's per-example state (e.g. `sgn-memory`'s
+    memory) for the training split of `config` (resolved); call under the
+    strategy's scope."""
+    info = sgn_data.info(config.dataset)
+    num_examples = info.num_examples["train"]
+    if config.n_train is not None:
+        num_examples = min(num_examples, config.n_train)
+    for method in methods:
+        method.build_state(num_examples, info.image_shape)
+
+
+def _load_splits(config, strategy, with_index=False):
+    """Training (full batches, shuffled; `(images, labels, index)` with
+    `with_index`), validation and test splits."""
     on_tpu = isinstance(strategy, tf.distribute.TPUStrategy)
     where = {"data_dir": config.data_dir, "download": config.download}
     train_ds = sgn_data.load(config.dataset, "train", config.batch_size, seed=config.seed,
-                             n_examples=config.n_train, drop_remainder=True, **where)
+                             n_examples=config.n_train, drop_remainder=True,
+                             with_index=with_index, **where)
     val_ds = sgn_data.load(config.dataset, "validation", config.batch_size,
                            n_examples=config.n_eval, drop_remainder=on_tpu, **where)
     test_ds = sgn_data.load(config.dataset, "test", config.batch_size,
@@ -244,9 +262,10 @@ def _writing_folder(config, chief, task_type, task_id):
     return write_dir
 
 
-def _backup_callbacks(config, model, write_dir, clock):
+def _backup_callbacks(config, model, write_dir, clock, methods):
     """The best checkpoint and the preemption backup (which keeps the
-    checkpoint's state, so a resumed run still replaces it only on improvement)."""
+    checkpoint's state, so a resumed run still replaces it only on improvement,
+    and the per-example state of the run's `methods`)."""
     checkpoint = SafeCheckpoint(os.path.join(write_dir, "model.keras"),
                                 os.path.join(write_dir, "checkpoints", "last.weights.h5"))
     backup = PreemptionCheckpoint(
@@ -254,6 +273,7 @@ def _backup_callbacks(config, model, write_dir, clock):
         save_dir=os.path.join(write_dir, "backup"),
         save_every_steps=config.backup_every_steps,
         stateful={"safe_checkpoint": checkpoint, "training_clock": clock},
+        own_variables={f"method{i}": method for i, method in enumerate(methods)},
         delete_on_completion=False)
     backup.set_model(model)
     return checkpoint, backup

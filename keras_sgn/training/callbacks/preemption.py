@@ -2,6 +2,7 @@
 run killed at any moment resumes where it was; `TrainingPreempted` after SIGTERM."""
 
 import glob
+import io
 import json
 import os
 import shutil
@@ -13,7 +14,12 @@ import keras
 import numpy as np
 
 from keras_sgn.errors import ArgumentError, KerasSGNError
-from keras_sgn.io_utils import TEMPORARY_PREFIX, atomic_save_model, atomic_write_text
+from keras_sgn.io_utils import (
+    TEMPORARY_PREFIX,
+    atomic_save_model,
+    atomic_write_bytes,
+    atomic_write_text,
+)
 from keras_sgn.training import keras_compat
 from keras_sgn.training.distribute import replica_sum, worker_info
 
@@ -44,10 +50,13 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
       and step within the epoch, the logs of every epoch so far, the running
       training metrics of the current epoch (its last batch's logs and the
       metric variables, so a resumed epoch logs what an uninterrupted one
-      would), and the state of `stateful` callbacks (e.g. `SafeCheckpoint`'s
-      best score). A backup may be taken after an epoch's last step, before
-      its validation (`step == steps_per_epoch`): `batch_logs` then holds the
-      epoch's training logs, and `train` finishes the epoch from there;
+      would), the state of `stateful` callbacks (e.g. `SafeCheckpoint`'s
+      best score) and the training state kept outside the model
+      (`own_variables`, e.g. `sgn-memory`'s per-example memory, in a `.npz`
+      file committed by `state.json` like the weights). A backup may be taken
+      after an epoch's last step, before its validation (`step ==
+      steps_per_epoch`): `batch_logs` then holds the epoch's training logs,
+      and `train` finishes the epoch from there;
     - **SIGTERM** (`signals`): the handler only sets a flag; at the end of the
       current batch the state is saved and `TrainingPreempted` is raised out of
       `fit` (no validation of the partial epoch, which could outlast a
@@ -74,12 +83,15 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
         delete_on_completion: remove the backup once all planned epochs are done
             (`train` removes it itself, after writing its final files).
         signals: signals that request a save-and-stop (default SIGTERM).
+        own_variables: `{name: object}` of objects with Keras's
+            `save_own_variables(store)` / `load_own_variables(store)` (a training
+            method's per-example state); default: the model's `method`, if any.
     """
 
     STATE_FILE = "state.json"
 
     def __init__(self, backup_dir, save_dir=None, save_every_steps=0, stateful=None,
-                 delete_on_completion=True, signals=(signal.SIGTERM,)):
+                 delete_on_completion=True, signals=(signal.SIGTERM,), own_variables=None):
         super().__init__()
         if not backup_dir:
             raise ArgumentError("PreemptionCheckpoint needs a backup_dir.")
@@ -87,6 +99,7 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
         self.save_dir = save_dir or backup_dir
         self.save_every_steps = int(save_every_steps or 0)
         self.stateful = dict(stateful or {})
+        self.own_variables = None if own_variables is None else dict(own_variables)
         self.delete_on_completion = delete_on_completion
         self.signals = tuple(signals)
         self.epoch = 0          # completed epochs
@@ -124,10 +137,12 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
             self.batch_logs = {k: float(v) for k, v in self._last_batch_logs.items()}
         name = f"weights-epoch{self.epoch:05d}-step{self.step:07d}.weights.h5"
         atomic_save_model(self.model, os.path.join(self.save_dir, name))
+        variables = self._save_own_variables(name.replace(".weights.h5", ".npz"))
         state = {
             "epoch": self.epoch,
             "step": self.step,
             "weights": name,
+            "variables": variables,
             "history": self.history,
             "batch_logs": self.batch_logs,
             # Collective reads under a multi-worker strategy: every worker saves.
@@ -136,9 +151,46 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
             "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         atomic_write_text(self._state_path(self.save_dir), json.dumps(state, indent=1) + "\n")
-        for old in glob.glob(os.path.join(self.save_dir, "weights-*.weights.h5")):
-            if os.path.basename(old) != name:
+        for old in glob.glob(os.path.join(self.save_dir, "weights-*")):
+            if os.path.basename(old) not in (name, variables):
                 os.remove(old)
+
+    def _holders(self):
+        """`{name: object}` whose own variables the backup keeps."""
+        if self.own_variables is not None:
+            return self.own_variables
+        method = getattr(self.model, "method", None)
+        return {"method": method} if hasattr(method, "save_own_variables") else {}
+
+    def _save_own_variables(self, name):
+        """Write the holders' own variables to `save_dir/name` (atomic);
+        returns `name`, or None when they have none."""
+        arrays = {}
+        for holder, obj in self._holders().items():
+            store = {}
+            obj.save_own_variables(store)
+            arrays.update({f"{holder}/{key}": value for key, value in store.items()})
+        if not arrays:
+            return None
+        payload = io.BytesIO()
+        np.savez(payload, **arrays)
+        atomic_write_bytes(os.path.join(self.save_dir, name), payload.getvalue())
+        return name
+
+    def _load_own_variables(self, name):
+        holders = self._holders()
+        with np.load(os.path.join(self.backup_dir, name)) as saved:
+            stores = {}
+            for key in saved.files:
+                holder, _, variable = key.partition("/")
+                stores.setdefault(holder, {})[variable] = saved[key]
+        for holder, store in stores.items():
+            if holder not in holders:
+                raise RuntimeError(
+                    f"The backup in {self.backup_dir} holds the state of {holder!r}, which "
+                    "this run does not have. Was the command changed? Delete that folder to "
+                    "start over.")
+            holders[holder].load_own_variables(store)
 
     def restore(self):
         """Load the committed backup of `backup_dir` into the model (weights
@@ -158,6 +210,8 @@ class PreemptionCheckpoint(keras.callbacks.Callback):
                 raise RuntimeError(
                     f"The backup in {self.backup_dir} does not fit this model ({error}). "
                     "Was the command changed? Delete that folder to start over.") from error
+            if state.get("variables"):
+                self._load_own_variables(state["variables"])
             self.epoch, self.step = int(state["epoch"]), int(state["step"])
             self.history = {k: list(v) for k, v in state.get("history", {}).items()}
             self.batch_logs = dict(state.get("batch_logs", {}))
