@@ -8,9 +8,11 @@ i.e. misclassified): every iteration proposes, for each still-unfooled
 example, a change restricted to a random square window and keeps it only if the
 margin decreases.
 
-The random search runs in numpy (a seeded `np.random.Generator`), the forward
-passes through one compiled function per model and image shape (the attack
-core's cache), run with `training=False`.
+The initial perturbation is drawn in numpy (a seeded `np.random.Generator`).
+The L-inf search then runs in graph, `_QUERIES_PER_CALL` queries per compiled
+call (stateless draws keyed by the seed and the iteration), so no query waits on
+the host; the L2 search proposes in numpy, one compiled forward pass per query.
+The model runs with `training=False`.
 """
 
 import keras
@@ -29,6 +31,9 @@ _TINY = 1e-12
 # Resampling cap for the L-inf window signs (the published code loops until the
 # window changes the image; it would loop forever when no sign can change it).
 _MAX_SIGN_RESAMPLES = 10
+# Queries per compiled call of the L-inf search: the fooled examples are dropped
+# between calls (they idle at most this many queries), the progress bar moves.
+_QUERIES_PER_CALL = 25
 
 
 def p_selection(p_init, iteration, n_queries):
@@ -48,17 +53,6 @@ def _margin_function(model, image_shape):
     function = compiled_for(model, ("square-margins",),
                             lambda forward, x, y: -margin_loss(y, forward(x)), image_shape, [])
     return lambda x, y: function(tf.constant(x, tf.float32), tf.constant(y, tf.int32)).numpy()
-
-
-def _window_masks(n, h, w, s, rng):
-    """Per-example square windows of side `s` at uniform positions: bool (n, h, w, 1)."""
-    top = rng.integers(0, h - s + 1, size=n)
-    left = rng.integers(0, w - s + 1, size=n)
-    rows = np.arange(h)[None, :, None]
-    cols = np.arange(w)[None, None, :]
-    inside = ((rows >= top[:, None, None]) & (rows < top[:, None, None] + s)
-              & (cols >= left[:, None, None]) & (cols < left[:, None, None] + s))
-    return inside[..., None]
 
 
 def _eta_rectangle(a, b):
@@ -99,26 +93,70 @@ def _linf_init(x, epsilon, rng):
     return np.clip(x + stripes, 0.0, 1.0)
 
 
-def _linf_candidates(x, x_best, epsilon, p, rng):
-    """Each example: a random window set to a random +-epsilon per channel."""
-    n, h, w, c = x.shape
-    s = int(round(np.sqrt(p * h * w)))  # p * n_features / channels = p * h * w
-    s = min(max(s, 1), h, w)
-    mask = _window_masks(n, h, w, s, rng)
-    delta = x_best - x
-    redraw = np.ones(n, bool)
-    x_new = x_best.copy()
-    # As published, redraw the signs of windows whose proposal would not change
-    # the image (e.g. the window already holds those signs), a few times at most.
-    for _ in range(_MAX_SIGN_RESAMPLES):
-        signs = rng.choice(np.float32([-epsilon, epsilon]), size=(int(redraw.sum()), 1, 1, c))
-        proposal = np.clip(x[redraw] + np.where(mask[redraw], signs, delta[redraw]), 0.0, 1.0)
-        x_new[redraw] = proposal
-        unchanged = np.all(np.abs(proposal - x_best[redraw]) < 1e-7, axis=(1, 2, 3))
-        redraw[np.flatnonzero(redraw)[~unchanged]] = False
-        if not redraw.any():
-            break
-    return x_new
+def _linf_side(p, h, w):
+    """The L-inf window side for the fraction `p`: `p * h * w` pixels, at least 1."""
+    return min(max(int(round(np.sqrt(p * h * w))), 1), h, w)
+
+
+def _window(n, h, w, side, key):
+    """Per-example square windows of side `side` at uniform positions: bool `(n, h, w, 1)`."""
+    top = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(key, 0),
+                                      0, h - side + 1, tf.int32)
+    left = tf.random.stateless_uniform([n], tf.random.experimental.stateless_fold_in(key, 1),
+                                       0, w - side + 1, tf.int32)
+    rows = tf.range(h)[None, :, None]
+    cols = tf.range(w)[None, None, :]
+    return ((rows >= top[:, None, None]) & (rows < top[:, None, None] + side)
+            & (cols >= left[:, None, None]) & (cols < left[:, None, None] + side))[..., None]
+
+
+def _linf_candidates(x, x_best, epsilon, side, key):
+    """Each example: a random window of side `side` set to a random +-epsilon per channel
+    (graph code; `key` a stateless seed).
+
+    As published, the signs of a window whose proposal would not change the image
+    (e.g. the window already holds them) are redrawn, at most `_MAX_SIGN_RESAMPLES`
+    draws in all. Whether a window changes the image is a per-channel question, so
+    it is answered for +epsilon and -epsilon once and all draws are made at once:
+    each example takes its first draw that changes the image, else its last draw.
+    """
+    n, h, w, c = tf.shape(x)[0], x.shape[1], x.shape[2], x.shape[3]
+    inside = _window(n, h, w, side, key)
+
+    def changes(value):  # (n, c): does setting the window to `value` change the channel?
+        moved = tf.abs(tf.clip_by_value(x + value, 0.0, 1.0) - x_best) >= 1e-7
+        return tf.reduce_any(tf.logical_and(moved, inside), axis=[1, 2])
+
+    draws = tf.random.stateless_uniform(
+        [_MAX_SIGN_RESAMPLES, n, c], tf.random.experimental.stateless_fold_in(key, 2), 0, 2,
+        tf.int32) > 0  # True: +epsilon
+    changed = tf.reduce_any(tf.where(draws, changes(epsilon), changes(-epsilon)), axis=-1)
+    first = tf.argmax(tf.cast(changed, tf.int32), axis=0, output_type=tf.int32)
+    pick = tf.where(tf.reduce_any(changed, axis=0), first, _MAX_SIGN_RESAMPLES - 1)
+    positive = tf.gather(tf.transpose(draws, [1, 0, 2]), pick, axis=1, batch_dims=1)
+    signs = tf.where(positive, epsilon, -epsilon)[:, None, None, :]
+    return tf.where(inside, tf.clip_by_value(x + signs, 0.0, 1.0), x_best)
+
+
+def _linf_search(forward, x, y, x_best, margin, sides, first, seed, epsilon):
+    """Iterations `first, first + 1, ...` of the L-inf random search in one graph, one
+    per entry of `sides` (the window side of each), stopping early once every example
+    is fooled; fooled examples (margin <= 0) are left as they are. Iteration `i` draws
+    from `seed` folded with `i`, so the draws do not depend on how the iterations are
+    split into calls. Returns the new `(x_best, margin)`."""
+
+    def body(i, x_best, margin):
+        key = tf.random.experimental.stateless_fold_in(seed, first + i)
+        x_new = _linf_candidates(x, x_best, epsilon, tf.gather(sides, i), key)
+        new_margin = -margin_loss(y, forward(x_new))
+        better = tf.logical_and(margin > 0, new_margin < margin)
+        return (i + 1, tf.where(better[:, None, None, None], x_new, x_best),
+                tf.where(better, new_margin, margin))
+
+    _, x_best, margin = tf.while_loop(
+        lambda i, _, margin: tf.logical_and(i < tf.size(sides), tf.reduce_any(margin > 0)),
+        body, (tf.constant(0), x_best, margin))
+    return x_best, margin
 
 
 def _l2_init(x, epsilon, rng):
@@ -210,6 +248,41 @@ class _Search:
         self.all_margin[self.index] = self.margin
 
 
+def _linf_steps(model, image_shape, epsilon, p_init, n_queries, seed):
+    """`advance(search, first, count)`: iterations `first ... first + count - 1` of the
+    L-inf search, in one compiled call (no host round trip per query)."""
+    h, w = image_shape[:2]
+    sides = np.array([_linf_side(p_selection(p_init, i, n_queries), h, w)
+                      for i in range(n_queries - 1)], np.int32)
+    images = tf.TensorSpec([None, *image_shape], tf.float32)
+    run = compiled_for(model, ("square-linf",), _linf_search, image_shape, [
+        images, tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float32)])
+    seed = tf.constant([seed, 0], tf.int32)
+
+    def advance(search, first, count):
+        x_best, margin = run(search.x, search.y, search.x_best, search.margin,
+                             sides[first:first + count], tf.constant(first), seed,
+                             tf.constant(epsilon, tf.float32))
+        search.x_best, search.margin = x_best.numpy(), margin.numpy()
+
+    return advance
+
+
+def _l2_steps(margins_of, epsilon, p_init, n_queries, rng):
+    """`advance(search, first, count)`: iterations `first ... first + count - 1` of the
+    L2 search, one numpy proposal and one forward pass per query."""
+    def advance(search, first, count):
+        for iteration in range(first, first + count):
+            if not search.compact():
+                return
+            x_new = _l2_candidates(search.x, search.x_best, epsilon,
+                                   p_selection(p_init, iteration, n_queries), rng)
+            search.keep_better(x_new, margins_of(x_new, search.y))
+
+    return advance
+
+
 def square(model, x, y, epsilon=8 / 255, norm="linf", n_queries=5000, p_init=None, seed=0,
            verbose=False):
     """Square Attack: score-based random search for adversarial examples, no gradients.
@@ -294,32 +367,32 @@ def square(model, x, y, epsilon=8 / 255, norm="linf", n_queries=5000, p_init=Non
 
     rng = np.random.default_rng(seed)
     margins_of = _margin_function(model, x.shape[1:])
-    init, candidates = (_linf_init, _linf_candidates) if norm == "linf" else (_l2_init,
-                                                                             _l2_candidates)
     x_best = x.copy()
     margin = margins_of(x, y)  # clean check, not counted as a query
     todo = np.flatnonzero(margin > 0)
     if todo.size:
+        init = _linf_init if norm == "linf" else _l2_init
         x_best[todo] = init(x[todo], epsilon, rng)
         margin[todo] = margins_of(x_best[todo], y[todo])
+    if norm == "linf":
+        advance = _linf_steps(model, x.shape[1:], epsilon, float(p_init), n_queries, seed)
+    else:
+        advance = _l2_steps(margins_of, epsilon, float(p_init), n_queries, rng)
 
     progbar = None
     if verbose:
         progbar = keras.utils.Progbar(n_queries, stateful_metrics=["robust"])
         progbar.update(1, [("robust", float(np.mean(margin > 0)))])
     search = _Search(x, y, x_best, margin)
-    queries = 1
-    for iteration in range(n_queries - 1):
-        if not search.compact():
-            break
-        p = p_selection(float(p_init), iteration, n_queries)
-        x_new = candidates(search.x, search.x_best, epsilon, p, rng)
-        search.keep_better(x_new, margins_of(x_new, search.y))
-        queries = iteration + 2
+    done = 0  # iterations after the initial query
+    while done < n_queries - 1 and search.compact():
+        count = min(_QUERIES_PER_CALL, n_queries - 1 - done)
+        advance(search, done, count)
+        done += count
         if progbar is not None:
-            progbar.update(queries, [("robust", search.robust_fraction())])
+            progbar.update(done + 1, [("robust", search.robust_fraction())])
     search.write_back()
-    if progbar is not None and queries < n_queries:  # stopped early: every example fooled
+    if progbar is not None and done + 1 < n_queries:  # stopped early: every example fooled
         progbar.update(n_queries, [("robust", float(np.mean(margin > 0)))], finalize=True)
 
     x_adv = tf.constant(x_best, tf.float32)
