@@ -4,6 +4,8 @@ it wrote where; mistakes are one `error:` line naming the fix, never a traceback
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
@@ -72,6 +74,19 @@ def test_evaluate_then_publish_the_run(run_dir, tmp_path):
     assert metadata["metrics"]["provenance"] == report["provenance"]
     card = (out / "README.md").read_text()
     assert f"keras-sgn {report['provenance']['keras_sgn']}" in card
+    # The run is outside the working directory: the commands retrain into runs/NAME and
+    # evaluate and publish that same folder. The card's loader loads this folder: run
+    # as a reader would (another process, `images` the only thing added).
+    assert "--output_dir=runs/sgn-small-cnn-digits" in card
+    assert "--run_dir=runs/sgn-small-cnn-digits" in card and str(run_dir) not in card
+    snippet = card.split("```python\n")[1].split("```")[0]
+    assert "load_pretrained" not in snippet and "hf://" not in snippet
+    probe = ("import numpy as np\nimages = np.zeros((2, 8, 8, 1), 'float32')\n" + snippet
+             + "\nprint('logits', logits.shape)\n")
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                            env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}, timeout=300)
+    assert loaded.returncode == 0, loaded.stderr[-2000:]
+    assert "logits (2, 10)" in loaded.stdout
 
 
 def test_evaluate_mistakes_are_one_line(tmp_path):

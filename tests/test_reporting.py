@@ -110,6 +110,29 @@ def test_model_card_sections_come_from_the_metadata():
     assert f'keras.saving.load_model("hf://{metadata["repo_id"]}")' in text
 
 
+def test_model_card_offers_the_loaders_that_work_where_the_folder_goes():
+    metadata = copy.deepcopy(_metadata())
+    metadata["distribution"] = {"destination": "local", "folder": "export/m", "run_dir": "r"}
+    local = card.model_card(metadata)
+    assert 'keras.saving.load_model("export/m", safe_mode=True)' in local
+    assert "hf://" not in local and 'load_pretrained("' not in local.split("## Use")[1].split(
+        "This folder is in no zoo")[0]
+    metadata["distribution"]["destination"] = "package"
+    shipped = card.model_card(metadata)
+    assert f'keras_sgn.load_pretrained("{metadata["name"]}")' in shipped
+    assert "hf://" not in shipped and "export/m" not in shipped
+
+
+def test_the_card_commands_name_the_run_folder_when_it_is_in_the_working_directory(
+        tmp_path, monkeypatch):
+    from keras_sgn.hub.export import command_run_dir
+
+    monkeypatch.chdir(tmp_path)
+    assert command_run_dir(str(tmp_path / "runs" / "mine"), "sgn-x") == "runs/mine"
+    assert command_run_dir("runs/mine", "sgn-x") == "runs/mine"
+    assert command_run_dir("/elsewhere/mine", "sgn-x") == "runs/sgn-x"
+
+
 def test_model_card_flags_failed_sanity_checks_and_feedback_at_inference():
     metadata = copy.deepcopy(_metadata())
     metadata["metrics"]["sanity_passed"] = False

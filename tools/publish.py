@@ -117,9 +117,11 @@ def _export(scratch, repo_for):
     output_dir = (os.path.join(zoo.PRETRAINED_DIR, name) if FLAGS.ship else
                   FLAGS.local_dir or os.path.join(scratch, name))
     repo_id = repo_for(name)
+    destination = "package" if FLAGS.ship else "local" if FLAGS.local_dir else "hub"
     return name, repo_id, hub.export_folder(FLAGS.run_dir, output_dir, name, report,
                                             repo_id=repo_id,
-                                            overwrite=FLAGS.overwrite or FLAGS.ship)
+                                            overwrite=FLAGS.overwrite or FLAGS.ship,
+                                            destination=destination)
 
 
 def publish(scratch):

@@ -79,7 +79,7 @@ def _check_report_matches_run(report, run):
                            f"{run['model_path']}: evaluate the model you publish.")
 
 
-def _write_folder(model, folder, name, run, metrics, repo_id):
+def _write_folder(model, folder, name, run, metrics, repo_id, distribution):
     """Save the model into `folder` (a fresh temporary directory), add its
     metadata and card, check it reloads; return the metadata."""
     import keras
@@ -92,7 +92,8 @@ def _write_folder(model, folder, name, run, metrics, repo_id):
     if extra:
         raise PublishError(f"the model saved extra files {extra}: not supported by the zoo.")
     metadata = build_metadata(name, model, run, metrics,
-                              read_json(os.path.join(folder, "metadata.json")), repo_id)
+                              read_json(os.path.join(folder, "metadata.json")), repo_id,
+                              distribution=distribution)
     atomic_write_json(os.path.join(folder, "metadata.json"), metadata)
     atomic_write_text(os.path.join(folder, "README.md"), model_card(metadata))
     check_reload(model, folder)
@@ -114,7 +115,21 @@ def _replace_folder(tmp, output_dir):
         os.replace(tmp, output_dir)
 
 
-def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=False):
+#: Where an exported folder goes, which decides how its card says to load it.
+DESTINATIONS = ("local", "package", "hub")
+
+
+def command_run_dir(run_dir, name):
+    """The run folder the card's commands name: the run's own when it is inside
+    the working directory (the commands then are the ones that made this
+    export), else `runs/NAME` (an absolute path on another machine means nothing
+    to a reader)."""
+    relative = os.path.relpath(os.path.abspath(run_dir))
+    return f"runs/{name}" if relative.startswith("..") else relative
+
+
+def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=False,
+                  destination="local"):
     """Write the Hub folder of a `tools/train.py` run.
 
     Args:
@@ -127,6 +142,10 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
             those of `run_dir/model.keras` (else `PublishError`).
         repo_id: the Hub repository named in the card (default `keras-sgn/<name>`).
         overwrite: replace an existing non-empty `output_dir`.
+        destination: `"local"` (the folder stays where it is: the card loads it
+            from `output_dir`), `"package"` (shipped in keras_sgn/pretrained) or
+            `"hub"` (to be uploaded to `repo_id`); the card's "Use" section
+            offers only the loaders that work for it.
 
     Returns:
         `{"folder", "files": {name: {"sha256", "size"}}, "metadata"}`.
@@ -136,6 +155,9 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
     import keras_sgn  # noqa: F401  (registers the custom objects)
 
     check_name(name, "name")  # it names files and folders: checked before any write
+    if destination not in DESTINATIONS:
+        raise ValueError(f"destination must be one of {DESTINATIONS}. "
+                         f"Received: destination={destination!r}.")
     run = read_run(run_dir)
     report_source = report
     report = read_report(report)
@@ -146,13 +168,17 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
     check_writable_folder(parent, flag="the folder of the export (--local_dir)")
     repo_id = repo_id or f"{DEFAULT_NAMESPACE}/{name}"
     report = {**report, "dataset": run["train_config"].get("dataset")}
-    metrics = metrics_from_report(report, f"runs/{name}/model.keras", f"runs/{name}/eval")
+    commands_dir = command_run_dir(run_dir, name)
+    metrics = metrics_from_report(report, f"{commands_dir}/model.keras", f"{commands_dir}/eval")
 
     model = keras.saving.load_model(run["model_path"], compile=False, safe_mode=True)
     _check_report_measured_this_model(report, model, run, report_source)
     tmp = tempfile.mkdtemp(dir=parent, prefix=".tmp-export-")
     try:
-        metadata = _write_folder(model, tmp, name, run, metrics, repo_id)
+        distribution = {"destination": destination, "run_dir": commands_dir}
+        if destination == "local":
+            distribution["folder"] = output_dir
+        metadata = _write_folder(model, tmp, name, run, metrics, repo_id, distribution)
         files = file_info(tmp)
         _replace_folder(tmp, output_dir)
     finally:

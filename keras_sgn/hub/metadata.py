@@ -245,9 +245,10 @@ def _versions():
     return provenance.provenance(provenance.LIBRARIES + ("huggingface_hub",))
 
 
-def _recipe(name, train_config, metrics):
-    """The `recipe` block: the recipe fields and the three commands."""
-    output_dir = f"runs/{name}"
+def _recipe(name, train_config, metrics, output_dir=None):
+    """The `recipe` block: the recipe fields and the three commands (into
+    `output_dir`, default `runs/NAME`)."""
+    output_dir = output_dir or f"runs/{name}"
     recipe_fields = set(run_config.recipe_fields())
     return {
         "train_config": {k: v for k, v in train_config.items() if k in recipe_fields},
@@ -267,8 +268,12 @@ def training_block(summary):
     return training
 
 
-def build_metadata(name, model, run, metrics, keras_metadata, repo_id=None):
-    """`metadata.json`: Keras' keys plus what a user or auditor needs."""
+def build_metadata(name, model, run, metrics, keras_metadata, repo_id=None, distribution=None):
+    """`metadata.json`: Keras' keys plus what a user or auditor needs.
+    `distribution` (`{"destination", "run_dir"[, "folder"]}`, see
+    `keras_sgn.hub.export_folder`) says where the folder goes and which run
+    folder the commands name."""
+    distribution = distribution or {}
     config, summary = run["train_config"], run["summary"]
     return json_safe({
         **keras_metadata,
@@ -282,7 +287,8 @@ def build_metadata(name, model, run, metrics, keras_metadata, repo_id=None):
                          "epsilon_text": epsilon_text(config.get("epsilon") or 0.0)},
         "architecture": describe_model(model, config),
         "parameters": int(model.count_params()),
-        "recipe": _recipe(name, config, metrics),
+        "recipe": _recipe(name, config, metrics, distribution.get("run_dir")),
+        "distribution": distribution,
         "training": training_block(summary),
         "metrics": metrics,
     })

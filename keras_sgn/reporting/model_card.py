@@ -76,29 +76,54 @@ def _feedback_note(metadata):
             "through the feedback, and a gradient-free attack was part of the evaluation.")
 
 
-def _use(metadata):
-    arch = metadata["architecture"]
-    repo_id = metadata["repo_id"]
-    shape_text = ", ".join(str(d) for d in arch["input_shape"])
-    input_shape = "x".join(str(d) for d in arch["input_shape"])
-    return f"""## Use
+def _loaders(metadata):
+    """The ways to load the folder that work where it goes (`distribution`):
+    its own path for a local export (it is in no zoo, on no Hub repository),
+    the zoo name for a shipped or uploaded one, and Keras' `hf://` for an
+    uploaded one. Older exports record no destination: zoo name and `hf://`."""
+    destination = (metadata.get("distribution") or {}).get("destination", "hub")
+    name, repo_id = metadata["name"], metadata["repo_id"]
+    if destination == "local":
+        folder = metadata["distribution"]["folder"]
+        return f"""```python
+import keras
+import keras_sgn  # registers the custom layers
 
-```python
+model = keras.saving.load_model("{folder}", safe_mode=True)  # this folder
+logits = model.predict(images)
+```
+
+This folder is in no zoo and on no Hub repository yet: `keras_sgn.load_pretrained("{name}")`
+works once it is published (`python tools/publish.py --folder={folder} --name={name}`
+uploads it and records its zoo entry)."""
+    by_name = f"""```python
 import keras_sgn
 
-model = keras_sgn.load_pretrained("{metadata['name']}")   # sha256-verified, built in safe_mode
-logits = model.predict(images)   # float32 images in [0, 1], shape (n, {shape_text})
-```
+model = keras_sgn.load_pretrained("{name}")   # sha256-verified, built in safe_mode
+logits = model.predict(images)
+```"""
+    if destination == "package":
+        return by_name + "\n\n(shipped inside the keras-sgn package: no download.)"
+    return by_name + f"""
 
 or, with plain Keras (import `keras_sgn` first: it registers the layers):
 
 ```python
 import keras, keras_sgn
 model = keras.saving.load_model("hf://{repo_id}")
-```
+```"""
 
-Inputs are float32 in [0, 1] ({input_shape}); mean/std normalisation is a layer inside the
-model, so epsilon is in pixel units. The model outputs logits for {arch['num_classes']} classes.
+
+def _use(metadata):
+    arch = metadata["architecture"]
+    input_shape = "x".join(str(d) for d in arch["input_shape"])
+    return f"""## Use
+
+{_loaders(metadata)}
+
+`images`: float32 in [0, 1], shape (n, {input_shape.replace("x", ", ")}); mean/std
+normalisation is a layer inside the model, so epsilon is in pixel units. The model outputs
+logits for {arch['num_classes']} classes.
 {_feedback_note(metadata)}"""
 
 
