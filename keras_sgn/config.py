@@ -134,7 +134,7 @@ class TrainConfig:
                               "PGD-style, 1.25 epsilon for fast/sgn.")
     attack_steps: int = _field(None, "method", "Steps of the training attack (pgd, trades, "
                                "sgn-pgd: 10).")
-    # Feedback hyperparameters (DESIGN section 2).
+    # Feedback hyperparameters (docs/guide.md, "The self-gradient mechanism").
     sites: str = _field("default", "model", "Feedback sites: 'default', 'none' or a list "
                         "like 'input,stage1,stage2'.")
     beta: str = _field("0.01", "model", "Feedback strength: a number or "

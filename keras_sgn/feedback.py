@@ -1,4 +1,5 @@
-"""The self-gradient pass and the feedback it produces (DESIGN section 2).
+"""The self-gradient pass and the feedback it produces (docs/guide.md, "The
+self-gradient mechanism").
 
 `self_gradient_pass` runs a model under `keras_sgn.layers.record_sites()` and
 takes ONE backward pass for the input gradient, the gradient at every hidden
@@ -24,7 +25,7 @@ def _per_example_reduce(fn, tensor):
 
 
 def normalize_gradient(gradient, activation, normalization, epsilon=1e-12):
-    """`N(g)` of DESIGN section 2, computed per example in float32.
+    """The feedback's normalisation `N(g)` (docs/guide.md), computed per example in float32.
 
     Args:
         gradient: `dL/da` at the site, shape `(batch, ...)`.

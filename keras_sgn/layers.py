@@ -1,7 +1,8 @@
 """Self-gradient feedback sites.
 
 A `SelfGradient` layer marks a point of the network where the training step may
-read the loss gradient and inject a perturbation built from it (DESIGN section 2).
+read the loss gradient and inject a perturbation built from it (docs/guide.md, "The
+self-gradient mechanism").
 In a plain call it is the identity, so a trained SGN is an ordinary network at
 inference time.
 

@@ -133,7 +133,7 @@ def _per_example_mean(tensor):
     return tf.reduce_mean(tensor, axis=1, keepdims=True)
 
 
-# N(g) of DESIGN section 2.
+# N(g), the feedback's normalisation (docs/guide.md, "The self-gradient mechanism").
 NORMALIZE = {
     "l2_relative": lambda a, g: (tf.norm(a, axis=1, keepdims=True) * g
                                  / (tf.norm(g, axis=1, keepdims=True) + 1e-12)),
@@ -146,8 +146,8 @@ NORMALIZE = {
 def reference_sgn(tiny, x, y, *, step_size, input_steps, clean_weight, second_order,
                   delta_scale=1.0, noise=EPS, project_feedback=True, align_weight=0.0,
                   start=None):
-    """The SGN step of DESIGN section 2 written out, double backprop included:
-    the deltas are differentiable functions of the weights when `second_order`.
+    """The SGN step of docs/guide.md's "The self-gradient mechanism" written out, double
+    backprop included: the deltas are differentiable functions of the weights when `second_order`.
 
     Variants: `delta_scale` multiplies every hidden delta (sgn-ramp); `noise`
     is the random start's radius and `project_feedback=False` leaves the

@@ -1,5 +1,5 @@
 """Bad input to evaluation is an error naming the parameter and the fix, raised
-before any attack runs (issue 12, point 7); sound input still evaluates."""
+before any attack runs; sound input still evaluates."""
 
 import keras
 import numpy as np

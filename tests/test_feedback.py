@@ -1,7 +1,7 @@
 """The self-gradient pass and its deltas against independent computations.
 
 The deltas do not depend on the batch an example sits in: `raw` feedback is
-each example's own loss gradient (issue 12, point 4), so batch size, batch
+each example's own loss gradient, so batch size, batch
 mates and replica count change nothing.
 """
 

@@ -1,4 +1,4 @@
-"""A newcomer's first hour (issue 23): data that downloads like the ecosystem's, a quiet start,
+"""A newcomer's first hour: data that downloads like the ecosystem's, a quiet start,
 a fast `--help`, boolean flags that cannot be misread, and named classes.
 
 No test here opens a network connection: downloads are served from a local folder by a fake

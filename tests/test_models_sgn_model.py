@@ -38,7 +38,7 @@ def test_compile_state_round_trips(tmp_path):
 
 
 def test_validation_attack_keeps_each_examples_worst_iterate():
-    """`robust_accuracy` counts an example fooled at ANY PGD step (issue 15):
+    """`robust_accuracy` counts an example fooled at ANY PGD step:
     against PGD written out, with the first fooled iterate else the highest loss."""
     tiny = Tiny()
     tiny.model.compile(keras.optimizers.SGD(0.1), method="standard", epsilon=EPS, eval_steps=4,

@@ -145,7 +145,7 @@ def test_mixed_precision_training_runs(digits_arrays):
     assert 0.0 <= history.history["val_robust_accuracy"][-1] <= 1.0
 
 
-# -- issue 13: models that fit, files read and written with clear errors ------------------
+# -- models that fit, files read and written with clear errors ------------------
 
 def _digits_config(**changes):
     return training.TrainConfig(dataset="digits", **changes).resolved()

@@ -1,5 +1,5 @@
-"""The variants of the reconstruction (issue 15) against independent plain
-`tf.GradientTape` implementations, as tests/test_method_equivalence.py does
+"""The variants of the reconstruction (docs/reproduce/fashion_mnist-variants) against
+independent plain `tf.GradientTape` implementations, as tests/test_method_equivalence.py does
 for the other methods: `sgn-reuse`, `sgn-ramp`, `sgn-align`, `sgn-nfgsm`."""
 
 import keras

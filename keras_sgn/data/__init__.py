@@ -1,6 +1,6 @@
 """Datasets for keras-sgn: tf.data pipelines of float32 images in [0, 1].
 
-Conventions (DESIGN.md section 4):
+Conventions (the same in every package):
 
 * Images are float32 in **[0, 1]**, NHWC. Mean/std normalisation is *not* applied here; it is
   a layer inside the model, so that the adversarial budget epsilon is in pixel units. The

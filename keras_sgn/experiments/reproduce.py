@@ -49,9 +49,11 @@ ALL_METHODS = tuple(sgn_methods.list_methods(variants=False))
 # Adversarial methods (more than one pass per step) whose attack takes one step.
 SINGLE_STEP = tuple(m for m in ALL_METHODS if not sgn_methods.method_class(m).multi_step
                     and sgn_methods.expected_cost(m) > 1)
-# The methods of the claims (issue 15): the baselines, PGD-AT and the reconstruction.
+# The methods of the claims study (docs/reproduce/fashion_mnist-claims): the baselines,
+# PGD-AT and the reconstruction.
 CLAIMS_METHODS = ("standard", "fast", "pgd", "trades", "free", "sgn", "sgn-pgd")
-# The variants of the reconstruction aimed at faster convergence (issue 15 point 3).
+# The variants of the reconstruction aimed at faster convergence
+# (docs/reproduce/fashion_mnist-variants).
 VARIANT_METHODS = ("sgn",) + tuple(m for m in sgn_methods.list_methods()
                                    if sgn_methods.method_class(m).variant)
 STUDIES = {

@@ -1,6 +1,6 @@
 """Export a training run as a Hub model folder, write its model card, publish it.
 
-The folder (DESIGN section 5) is a valid Keras directory model plus a card:
+The folder (docs/zoo-and-hub.md) is a valid Keras directory model plus a card:
 
 * `config.json`: the uncompiled inference model (Keras 3 format);
 * `model.weights.h5`: its weights, no optimizer state;

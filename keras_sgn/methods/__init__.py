@@ -1,4 +1,4 @@
-"""Training methods: one framework, one attack core (DESIGN section 3).
+"""Training methods: one framework, one attack core (docs/guide.md, "Training methods").
 
 A method turns a batch `(x, y)` into a weight update. All methods share the
 attack primitives of `keras_sgn.attacks` and are driven by
@@ -11,7 +11,7 @@ attack primitives of `keras_sgn.attacks` and are driven by
 | pgd       | PGD-k adversarial training (Madry et al. 2018)| k+1              |
 | free      | Free-AT, m replays (Shafahi et al. 2019)      | m                |
 | trades    | TRADES (Zhang et al. 2019)                    | k+1 (+1 fwd)     |
-| sgn       | self-gradient feedback (DESIGN section 2)     | 2                |
+| sgn       | self-gradient feedback (the reconstruction)   | 2                |
 | sgn-pgd   | self-gradient with a PGD-k input attack       | k+1              |
 
 and variants of the reconstruction that were measured and not kept (none beat

@@ -64,8 +64,9 @@ class TrainingMethod:
     name = None
     description = None  # one sentence, used in model cards and reports
     multi_step = False  # whether the cost grows with `attack_steps`
-    # A variant of the reconstruction under study (issue 15), not one of the
-    # methods of DESIGN section 3: `list_methods(variants=False)` leaves it out.
+    # A variant of the reconstruction under study (docs/reproduce/fashion_mnist-variants),
+    # not one of the methods of docs/guide.md's "Training methods":
+    # `list_methods(variants=False)` leaves it out.
     variant = False
     # Name of the training-accuracy metric: what `logits` of `gradients` are
     # measured on (perturbed inputs for every adversarial method).

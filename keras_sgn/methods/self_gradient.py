@@ -1,4 +1,4 @@
-"""Self-gradient training (DESIGN section 2): `sgn` and `sgn-pgd`.
+"""Self-gradient training (docs/guide.md, "The self-gradient mechanism"): `sgn` and `sgn-pgd`.
 
 `SelfGradientTraining.gradients` is one step in four hooks, which the
 variants of `keras_sgn.methods.variants` override: `_start` (the input of the
@@ -29,7 +29,7 @@ INPUT_ATTACK_DEFAULTS = {"fgsm": (1.25, 1), "pgd": (0.25, 10)}
 
 
 class SelfGradientTraining(TrainingMethod):
-    """Self-gradient training (DESIGN section 2; the project's reconstruction).
+    """Self-gradient training (the project's reconstruction; docs/guide.md).
 
     1. Self-gradient pass from a random start `x'` (or after `attack_steps - 1`
        PGD steps for `input_attack="pgd"`): ONE backward pass yields the input

@@ -1,5 +1,6 @@
 """Variants of the self-gradient reconstruction aimed at faster convergence
-(issue 15, "chase the claim"). Each is a named method of the registry, marked
+("chase the claim", docs/reproduce/fashion_mnist-variants). Each is a named method of
+the registry, marked
 `variant = True`, measured against `sgn`, `fast` and `pgd` by time to target:
 
 | method      | idea                                                  | fwd+bwd per update |

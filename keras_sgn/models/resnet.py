@@ -1,5 +1,5 @@
 """The one residual-network builder with self-gradient sites, and the Wide
-ResNet family on top of it (DESIGN sections 2 and 4).
+ResNet family on top of it (docs/guide.md, "Models").
 
 `sgn_resnet` is parameterised by the stage widths, blocks per stage, strides,
 block type and widening factor; the named networks (ResNet-18, PreAct

@@ -6,7 +6,7 @@ subset (the first `n_eval` images of the dataset's `validation` split, which is
 disjoint from `train` and from `test`). A trial's score is its best epoch, as
 `tools/train.py` keeps its best epoch by the same number.
 
-What is searched (DESIGN section 2), and how a `space` entry is written:
+What is searched (the feedback hyperparameters), and how a `space` entry is written:
 
 | name            | default space                            | meaning                      |
 |-----------------|------------------------------------------|------------------------------|

@@ -7,7 +7,7 @@ for row in keras_sgn.list_pretrained():
 model = keras_sgn.load_pretrained("sgn-cnn-digits")   # ships inside the package
 ```
 
-Entries (DESIGN section 5) are the JSON files of `keras_sgn/zoo_entries/`, one per
+Entries (docs/zoo-and-hub.md) are the JSON files of `keras_sgn/zoo_entries/`, one per
 model. They ship inside the package, so a non-editable install reads them. Each
 names the architecture, dataset, threat model, training recipe (one
 `tools/train.py` command), the Hub `repo_id` and pinned 40-hex `revision`,

@@ -1,6 +1,6 @@
 """The zoo's catalogue: the entry files of `keras_sgn/zoo_entries/`, validated.
 
-Each entry (DESIGN section 5) names the architecture, dataset, threat model,
+Each entry (docs/zoo-and-hub.md) names the architecture, dataset, threat model,
 training recipe (one `tools/train.py` command), the Hub `repo_id` and pinned
 40-hex `revision`, the sha256 of every file and the metrics measured by
 `tools/evaluate.py`.
