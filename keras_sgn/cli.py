@@ -58,6 +58,8 @@ def error_line(error):
     that is not on this machine) shows that, and one naming its flag (`field`, as a
     `ConfigError`) starts with `--<flag>: `."""
     message = getattr(error, "command_line", None) or str(error)
+    if isinstance(error, OSError) and error.strerror and error.filename is None:
+        message = error.strerror  # keras-sgn's `OSError(errno, message)`: no "[Errno 28] "
     message = " ".join(line.strip() for line in message.splitlines() if line.strip())
     message = message or type(error).__name__
     field = getattr(error, "field", None)

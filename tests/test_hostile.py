@@ -443,13 +443,14 @@ def test_summarize_runs_refuses_a_damaged_run_in_one_line(damage, tmp_path):
     expected = {"garbage_summary": f"{folder / 'summary.json'} is not valid JSON",
                 "garbage_config": f"{folder / 'config.json'} is not a JSON object",
                 "unfinished_summary": f"{folder}/summary.json has no clean_accuracy, "
-                                      "robust_accuracy"}[damage]
+                                      "robust_accuracy, train_seconds: not the summary"}[damage]
     if damage == "garbage_summary":
         (folder / "summary.json").write_text("{garbage")
     elif damage == "garbage_config":
         (folder / "config.json").write_text("[1]")
     else:
-        (folder / "summary.json").write_text(json.dumps({"epochs": 1, **SETTINGS}))
+        (folder / "summary.json").write_text(json.dumps(  # an interrupted final test
+            {key: summary[key] for key in ("method", "model", "dataset")}))
     result = _tool("summarize_runs.py", f"--runs={tmp_path / 'runs' / '*'}")
     line = _error_line(result)
     assert line.startswith(f"error: {expected}") and "Received: --runs=" in line
@@ -466,6 +467,18 @@ def test_summarize_runs_refuses_a_damaged_run_in_one_line(damage, tmp_path):
 ])
 def test_benchmark_mistakes_are_one_line(args, expected):
     assert _error_line(_tool("benchmark.py", *args)).startswith(expected)
+
+
+def test_zero_examples_are_refused_before_any_data_or_attack():
+    # tools/benchmark.py --n_examples=0 reached the suite's own check only after loading
+    # its model and warming the attacks up.
+    from keras_sgn import errors
+
+    with pytest.raises(errors.ArgumentError, match=(
+            r"n_examples must be an integer >= 1, or None for every example. Received: "
+            r"n_examples=0")):
+        evaluation.evaluate_on_dataset(_linear_digits_model(), "no-such-dataset", 0.1,
+                                       n_examples=0)
 
 
 # -- a truncated model file ----------------------------------------------------------------

@@ -67,6 +67,8 @@ def test_the_error_hierarchy():
         "error: --epsilon: epsilon=5 is implausible. Pass --allow_large_epsilon.")
     assert cli.error_line(training.RunFolderError("--output_dir=x is a file.")) == (
         "error: --output_dir=x is a file.")
+    assert cli.error_line(training.OutOfSpaceError(28, "Out of disk space.")) == (
+        "error: Out of disk space.")  # not "[Errno 28] Out of disk space."
 
 
 def test_the_errors_module_imports_no_tensorflow():

@@ -14,6 +14,7 @@ change the question being asked.
 """
 
 import math
+import numbers
 
 import numpy as np
 import tensorflow as tf
@@ -63,6 +64,15 @@ def model_num_classes(model, sample=None):
     if width is None and sample is not None:
         width = np.asarray(model(sample[:1], training=False)).shape[-1]
     return None if width is None else int(width)
+
+
+def check_n_examples(n_examples):
+    """`n_examples` is an integer >= 1, or None (every example)."""
+    if n_examples is not None and (isinstance(n_examples, bool) or not isinstance(
+            n_examples, numbers.Integral) or n_examples < 1):
+        raise ArgumentError(
+            f"n_examples must be an integer >= 1, or None for every example. Received: "
+            f"n_examples={n_examples!r}.")
 
 
 def check_num_classes(model_classes, num_classes):

@@ -5,6 +5,7 @@ threat model (`evaluate_pretrained`)."""
 from keras_sgn import data, zoo
 from keras_sgn.errors import ArgumentError
 from keras_sgn.evaluation.examples import AdversarialExamples
+from keras_sgn.evaluation.inputs import check_n_examples
 from keras_sgn.evaluation.robustness import evaluate_robustness
 from keras_sgn.reporting.robustness_report import write_report
 
@@ -30,6 +31,7 @@ def evaluate_on_dataset(model, dataset, epsilon, norm="linf", *, split="test",
     Returns:
         The report, with `model`, `dataset` and `split` set.
     """
+    check_n_examples(n_examples)
     num_classes = data.info(dataset).num_classes  # an unknown name fails before loading
     batches = data.load(dataset, split, batch_size, data_dir=data_dir, n_examples=n_examples,
                         order=order)
