@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 DEMO_DIR ?= runs/demo
 
-.PHONY: install demo test test-slow lint data clean
+.PHONY: install install-peer demo test test-slow lint data clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,13 @@ test: install
 # End-to-end tests marked slow (kept out of `make test`).
 test-slow: install
 	$(PY) -m pytest -q -m slow tests
+
+# The optional extra of `tools/benchmark.py --peer=torchattacks` (benchmarking only; `make test`
+# never needs it). torchattacks 3.5.1 pins requests~=2.25.1, older than constraints.txt's, and
+# declares torchvision, which it never imports: it goes in without its dependencies.
+install-peer: install
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[peer]"
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps torchattacks==3.5.1
 
 lint: install
 	$(PY) -m ruff check keras_sgn tools tests

@@ -33,7 +33,10 @@ setup(
         "matplotlib>=3.7",
         "numpy>=1.26",
     ],
-    extras_require={"test": ["pytest>=8", "ruff>=0.6"]},
+    # "peer": torch for tools/benchmark.py --peer=torchattacks (benchmarking only); torchattacks
+    # 3.5.1 itself is installed without its dependencies (`make install-peer`): it pins an old
+    # requests.
+    extras_require={"test": ["pytest>=8", "ruff>=0.6"], "peer": ["torch>=2.0"]},
     license="Apache-2.0",
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -13,6 +13,20 @@ most 20 minutes on the project's 2-core CPU; extrapolated when N < 10,000):
 
     python tools/benchmark.py --methods= --attacks=standard --zoo=sgn-cnn-fashion-mnist \\
         --n_examples=1000 --output=runs/benchmark-standard.json
+
+The suite's report ends with its compute floor: the forward and backward passes
+it made (counted as it ran), this machine's best pass throughput, and the
+suite's time over that floor (keras_sgn.experiments.compute_floor).
+
+With `--peer=torchattacks` it compares our `standard` suite with torchattacks
+3.5.1's AutoAttack standard on the same --zoo model (ported to PyTorch, its
+logits checked) and the same first --n_examples test images in the original
+file order: the peer at the reference implementation's settings and at its own
+defaults (keras_sgn.experiments.peer_benchmark; needs the optional extra,
+`make install-peer`):
+
+    python tools/benchmark.py --peer=torchattacks --zoo=pgd-cnn-fashion-mnist \\
+        --n_examples=1000 --threads=1 --output=runs/peer-pgd.json
 """
 
 # First, before anything imports TensorFlow (keras_sgn does): hides its start-up
@@ -61,6 +75,15 @@ flags.DEFINE_float("epsilon", None, "Threat radius (pixel units; default: the zo
                    "else --dataset's recipe).")
 flags.DEFINE_string("data_dir", None, "Where --dataset's files are (see keras_sgn.data.load).")
 flags.DEFINE_string("output", None, "Where the JSON report goes.")
+flags.DEFINE_enum("peer", None, ["torchattacks"], "Compare our `standard` suite with this "
+                  "peer's AutoAttack standard on the --zoo model and the first --n_examples "
+                  "test images (original file order); no method is timed unless --methods "
+                  "names some. Needs the optional extra: make install-peer.")
+flags.DEFINE_list("peer_settings", ["reference", "default"], "The peer's settings to run: "
+                  "'reference' (APGD-CE/APGD-T/FAB-T at the reference's 100 steps, Square "
+                  "5,000 queries) and/or 'default' (the peer's AutoAttack as it comes).")
+flags.DEFINE_integer("threads", None, "Threads of TensorFlow (intra- and inter-op) and of "
+                     "torch; default: each framework's own choice.")
 
 
 def attack_suite():
@@ -87,10 +110,52 @@ def attack_suite():
         time_whole_suite=bool(FLAGS.zoo), model_label=FLAGS.zoo, verbose=True)
 
 
+def peer_comparison():
+    """The `peer` part of the report: our `standard` suite against --peer's AutoAttack."""
+    from keras_sgn.experiments import benchmark, peer_benchmark
+
+    if not FLAGS.zoo:
+        raise app.UsageError("--peer: give --zoo=NAME, the trained model both suites attack "
+                             "(e.g. --zoo=pgd-cnn-fashion-mnist).")
+    if FLAGS.norm not in (None, "linf"):
+        raise app.UsageError(f"--peer compares the {peer_benchmark.SUITE} suite at L-inf. "
+                             f"Received: --norm={FLAGS.norm}.")
+    model, defaults = benchmark.load_model(FLAGS.zoo)
+    dataset = FLAGS.dataset or defaults.get("dataset")
+    epsilon = FLAGS.epsilon if FLAGS.epsilon is not None else defaults.get("epsilon")
+    if dataset is None or epsilon is None or defaults.get("norm", "linf") != "linf":
+        raise app.UsageError(f"--peer: give --dataset and --epsilon (L-inf), or a --zoo model "
+                             f"whose entry names them. Received: --zoo={FLAGS.zoo}.")
+    report = peer_benchmark.compare(
+        model, dataset, epsilon, n_examples=FLAGS.n_examples, batch_size=FLAGS.eval_batch_size,
+        settings=tuple(FLAGS.peer_settings), data_dir=FLAGS.data_dir, model_label=FLAGS.zoo,
+        verbose=True)
+    print(peer_benchmark.markdown(report))
+    return report
+
+
 def main(argv):
     del argv
+    # Before TensorFlow runs anything (its threads are fixed then), and before any expensive
+    # work: a missing optional extra is one line, not a traceback minutes later.
+    from keras_sgn.experiments import peer_benchmark
+
+    if FLAGS.peer:
+        peer_benchmark.require_peer()
+        if FLAGS.methods or FLAGS.attacks not in (None, peer_benchmark.SUITE):
+            raise app.UsageError("--peer runs the comparison alone: time --methods or other "
+                                 "--attacks in another run. Received: "
+                                 f"--methods={FLAGS.methods} --attacks={FLAGS.attacks}.")
+    if FLAGS.threads:
+        peer_benchmark.set_threads(FLAGS.threads)
     from keras_sgn.experiments import benchmark
 
+    if FLAGS.peer:
+        report = {"machine": benchmark.machine_info(), "peer_comparison": peer_comparison()}
+        if FLAGS.output:
+            io_utils.atomic_write_json(FLAGS.output, report)
+            print(f"Wrote {FLAGS.output}")
+        return
     methods = benchmark.DEFAULT_METHODS if FLAGS.methods is None else FLAGS.methods
     if not (methods or FLAGS.attacks):
         raise app.UsageError("nothing to time: give --methods and/or --attacks.")

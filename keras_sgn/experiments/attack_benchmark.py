@@ -25,6 +25,7 @@ import numpy as np
 from keras_sgn import attacks as attack_lib
 from keras_sgn import data, evaluation, models, recipes, reporting, zoo
 from keras_sgn.errors import ArgumentError
+from keras_sgn.experiments import compute_floor
 
 #: The target the suite's wall time is set against (issue 12).
 SUITE_TARGET = {"attacks": "standard", "dataset": "fashion_mnist", "n_examples": 10_000,
@@ -110,25 +111,35 @@ def _warm_up(model, x, y, specs, epsilon, norm, seed):
 
 
 def time_suite(model, dataset, epsilon, norm="linf", attacks="standard", n_examples=1000,
-               batch_size=128, data_dir=None, seed=0, verbose=False):
+               batch_size=128, data_dir=None, seed=0, verbose=False, order="stored",
+               examples=None, floor=True):
     """Wall time of the suite `attacks` on the first `n_examples` test images of
-    `dataset`, as `tools/evaluate.py` runs it (cascade, no sanity checks), after a
-    warm-up on one image. Each attack's `images_per_second` counts the images it
-    attacked (those still robust when its turn came). Returns a JSON-ready dict
-    with the accuracies, `per_attack`, `seconds` (wall time), `process_cpu_seconds`
-    (this process's CPU time over the same run: close to the wall time on an
-    idle core, far below it when other processes share the core) and
-    `projection` (`project_to_target`, from the wall time)."""
+    `dataset` (in `order`, as `keras_sgn.data.load` takes it), as `tools/evaluate.py`
+    runs it (cascade, no sanity checks), after a warm-up on one image. Each
+    attack's `images_per_second` counts the images it attacked (those still
+    robust when its turn came); `examples` (an `AdversarialExamples`) is filled
+    as `evaluate_robustness` fills it. Returns a JSON-ready dict with the
+    accuracies, `per_attack`, `seconds` (wall time), `process_cpu_seconds` (this
+    process's CPU time over the same run: close to the wall time on an idle
+    core, far below it when other processes share the core), `projection`
+    (`project_to_target`, from the wall time) and, with `floor`, `floor`: the
+    suite's forward and backward passes counted as it ran, this machine's pass
+    throughput, and the suite's wall time over that compute floor
+    (`keras_sgn.experiments.compute_floor`)."""
     specs = evaluation.parse_attacks(attacks)
     first = next(iter(data.load(dataset, "test", batch_size, data_dir=data_dir,
                                 n_examples=batch_size)))
-    warmup = _warm_up(model, np.asarray(first[0]), np.asarray(first[1]), specs, epsilon,
+    counter = compute_floor.PassCounter(model) if floor else None
+    attacked = model if counter is None else counter
+    warmup = _warm_up(attacked, np.asarray(first[0]), np.asarray(first[1]), specs, epsilon,
                       norm, seed)
+    if counter is not None:
+        counter.reset()
     cpu_start = time.process_time()
     report = evaluation.evaluate_on_dataset(
-        model, dataset, epsilon, norm, attacks=specs, n_examples=n_examples,
+        attacked, dataset, epsilon, norm, attacks=specs, n_examples=n_examples,
         data_dir=data_dir, batch_size=batch_size, run_sanity_checks=False, seed=seed,
-        verbose=verbose)
+        verbose=verbose, order=order, examples=examples)
     cpu_seconds = time.process_time() - cpu_start
     n = report["n_examples"]
     still_robust = report["clean_accuracy"] * n
@@ -142,15 +153,22 @@ def time_suite(model, dataset, epsilon, norm="linf", attacks="standard", n_examp
             "accuracy_after": report["per_attack"][spec.label]}
         still_robust = report["per_attack"][spec.label] * n
     label = attacks if isinstance(attacks, str) else ";".join(s.label for s in specs)
-    return {
+    result = {
         "attacks": label, "dataset": dataset, "split": "test", "n_examples": n,
-        "batch_size": batch_size, "epsilon": float(epsilon), "norm": norm,
+        "order": order, "batch_size": batch_size, "epsilon": float(epsilon), "norm": norm,
         "clean_accuracy": report["clean_accuracy"],
         "robust_accuracy": report["robust_accuracy"], "per_attack": per_attack,
         "seconds": report["seconds"], "process_cpu_seconds": round(cpu_seconds, 2),
         "warmup_seconds": round(warmup, 2),
         "projection": project_to_target(report["seconds"], warmup, n, dataset, label),
     }
+    if counter is not None:
+        throughput = compute_floor.pass_throughput(model, np.asarray(first[0]),
+                                                   np.asarray(first[1]))
+        result["floor"] = {**compute_floor.compute_floor(counter.counts(), throughput,
+                                                         report["seconds"], cpu_seconds),
+                           "throughput": throughput}
+    return result
 
 
 def benchmark_attack_suite(model, dataset, attacks="standard", epsilon=None, norm="linf",
@@ -231,4 +249,6 @@ def attack_suite_markdown(section):
         f"{target['dataset']} test images on {target['machine']})"
         + ("." if projection["comparable"] else
            "; not comparable: the target is for another suite or dataset."))
+    if suite.get("floor"):
+        lines.append(compute_floor.floor_sentence(suite["floor"]))
     return "\n".join(lines)
