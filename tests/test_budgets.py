@@ -26,6 +26,28 @@ def test_calibration_times_each_entry_and_a_switching_entry_by_its_share():
     assert budgets.entry_fields("pgd") == {"method": "pgd"}
 
 
+def test_an_entry_added_later_is_calibrated_on_the_stored_scale(tmp_path, monkeypatch):
+    # The machine runs at half speed now: "fast" is stored at 10 s and measures 20 s,
+    # so the new entry's 50 s measured are 25 s on the stored scale.
+    (tmp_path / budgets.CALIBRATION_FILE).write_text(json.dumps(
+        {"epoch_seconds": {"fast": 10.0, "pgd": 60.0}, "how": "earlier"}))
+    measured = {"fast": 20.0, "pgd": 120.0, "new": 50.0}
+    calls = []
+
+    def calibrate(dataset, labels, steps_per_epoch, **fields):
+        calls.append(list(labels))
+        return {label: measured[label] for label in labels}
+
+    monkeypatch.setattr(budgets, "calibrate", calibrate)
+    seconds = budgets.load_or_calibrate(str(tmp_path), "digits", ["pgd", "fast", "new"], 10)
+    assert seconds == {"fast": 10.0, "pgd": 60.0, "new": 25.0}
+    assert calls == [["fast", "new"]]  # the cheapest stored entry is the yardstick
+    stored = json.loads((tmp_path / budgets.CALIBRATION_FILE).read_text())
+    assert stored["epoch_seconds"]["new"] == 25.0 and stored["scaled"]["new"]["to"] == "fast"
+    assert budgets.load_or_calibrate(str(tmp_path), "digits", ["new"], 10) == seconds
+    assert len(calls) == 1  # stored: not measured again
+
+
 def _cell(method, minutes, seed, robust, epochs):
     run = {"summary": {"robust_accuracy": robust, "clean_accuracy": 0.8, "epochs": epochs},
            "cpu_seconds": 1.5 * epochs, "wall_seconds": 3.0 * epochs}

@@ -98,18 +98,33 @@ def calibrate(dataset, labels, steps_per_epoch, repeats=5, **fields):
 
 def load_or_calibrate(results_dir, dataset, methods, steps_per_epoch, **fields):
     """The stored epoch times of `results_dir/calibration.json`, measuring (and
-    storing) those of methods it does not have yet."""
+    storing) those of methods it does not have yet.
+
+    An entry added after the first calibration is measured together with an
+    entry already stored (the cheapest), and its time is scaled by that entry's
+    stored / measured ratio: the machine may be busier or quieter than when the
+    others were measured, and the study's time axis must be one scale."""
     path = os.path.join(results_dir, CALIBRATION_FILE)
     stored = {}
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
             stored = json.load(f)
-    missing = [m for m in methods if m not in stored.get("epoch_seconds", {})]
+    known = stored.setdefault("epoch_seconds", {})
+    missing = [m for m in methods if m not in known]
     if missing:
-        stored.setdefault("epoch_seconds", {}).update(
-            calibrate(dataset, missing, steps_per_epoch, **fields))
-        stored["how"] = ("median seconds of one training step (batch of the recipe, after "
-                         f"warm-up) x {steps_per_epoch} steps per epoch, on this machine")
+        if not known:
+            known.update(calibrate(dataset, missing, steps_per_epoch, **fields))
+            stored["how"] = ("median seconds of one training step (batch of the recipe, "
+                             f"after warm-up) x {steps_per_epoch} steps per epoch, on this "
+                             "machine")
+        else:
+            anchor = min(known, key=known.get)
+            measured = calibrate(dataset, [anchor, *missing], steps_per_epoch, **fields)
+            scale = known[anchor] / measured[anchor]
+            known.update({m: round(measured[m] * scale, 2) for m in missing})
+            stored.setdefault("scaled", {}).update({m: {
+                "to": anchor, "measured_seconds": measured[m], "anchor_stored": known[anchor],
+                "anchor_measured": measured[anchor]} for m in missing})
         os.makedirs(results_dir, exist_ok=True)
         io_utils.atomic_write_json(path, stored)
     return stored["epoch_seconds"]
