@@ -264,7 +264,27 @@ def test_random_search_writes_table_json_recipe_and_plot(cli_search):
     assert [r["trial"] for r in rows if r["default"]] == [1]
     for name in ("best_recipe.flags", "default_recipe.flags", "results.md"):
         assert (out / name).stat().st_size > 100
+    # The search's budget is not the winner's recipe: train.py's dataset defaults apply.
+    recipe = (out / "best_recipe.flags").read_text()
+    flag_lines = [line for line in recipe.splitlines() if line.startswith("--")]
+    assert not [line for line in flag_lines if line.split("=")[0] in (
+        "--epochs", "--n_train", "--n_eval")], flag_lines
+    assert "Left out, the search's budget" in recipe and "--n_eval=64" in recipe
     assert (out / "trials_objective.png").stat().st_size > 1000
+
+
+def test_a_lead_within_sampling_noise_is_said_so():
+    from keras_sgn.tuning.results import noise_note
+
+    def rows(*scores):
+        return [{"status": "COMPLETED", "val_robust_accuracy": s} for s in scores]
+
+    # 3 of 90 images apart at ~0.6: two standard errors are 0.103.
+    note = noise_note(rows(0.6333, 0.6, 0.5), 90)
+    assert "by 3 of 90 validation images" in note and "noise" in note
+    assert noise_note(rows(0.9, 0.5), 90) == ""  # a clear lead
+    assert noise_note(rows(0.6333, 0.6), 10_000) == ""  # 333 of 10,000 images apart
+    assert noise_note(rows(0.6), 90) == ""  # one trial: nothing to compare
 
 
 def test_training_from_the_recipe_runs_and_reproduces_the_trial(cli_search, tmp_path):

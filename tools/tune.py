@@ -106,6 +106,8 @@ def main(argv):
     print(result["table"])
     print(f"\nBest: trial {tuning.trial_label(best)}, "
           f"{tuning.OBJECTIVE}={best[tuning.OBJECTIVE]:.4f}")
+    if result["noise"]:
+        print(f"Noise: {result['noise']}")
     for name, path in paths.items():
         print(f"  {name}: {path}")
     print(f"Train the winner: python tools/train.py --flagfile={paths['best_recipe.flags']} "

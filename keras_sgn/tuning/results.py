@@ -2,6 +2,7 @@
 flags file, and the files `write_outputs` leaves in the output folder."""
 
 import json
+import math
 import os
 
 from keras_sgn.io_utils import atomic_write_json, atomic_write_text
@@ -78,15 +79,50 @@ def _flag_value(value):
     return str(value)
 
 
-def recipe_flags(config, comment=None):
+#: The search's budget, not the winner's recipe: a trial's epochs (--max_epochs)
+#: and its training and validation subsets. Training the winner with them would
+#: train it as briefly as a trial; without them train.py uses the dataset's recipe.
+SEARCH_BUDGET_FIELDS = ("epochs", "n_train", "n_eval")
+
+
+def recipe_flags(config, comment=None, exclude=()):
     """A flags file for `tools/train.py --flagfile=...`: one `--field=value` per
     line for every set recipe field of `config` (`TrainConfig.recipe()`; each
-    is a train.py flag). The runtime fields (`keras_sgn.config.runtime_fields()`:
-    where and how to run) are left out: append e.g. `--output_dir=...` after it."""
+    is a train.py flag) not in `exclude`. The runtime fields
+    (`keras_sgn.config.runtime_fields()`: where and how to run) are left out:
+    append e.g. `--output_dir=...` after it."""
     lines = [f"# {line}" for line in (comment or "").splitlines()]
     lines += [f"--{name}={_flag_value(value)}" for name, value in config.recipe().items()
-              if value is not None]
+              if value is not None and name not in exclude]
     return "\n".join(lines) + "\n"
+
+
+def _budget_note(config):
+    """The comment line naming the search-budget flags left out of a recipe."""
+    left_out = [f"--{name}={_flag_value(getattr(config, name))}"
+                for name in SEARCH_BUDGET_FIELDS if getattr(config, name) is not None]
+    return ("" if not left_out else "\nLeft out, the search's budget (train.py then uses the "
+            f"dataset recipe's): {' '.join(left_out)}.")
+
+
+def noise_note(rows, n_val):
+    """A warning when the winner's lead over the runner-up is within sampling
+    noise: under two standard errors of an accuracy measured on `n_val` images
+    (sqrt(p(1-p)/n)); '' otherwise, or with fewer than two completed trials."""
+    scores = sorted((r[OBJECTIVE] for r in rows
+                     if r["status"] == "COMPLETED" and r[OBJECTIVE] is not None), reverse=True)
+    if len(scores) < 2 or not n_val:
+        return ""
+    best, second = scores[0], scores[1]
+    error = math.sqrt(max(best * (1 - best), 1e-12) / n_val)
+    if best - second >= 2 * error:
+        return ""
+    images = round((best - second) * n_val)
+    return (f"The winner leads the runner-up by {images} of {n_val} validation images "
+            f"({best:.4f} vs {second:.4f}), within two standard errors "
+            f"(+-{2 * error:.4f}) of an accuracy on {n_val} images: the ranking is noise at "
+            "this size. Retrain the top trials with more validation images (--n_eval) or "
+            "seeds before choosing.")
 
 
 def _best_summary(best, best_config, hypermodel, completed, source, recipe_path):
@@ -107,31 +143,37 @@ def _best_summary(best, best_config, hypermodel, completed, source, recipe_path)
     }
 
 
-def _write_recipes(paths, best, best_config, hypermodel, source):
+def _write_recipes(paths, best, best_config, hypermodel, source, noise):
     note = ("\nNot in the recipe (no train.py flag): model_kwargs "
             f"{hypermodel.model_kwargs}." if hypermodel.model_kwargs else "")
+    note += _budget_note(best_config) + (f"\n{noise}" if noise else "")
     atomic_write_text(paths["best_recipe.flags"], recipe_flags(best_config, comment=(
         f"Winner of the {source}: trial {best['trial']}, {OBJECTIVE}="
         f"{best[OBJECTIVE]:.4f} (best epoch {best['best_epoch']} of {best['epochs']}).\n"
         f"Train it: python tools/train.py --flagfile={paths['best_recipe.flags']} "
-        f"--output_dir=runs/best{note}")))
+        f"--output_dir=runs/best{note}"), exclude=SEARCH_BUDGET_FIELDS))
     atomic_write_text(paths["default_recipe.flags"], recipe_flags(
         hypermodel.config_for(hypermodel.default_values()), comment=(
             "The base setting of the search (the feedback defaults), to compare with the "
             f"winner.\nTrain it: python tools/train.py --flagfile="
-            f"{paths['default_recipe.flags']} --output_dir=runs/default{note}")))
+            f"{paths['default_recipe.flags']} --output_dir=runs/default{note}"),
+        exclude=SEARCH_BUDGET_FIELDS))
 
 
-def _results_markdown(source, table, hypermodel):
-    config = hypermodel.config
+def validation_size(hypermodel):
+    """The number of validation images a trial's objective is measured on."""
     n_val = hypermodel.info.num_examples["validation"]
-    n_val = min(n_val, config.n_eval) if config.n_eval else n_val
+    return min(n_val, hypermodel.config.n_eval) if hypermodel.config.n_eval else n_val
+
+
+def _results_markdown(source, table, hypermodel, noise):
+    config = hypermodel.config
     return (f"# {source}\n\nObjective: {OBJECTIVE} (PGD-{config.eval_steps}, "
-            f"eps={config.epsilon:g} {config.norm}, on {n_val} fixed validation images), "
-            "maximised; each trial's best epoch (best/trained epochs). Trials are "
-            "numbered from 1 in start order, as in the log and the plot; `default` marks "
-            "the base setting (the baseline the others have to beat).\n\n"
-            f"{table}\n")
+            f"eps={config.epsilon:g} {config.norm}, on {validation_size(hypermodel)} fixed "
+            "validation images), maximised; each trial's best epoch (best/trained epochs). "
+            "Trials are numbered from 1 in start order, as in the log and the plot; `default` "
+            "marks the base setting (the baseline the others have to beat).\n\n"
+            f"{table}\n" + (f"\n**Noise:** {noise}\n" if noise else ""))
 
 
 def write_outputs(tuner, hypermodel, output_dir, tuner_name=None):
@@ -144,7 +186,8 @@ def write_outputs(tuner, hypermodel, output_dir, tuner_name=None):
     * `trials.json` and `results.md`: every trial (the table);
     * `trials_objective.png`: the objective of each trial.
 
-    Returns `{"rows", "table", "best", "best_config", "paths"}`.
+    Returns `{"rows", "table", "best", "best_config", "paths", "noise"}` (`noise`:
+    `noise_note`'s warning, or '').
     """
     rows = trial_rows(tuner, hypermodel)
     completed = [r for r in rows if r["status"] == "COMPLETED" and r[OBJECTIVE] is not None]
@@ -159,14 +202,15 @@ def write_outputs(tuner, hypermodel, output_dir, tuner_name=None):
     source = f"{tuner_name or type(tuner.oracle).__name__} search in {tuner.project_dir}"
     atomic_write_json(paths["best_hyperparameters.json"], _best_summary(
         best, best_config, hypermodel, completed, source, paths["best_recipe.flags"]))
-    _write_recipes(paths, best, best_config, hypermodel, source)
+    noise = noise_note(rows, validation_size(hypermodel))
+    _write_recipes(paths, best, best_config, hypermodel, source, noise)
     atomic_write_json(paths["trials.json"], rows)
     table = format_table(rows, epsilon=config.epsilon)
-    atomic_write_text(paths["results.md"], _results_markdown(source, table, hypermodel))
+    atomic_write_text(paths["results.md"], _results_markdown(source, table, hypermodel, noise))
     plot_trials(rows, paths["trials_objective.png"],
                 title=f"{config.dataset} / {config.model}: {len(completed)} trials")
     return {"rows": rows, "table": table, "best": best, "best_config": best_config,
-            "paths": paths}
+            "paths": paths, "noise": noise}
 
 
 def load_best(path):
