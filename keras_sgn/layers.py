@@ -189,16 +189,3 @@ class SelfGradient(keras.layers.Layer):
             beta=self.beta, normalization=self.normalization, input_site=self.input_site
         )
         return config
-
-
-# Moved to keras_sgn.feedback; still importable from here. Resolved lazily
-# because keras_sgn.feedback imports this module.
-_MOVED_TO_FEEDBACK = ("self_gradient_pass", "feedback_deltas", "normalize_gradient")
-
-
-def __getattr__(name):
-    if name in _MOVED_TO_FEEDBACK:
-        from keras_sgn import feedback
-
-        return getattr(feedback, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -11,7 +11,6 @@ import sys
 
 import pytest
 
-from keras_sgn import benchmark as benchmark_shim
 from keras_sgn import methods
 from keras_sgn.experiments import benchmark
 
@@ -40,12 +39,6 @@ def test_only_multi_step_methods_get_attack_steps():
     # Every registered method is benchmarked by default, the cost unit first.
     assert benchmark.DEFAULT_METHODS[0] == "standard"
     assert sorted(benchmark.DEFAULT_METHODS) == sorted(methods.list_methods(variants=False))
-
-
-def test_the_old_module_path_is_the_same_benchmark():
-    assert benchmark_shim.benchmark_methods is benchmark.benchmark_methods
-    assert benchmark_shim.markdown_table is benchmark.markdown_table
-    assert benchmark_shim.DEFAULT_METHODS == benchmark.DEFAULT_METHODS
 
 
 def test_benchmark_tool_writes_the_report(tmp_path):

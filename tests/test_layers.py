@@ -34,16 +34,6 @@ def test_injection_adds_each_delta_where_its_site_is():
     assert np.abs(injected - model(x)).max() > 1e-3
 
 
-def test_feedback_functions_are_still_importable_from_layers():
-    from keras_sgn import feedback
-    from keras_sgn.layers import feedback_deltas, normalize_gradient, self_gradient_pass
-
-    assert (self_gradient_pass, feedback_deltas, normalize_gradient) == (
-        feedback.self_gradient_pass, feedback.feedback_deltas, feedback.normalize_gradient)
-    with pytest.raises(AttributeError, match="no_such_name"):
-        sgn_layers.no_such_name  # noqa: B018
-
-
 def test_sites_are_identity_outside_a_step():
     model, dense = _tiny()
     x = tf.random.uniform((3, 6))

@@ -105,13 +105,3 @@ def test_cifar_statistics_come_from_the_data_catalogue():
 ])
 def test_bad_arguments(kwargs, param):
     run_bad_argument_test(M.sgn_resnet, kwargs, param)
-
-
-def test_backbones_module_keeps_the_old_names():
-    from keras_sgn.models import backbones
-
-    for name in ("sgn_resnet18", "sgn_preact_resnet18", "sgn_wide_resnet", "sgn_wrn_28_10",
-                 "sgn_wrn_34_10", "sgn_small_cnn", "get", "list_models", "resolve_sites",
-                 "stage_names", "BN_MOMENTUM", "CIFAR10_MEAN", "CIFAR10_STD", "DEFAULT_BETA",
-                 "SITE_PREFIX"):
-        assert getattr(backbones, name) is getattr(M, name)

@@ -10,7 +10,6 @@ import sys
 import pytest
 
 from keras_sgn import methods, training
-from keras_sgn import reproduce as reproduce_shim
 from keras_sgn.experiments import analysis, plots, progress, reproduce, runs, tables
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -109,12 +108,6 @@ def test_the_collapse_study_is_fast_sgn_and_pgd_at_a_larger_radius():
     assert set(study["methods"]) == {"fast", "sgn", "pgd"} and study["epsilon"] == 0.2
     with pytest.raises(ValueError, match="study must be one of"):
         reproduce.reproduce(study="colapse")
-
-
-def test_the_old_module_path_is_the_same_runner():
-    assert reproduce_shim.reproduce is reproduce.reproduce
-    assert reproduce_shim.analyse is reproduce.analyse
-    assert reproduce_shim.ALL_METHODS == reproduce.ALL_METHODS
 
 
 def test_progress_lines_and_eta():
