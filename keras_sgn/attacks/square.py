@@ -48,11 +48,24 @@ def p_selection(p_init, iteration, n_queries):
     return p_init  # as published: past the budget the schedule restarts
 
 
+def _compiled_square(model, image_shape):
+    """The compiled `_margins_or_search`, one per model and image shape."""
+    images = tf.TensorSpec([None, *image_shape], tf.float32)
+    return compiled_for(model, ("square",), _margins_or_search, image_shape, [
+        images, tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32),
+        tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float32)])
+
+
 def _margin_function(model, image_shape):
-    """Compiled (x, y) -> `z_y - max_{j != y} z_j`, one per model and image shape."""
-    function = compiled_for(model, ("square-margins",),
-                            lambda forward, x, y: -margin_loss(y, forward(x)), image_shape, [])
-    return lambda x, y: function(tf.constant(x, tf.float32), tf.constant(y, tf.int32)).numpy()
+    """Compiled (x, y) -> `z_y - max_{j != y} z_j` (numpy in and out)."""
+    function = _compiled_square(model, image_shape)
+    no_sides = np.zeros([0], np.int32)
+
+    def margins_of(x, y):
+        x = np.asarray(x, np.float32)
+        return function(x, y, x, np.zeros(len(y), np.float32), no_sides, 0, [0, 0], 0.0)[1].numpy()
+
+    return margins_of
 
 
 def _eta_rectangle(a, b):
@@ -159,6 +172,16 @@ def _linf_search(forward, x, y, x_best, margin, sides, first, seed, epsilon):
     return x_best, margin
 
 
+def _margins_or_search(forward, x, y, x_best, margin, sides, first, seed, epsilon):
+    """Square's compiled function: with `sides`, `_linf_search`; without, `(x_best, the
+    margins of x)` (the clean check, the initial query, the L2 queries). One function,
+    so a model keeps one compiled Square per image shape."""
+    return tf.cond(
+        tf.size(sides) > 0,
+        lambda: _linf_search(forward, x, y, x_best, margin, sides, first, seed, epsilon),
+        lambda: (x_best, -margin_loss(y, forward(x))))
+
+
 def _l2_init(x, epsilon, rng):
     """Published L2 init: a grid of `h // 5`-sided pseudo-Gaussian bumps with random
     signs per example and channel, rescaled to the L2 sphere, clipped to [0, 1]."""
@@ -254,10 +277,7 @@ def _linf_steps(model, image_shape, epsilon, p_init, n_queries, seed):
     h, w = image_shape[:2]
     sides = np.array([_linf_side(p_selection(p_init, i, n_queries), h, w)
                       for i in range(n_queries - 1)], np.int32)
-    images = tf.TensorSpec([None, *image_shape], tf.float32)
-    run = compiled_for(model, ("square-linf",), _linf_search, image_shape, [
-        images, tf.TensorSpec([None], tf.float32), tf.TensorSpec([None], tf.int32),
-        tf.TensorSpec([], tf.int32), tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.float32)])
+    run = _compiled_square(model, image_shape)
     seed = tf.constant([seed, 0], tf.int32)
 
     def advance(search, first, count):
