@@ -17,6 +17,7 @@ from keras_sgn import data, methods, training
 from keras_sgn.config import ConfigError
 from keras_sgn.layers import SelfGradient
 from keras_sgn.models import SGNModel
+from tests import test_multiworker
 from tests.sgn_reference import (
     EPS,
     SEED,
@@ -27,7 +28,12 @@ from tests.sgn_reference import (
     tiny_batch,
     uniform_start,
 )
-from tests.test_resume_every_step import _assert_same_run, _run_files, interrupt_at  # noqa: F401
+from tests.test_resume_every_step import (  # noqa: F401 (interrupt_at: a fixture)
+    _assert_same_run,
+    _h5_arrays,
+    _run_files,
+    interrupt_at,
+)
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 STEP = 1.25 * EPS  # sgn's input step
@@ -270,3 +276,28 @@ def test_mirrored_strategy_trains_like_one_replica():
     assert report["memory_nonzero"] > report["memory_values"] / 2, report
     assert report["memory_levels_off"] <= report["memory_values"] * 1e-3, report
     assert report["weights_max_relative_difference"] < 1e-4, report
+
+
+def test_two_workers_train_like_one_process(tmp_path, monkeypatch):
+    """MultiWorkerMirroredStrategy, two worker processes on localhost: every
+    worker keeps the whole memory and writes each step's global batch into
+    it, so the run's last weights are one process's (to float tolerance)."""
+    command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--dataset=digits",
+               "--method=sgn-memory", "--epochs=2", "--batch_size=32", "--n_train=96",
+               "--n_eval=32", "--eval_steps=2", "--test_steps=2", "--verbose=2"]
+    single = subprocess.run(command + [f"--output_dir={tmp_path / 'single'}"], cwd=ROOT,
+                            env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True,
+                            text=True, timeout=600)
+    assert single.returncode == 0, single.stderr[-3000:]
+    monkeypatch.setattr(test_multiworker, "TIMEOUT", 900)  # two epochs on a shared core
+    codes, outputs, _ = test_multiworker._run_cluster(
+        command + ["--strategy=multi_worker", f"--output_dir={tmp_path / 'cluster'}"],
+        tmp_path, "memory")
+    for code, output in zip(codes, outputs):
+        assert code == 0, output[-4000:]
+    one, two = (_h5_arrays(tmp_path / run / "checkpoints" / "last.weights.h5")
+                for run in ("single", "cluster"))
+    assert one.keys() == two.keys() and one
+    for key in one:  # float noise over 6 steps (7.6e-5 measured); a lost memory is O(1)
+        scale = np.abs(one[key]).max() + 1e-12
+        assert np.abs(two[key] - one[key]).max() <= 1e-3 * scale, key

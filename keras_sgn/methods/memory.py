@@ -14,18 +14,22 @@ through the data pipeline (`keras_sgn.data.load(..., with_index=True)` gives
 `(images, labels, index)` batches, and `keras_sgn.training.train` asks for
 them when `method.keyed_by_example`), so a shuffled pipeline gives every image
 its own memory. It holds one int8 value per pixel by default (quantised in
-`[-epsilon, epsilon]`; Fashion-MNIST: 59,000 x 784 = 46 MB), plus a visit
-count per example, and is part of the run: `PreemptionCheckpoint` backs it up
-with the weights (`save_own_variables` / `load_own_variables`), so a resumed
-run continues bit-identically.
+`[-epsilon, epsilon]`, packed four to an int32 word, since the collectives of
+MultiWorkerMirroredStrategy take no int8; Fashion-MNIST: 59,000 x 784 = 46 MB),
+plus a visit count per example, and is part of the run: `PreemptionCheckpoint`
+backs it up with the weights (`save_own_variables` / `load_own_variables`), so
+a resumed run continues bit-identically.
 
 Distribution: the memory is a variable of the strategy (mirrored, one copy per
 replica, aggregation NONE); after each step the replicas all-gather their
 examples' indices and new perturbations and every replica writes the whole
 global batch into its copy, so the copies stay equal and an example keeps its
-memory whichever replica or worker it lands on next epoch.
+memory whichever replica or worker it lands on next epoch. Every worker thus
+holds the whole memory (not a shard of it) and each step all-gathers the global
+batch's perturbations: one more image batch of traffic per step.
 """
 
+import math
 import threading
 
 import numpy as np
@@ -41,6 +45,9 @@ from keras_sgn.methods.self_gradient import SelfGradientTraining
 #: [-epsilon, epsilon]; 1 byte per value), float16 or float32.
 MEMORY_DTYPES = ("int8", "float16", "float32")
 _INT8_LEVELS = 127.0
+# int8 values are stored four to an int32 word: the collectives of
+# MultiWorkerMirroredStrategy (the broadcast of initial values) take no int8.
+_BYTES_PER_WORD = 4
 
 
 def _is_integer(value):
@@ -122,7 +129,8 @@ class SelfGradientMemory(SelfGradientTraining):
         self.memory_decay = float(memory_decay)
         self.memory_reset_every = int(memory_reset_every)
         self.memory_dtype = memory_dtype
-        self.memory = None  # (num_examples, *example_shape), `memory_dtype`
+        self.memory = None  # (num_examples, *example_shape) of `memory_dtype`, int8 packed
+        self.example_shape = None
         self.visits = None  # (num_examples,) int32: steps each example was trained in
         # The start and feedback image of the step being traced, per thread:
         # MirroredStrategy traces each replica's step in a thread of its own.
@@ -135,35 +143,64 @@ class SelfGradientMemory(SelfGradientTraining):
         gets a copy). Every example starts unseen."""
         check_option("num_examples", _is_integer(num_examples) and num_examples >= 1,
                      "an integer >= 1 (the training examples the memory keys)", num_examples)
-        shape = (int(num_examples),) + tuple(int(d) for d in example_shape)
+        self.example_shape = tuple(int(d) for d in example_shape)
+        rows = (int(num_examples),)
+        stored = (tf.zeros(rows + (self._words(),), tf.int32) if self.memory_dtype == "int8"
+                  else tf.zeros(rows + self.example_shape, self.memory_dtype))
         none = tf.VariableAggregation.NONE  # each replica writes the gathered global batch
-        self.memory = tf.Variable(tf.zeros(shape, self.memory_dtype), trainable=False,
-                                  name="perturbation_memory", aggregation=none)
-        self.visits = tf.Variable(tf.zeros(shape[:1], tf.int32), trainable=False,
+        self.memory = tf.Variable(stored, trainable=False, name="perturbation_memory",
+                                  aggregation=none)
+        self.visits = tf.Variable(tf.zeros(rows, tf.int32), trainable=False,
                                   name="perturbation_memory_visits", aggregation=none)
 
-    def _state(self):
-        return {"memory": self.memory, "visits": self.visits}
+    def _words(self):
+        """int32 words holding one example's int8 values."""
+        return -(-math.prod(self.example_shape) // _BYTES_PER_WORD)
+
+    def _pack(self, levels):
+        """int8 `(batch, *example_shape)` -> int32 `(batch, words)`."""
+        flat = tf.reshape(levels, [tf.shape(levels)[0], -1])
+        padding = self._words() * _BYTES_PER_WORD - math.prod(self.example_shape)
+        flat = tf.pad(flat, [[0, 0], [0, padding]])
+        return tf.bitcast(tf.reshape(flat, [-1, self._words(), _BYTES_PER_WORD]), tf.int32)
+
+    def _unpack(self, words):
+        """int32 `(batch, words)` -> int8 `(batch, *example_shape)`."""
+        flat = tf.reshape(tf.bitcast(words, tf.int8), [tf.shape(words)[0], -1])
+        return tf.reshape(flat[:, :math.prod(self.example_shape)], (-1,) + self.example_shape)
 
     def save_own_variables(self, store):
-        """Put the memory into `store` (a dict; nothing before `build_state`)."""
-        if self.memory is not None:
-            for key, variable in self._state().items():
-                store[key] = np.asarray(variable.numpy())
+        """Put the memory into `store` (a dict; nothing before `build_state`):
+        `memory` of `(num_examples, *example_shape)` and `memory_dtype` (int8:
+        the quantised levels), `visits`."""
+        if self.memory is None:
+            return
+        memory = np.asarray(self.memory.numpy())
+        if self.memory_dtype == "int8":
+            flat = memory.view(np.int8).reshape(len(memory), -1)
+            memory = flat[:, :math.prod(self.example_shape)].reshape(
+                (-1,) + self.example_shape)
+        store["memory"], store["visits"] = memory, np.asarray(self.visits.numpy())
 
     def load_own_variables(self, store):
         """Set the memory from `store` (what `save_own_variables` put there)."""
         if self.memory is None:
             raise ValueError("sgn-memory: call build_state(num_examples, example_shape) before "
                              "loading its memory. Received: a method without a memory.")
-        for key, variable in self._state().items():
+        rows = (int(self.visits.shape[0]),)
+        for key, shape, dtype in (("memory", rows + self.example_shape, self.memory_dtype),
+                                  ("visits", rows, "int32")):
             value = np.asarray(store[key])
-            if value.shape != tuple(variable.shape) or value.dtype != variable.dtype:
+            if value.shape != shape or value.dtype != dtype:
                 raise ValueError(
-                    f"sgn-memory's {key} is {tuple(variable.shape)} {variable.dtype.name} for "
-                    f"this training split. Received: {key} of {value.shape} {value.dtype} "
-                    "(another n_train, dataset or memory_dtype).")
-            variable.assign(value)
+                    f"sgn-memory's {key} is {shape} {dtype} for this training split. "
+                    f"Received: {key} of {value.shape} {value.dtype} (another n_train, "
+                    "dataset or memory_dtype).")
+        memory = store["memory"]
+        if self.memory_dtype == "int8":
+            memory = np.asarray(self._pack(tf.constant(memory)))
+        self.memory.assign(memory)
+        self.visits.assign(store["visits"])
 
     # -- the step -----------------------------------------------------------------
     def _scale(self):
@@ -171,14 +208,15 @@ class SelfGradientMemory(SelfGradientTraining):
         return (self.epsilon if self.epsilon > 0 else 1.0) / _INT8_LEVELS
 
     def _decode(self, stored, dtype):
-        values = tf.cast(stored, dtype)
-        return values * self._scale() if self.memory_dtype == "int8" else values
+        if self.memory_dtype != "int8":
+            return tf.cast(stored, dtype)
+        return tf.cast(self._unpack(stored), dtype) * self._scale()
 
     def _encode(self, delta):
         if self.memory_dtype != "int8":
             return tf.cast(delta, self.memory_dtype)
         levels = tf.clip_by_value(tf.round(delta / self._scale()), -_INT8_LEVELS, _INT8_LEVELS)
-        return tf.cast(levels, tf.int8)
+        return self._pack(tf.cast(levels, tf.int8))
 
     def _fresh(self, visits):
         """Which examples start afresh: never seen, or due for a reset."""
