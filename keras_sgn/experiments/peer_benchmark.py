@@ -288,12 +288,13 @@ def compare(model, dataset, epsilon, n_examples=1000, batch_size=128,
 
     Returns:
         A JSON-ready dict: `model`, `dataset`, `epsilon`, `n_examples`, `threads`,
-        `port` (`torch_port.check_port`), `provenance` (the git commit, the libraries'
-        versions, torch's and the peer's among them), `ours` (`attack_benchmark.time_suite`, with
-        its `floor`), `peer` (`{setting: entry}`: `run_peer`'s times, the robust
-        accuracy by the peer's own verdict and re-checked in Keras, and the images
-        only ours / only the peer fooled, each re-checked in Keras) and `speedup`
-        (the peer's CPU time over ours, per setting).
+        `port` (`torch_port.check_port`), `provenance` (at the start: the git commit,
+        the libraries' versions, torch's and the peer's among them), `ours`
+        (`attack_benchmark.time_suite`, with its `floor`), `peer` (`{setting:
+        entry}`: `run_peer`'s times, the robust accuracy by the peer's own verdict
+        and re-checked in Keras, and the images only ours / only the peer fooled,
+        each re-checked in Keras) and `speedup` (the peer's CPU time over ours, per
+        setting).
 
     Raises:
         ArgumentError: the extra is not installed (before any work), an unknown
@@ -304,6 +305,8 @@ def compare(model, dataset, epsilon, n_examples=1000, batch_size=128,
         if setting not in PEER_SETTINGS:
             raise ArgumentError(f"settings: each must be one of {', '.join(PEER_SETTINGS)}. "
                                 f"Received: {setting!r}.")
+    # At the start: a commit made while the suites run is not what they ran.
+    produced_by = provenance.provenance(provenance.LIBRARIES + ("torch", PEER))
     n_classes = data.info(dataset).num_classes
     x, y = _load_images(dataset, n_examples, batch_size, data_dir)
     module = torch_port.port_to_torch(model)
@@ -337,7 +340,7 @@ def compare(model, dataset, epsilon, n_examples=1000, batch_size=128,
         "peer": {"name": PEER, "version": importlib.metadata.version(PEER),
                  "settings_meaning": {s: PEER_SETTINGS[s] for s in settings}, "runs": peer},
         "threads": thread_counts(), "port": port, "ours": ours,
-        "provenance": provenance.provenance(provenance.LIBRARIES + ("torch", PEER)),
+        "provenance": produced_by,
         "speedup": {s: speedup(peer[s]["process_cpu_seconds"], ours["process_cpu_seconds"])
                     for s in settings},
     }
