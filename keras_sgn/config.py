@@ -165,6 +165,14 @@ class TrainConfig:
                                  "next start (the rest is a fresh random start; 0 is sgn).")
     memory_reset_every: int = _field(0, "method", "--method=sgn-memory: forget each "
                                      "example's perturbation every N epochs (0: never).")
+    generator_width: int = _field(16, "method", "--method=sgn-learned-start: channels of the "
+                                  "hidden layers of the generator that proposes the start.")
+    generator_learning_rate: float = _field(1e-3, "method", "--method=sgn-learned-start: Adam "
+                                            "learning rate of the generator's ascent.")
+    generator_input: str = _field("sign", "method", "--method=sgn-learned-start: what the "
+                                  "generator sees besides the image: the sign of its input "
+                                  "gradient, the gradient scaled to a largest magnitude of 1, "
+                                  "or none (saves a pass).", choices=names.GENERATOR_INPUTS)
     # Validation (it picks the best epoch) and the final test.
     eval_steps: int = _field(10, "evaluation", "PGD steps of validation.")
     test_steps: int = _field(None, "evaluation", "Steps of each attack of the final test (the "

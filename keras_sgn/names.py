@@ -7,10 +7,13 @@ these are the same, so a name added to a registry and not here fails it.
 """
 
 #: Training methods, as ``keras_sgn.methods.list_methods()`` lists them (sorted).
-METHODS = ("fast", "free", "pgd", "sgn", "sgn-align", "sgn-memory", "sgn-nfgsm", "sgn-pgd",
-           "sgn-ramp", "sgn-reuse", "standard", "trades")
+METHODS = ("fast", "free", "pgd", "sgn", "sgn-align", "sgn-learned-start", "sgn-memory",
+           "sgn-nfgsm", "sgn-pgd", "sgn-ramp", "sgn-reuse", "standard", "trades")
 #: The methods whose attack takes several steps (``TrainingMethod.multi_step``).
 MULTI_STEP_METHODS = ("pgd", "sgn-pgd", "trades")
+#: What the generator of ``sgn-learned-start`` sees besides the image (its input gradient's
+#: sign, the gradient scaled to a largest magnitude of 1, or nothing).
+GENERATOR_INPUTS = ("sign", "normalized", "none")
 #: Threat-model norms (``keras_sgn.attacks.NORMS``).
 NORMS = ("linf", "l2")
 #: Normalisations of hidden-site gradients (``keras_sgn.layers.NORMALIZATIONS``).
@@ -34,8 +37,8 @@ STUDIES = {
                "about": "every method at the dataset's threat radius: speed and robustness"},
     "collapse": {"methods": ("fast", "sgn", "pgd"), "epsilon": 0.2,
                  "about": "catastrophic overfitting of single-step training at a larger radius"},
-    "variants": {"methods": ("sgn", "sgn-align", "sgn-memory", "sgn-nfgsm", "sgn-ramp",
-                              "sgn-reuse", "pgd"),
+    "variants": {"methods": ("sgn", "sgn-align", "sgn-learned-start", "sgn-memory",
+                              "sgn-nfgsm", "sgn-ramp", "sgn-reuse", "pgd"),
                  "epsilon": None,
                  "about": "variants of the reconstruction against sgn and PGD-AT: time to target"},
 }

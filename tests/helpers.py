@@ -1,6 +1,7 @@
 """Shared test helpers: accuracy, threat-model checks, exact linear ground truth."""
 
 import importlib.util
+import json
 import os
 import subprocess
 import sys
@@ -93,3 +94,38 @@ def exact_linf_worst_case(weights, bias, x, y, epsilon):
         vertex[worse] = (flat + np.where(c > 0, lo, hi))[worse]
         margin = np.minimum(margin, m_j)
     return margin, vertex
+
+
+def run_check_script(file_name, timeout=600):
+    """Run `tests/<file_name>` in a fresh process (e.g. one that splits the CPU
+    into logical devices before TensorFlow starts) from the project root; it
+    must succeed, and its last line is JSON: returns it."""
+    root = os.path.dirname(TOOLS_DIR)
+    result = subprocess.run([sys.executable, os.path.join(root, "tests", file_name)],
+                            capture_output=True, text=True, timeout=timeout, cwd=root,
+                            env=dict(os.environ, PYTHONPATH=root))
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def train_through_sigterms(config, steps, interrupt_at, check_backup):
+    """Train `config` stopped by SIGTERM during each global step of `steps` (each
+    rerun resuming from the backup), then to its end; `check_backup(state,
+    arrays, step)` sees each backup's `state.json` and its own variables (the
+    `.npz` of the training methods' state)."""
+    from keras_sgn import training
+
+    backup = os.path.join(config.output_dir, "backup")
+    for step in steps:
+        interrupt_at(step, "sigterm")
+        try:
+            training.train(config)
+        except training.TrainingPreempted:
+            pass
+        else:
+            raise AssertionError(f"the run was not stopped at step {step}")
+        with open(os.path.join(backup, "state.json")) as f:
+            state = json.load(f)
+        with np.load(os.path.join(backup, state["variables"])) as arrays:
+            check_backup(state, dict(arrays), step)
+    training.train(config)

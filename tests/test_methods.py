@@ -154,6 +154,7 @@ DEFAULTS = {
     "sgn-align": (1.25, 1, 4, False, 16),
     "sgn-nfgsm": (1.0, 1, 2, False, 16),
     "sgn-memory": (1.25, 1, 2, False, 16),
+    "sgn-learned-start": (1.25, 1, 3, False, 16),
 }
 
 

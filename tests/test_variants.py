@@ -134,7 +134,8 @@ def test_sgn_nfgsm_trains_on_unprojected_noisy_steps():
 
 def test_variants_are_registered_apart_from_the_design_methods():
     design = ["fast", "free", "pgd", "sgn", "sgn-pgd", "standard", "trades"]
-    variants = ["sgn-align", "sgn-memory", "sgn-nfgsm", "sgn-ramp", "sgn-reuse"]
+    variants = ["sgn-align", "sgn-learned-start", "sgn-memory", "sgn-nfgsm", "sgn-ramp",
+                "sgn-reuse"]
     assert methods.list_methods(variants=False) == design
     assert methods.list_methods() == sorted(design + variants)
     for name in variants:

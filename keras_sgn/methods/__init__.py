@@ -21,12 +21,15 @@ them out): `sgn-reuse` (Free-AT replays
 with hidden-site feedback, 1 per update), `sgn-ramp` (scheduled hidden-site
 strength, 2), `sgn-align` (plus GradAlign, about 4), `sgn-nfgsm` (N-FGSM's
 input step, 2); and, not measured yet, `sgn-memory` (`memory`: each example's
-input step starts from its perturbation of the previous epoch, 2).
+input step starts from its perturbation of the previous epoch, 2) and
+`sgn-learned-start` (`learned_start`: the input step starts where a generator,
+trained against the classifier, proposes from the image and its gradient, 3).
 
 Modules: `base` (the `TrainingMethod` contract and shared loss helpers),
 `replicas` (each replica's share of the global batch and replica-independent
 random starts), `adversarial` (standard, fast, pgd, free, trades),
-`self_gradient` (sgn, sgn-pgd), `variants`, `memory` (sgn-memory) and
+`self_gradient` (sgn, sgn-pgd), `variants`, `memory` (sgn-memory),
+`learned_start` (sgn-learned-start) and
 `registry` (name -> class, and what callers ask about a method by name).
 
 Distribution (any `tf.distribute` strategy): every replica's gradient is that
@@ -38,6 +41,7 @@ per-replica means, which metrics weighted by the batch size average correctly.
 
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
+from keras_sgn.methods.learned_start import SelfGradientLearnedStart
 from keras_sgn.methods.memory import SelfGradientMemory
 from keras_sgn.methods.registry import (
     METHODS,
@@ -66,6 +70,7 @@ __all__ = [
     "Fast",
     "Free",
     "SelfGradientAlign",
+    "SelfGradientLearnedStart",
     "SelfGradientMemory",
     "SelfGradientNoise",
     "SelfGradientPGD",

@@ -7,6 +7,7 @@ import difflib
 from keras_sgn.errors import ArgumentError
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
+from keras_sgn.methods.learned_start import SelfGradientLearnedStart
 from keras_sgn.methods.memory import SelfGradientMemory
 from keras_sgn.methods.self_gradient import SelfGradientPGD, SelfGradientTraining
 from keras_sgn.methods.variants import (
@@ -31,6 +32,8 @@ METHODS = {
     "sgn-nfgsm": SelfGradientNoise,
     # Per-example perturbation memory across epochs (issue 21).
     "sgn-memory": SelfGradientMemory,
+    # A start proposed by a generator trained against the classifier (issue 21).
+    "sgn-learned-start": SelfGradientLearnedStart,
 }
 
 

@@ -64,6 +64,10 @@ class SelfGradientTraining(TrainingMethod):
     # Whether the weight tape records pass 1 even at first order (for an
     # `_extra_loss` that differentiates pass 1's gradients).
     records_pass_one = False
+    # Whether the same backward pass as the weight gradients also gives the
+    # gradient with respect to the feedback pass's image, handed to
+    # `_feedback_input_gradient` (for a method that trains its start).
+    differentiates_feedback_input = False
 
     def __init__(self, input_attack="fgsm", clean_weight=0.0, second_order=False,
                  random_start=True, **kwargs):
@@ -100,11 +104,19 @@ class SelfGradientTraining(TrainingMethod):
                                         first["site_gradients"],
                                         stop_gradient=not self.second_order)
 
+    def _feedback_step(self, x, start, input_gradient):
+        """One ascent step from `start`, projected (differentiable in `start`)."""
+        return attacks.project(
+            attacks.ascent_step(start, input_gradient, self.step_size, self.norm),
+            x, self.epsilon, self.norm)
+
     def _feedback_input(self, x, start, input_gradient):
         """The feedback pass's image: one ascent step from `start`, projected."""
-        return tf.stop_gradient(attacks.project(
-            attacks.ascent_step(start, input_gradient, self.step_size, self.norm),
-            x, self.epsilon, self.norm))
+        return tf.stop_gradient(self._feedback_step(x, start, input_gradient))
+
+    def _feedback_input_gradient(self, gradient):
+        """Receives the gradient of the scaled loss with respect to the feedback
+        pass's image when `differentiates_feedback_input` (nothing here)."""
 
     def _extra_loss(self, model, x, y, first):
         """A term added to the loss (none here)."""
@@ -126,6 +138,9 @@ class SelfGradientTraining(TrainingMethod):
             x_feedback = start
             if perturb_input:
                 x_feedback = self._feedback_input(x, start, first["input_gradient"])
+            watched = [x_feedback] if self.differentiates_feedback_input else []
+            for image in watched:
+                tape.watch(image)
             with sgn_layers.inject_sites(deltas):
                 logits = model(x_feedback, training=True)
             loss = (1.0 - self.clean_weight) * mean_cross_entropy(y, logits)
@@ -134,7 +149,9 @@ class SelfGradientTraining(TrainingMethod):
             if recorded and self.clean_weight > 0.0:
                 loss += self.clean_weight * first["loss"]
             scaled = scaled_for_gradient(model, loss, x)
-        grads = tape.gradient(scaled, variables)
+        grads = tape.gradient(scaled, variables + watched)
+        if watched:
+            self._feedback_input_gradient(grads.pop())
         if want_pass_one_weights:
             grads = self._add_pass_one(model, x, grads, first["variable_gradients"])
             loss += self.clean_weight * first["loss"]
