@@ -41,17 +41,28 @@ def __getattr__(name):
 
 def _import_everything():
     """Import Keras (checking its backend) and every part, registering the layers, models
-    and schedules with Keras."""
-    import keras
+    and schedules with Keras; TensorFlow's start-up lines are hidden when this import is
+    the one that starts TensorFlow (`keras_sgn.startup`)."""
+    import contextlib
+    import sys
 
-    if keras.config.backend() != "tensorflow":
-        raise ImportError(
-            "keras_sgn needs the TensorFlow backend of Keras (it uses tf.GradientTape and "
-            f"tf.distribute); KERAS_BACKEND is {keras.config.backend()!r}. "
-            "Set KERAS_BACKEND=tensorflow.")
-    for part in _PARTS:
-        importlib.import_module(f"{__name__}.{part}")
+    from keras_sgn import startup
 
+    hide = "tensorflow" not in sys.modules and not startup.wants_tensorflow_logs()
+    with startup.tensorflow_logs_hidden() if hide else contextlib.nullcontext():
+        import keras
+
+        if keras.config.backend() != "tensorflow":
+            raise ImportError(
+                "keras_sgn needs the TensorFlow backend of Keras (it uses tf.GradientTape "
+                f"and tf.distribute); KERAS_BACKEND is {keras.config.backend()!r}. "
+                "Set KERAS_BACKEND=tensorflow.")
+        import tensorflow as tf
+
+        # The first look at the devices prints "failed call to cuInit" without a GPU.
+        tf.config.list_physical_devices()
+        for part in _PARTS:
+            importlib.import_module(f"{__name__}.{part}")
 
 if os.environ.get(LAZY_IMPORT_VARIABLE, "") in ("", "0"):
     _import_everything()

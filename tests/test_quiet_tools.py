@@ -11,7 +11,7 @@ import keras
 import numpy as np
 import pytest
 
-from keras_sgn import attacks
+from keras_sgn import attacks, startup
 from tests.helpers import tool_module
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -53,7 +53,7 @@ def test_verbose_is_read_from_the_command_line_before_absl():
     assert quiet_start.shows_tensorflow_logs(["tool.py", "--verbose=2"])
     assert not quiet_start.shows_tensorflow_logs(["tool.py", "--verbose=1"])
     assert not quiet_start.shows_tensorflow_logs(["tool.py"])
-    # With --verbose=2 nothing is touched (not even the environment).
+    # With --verbose=2 nothing is hidden.
     assert quiet_start.quiet_tensorflow_startup(["tool.py", "--verbose", "2"]) is False
 
 
@@ -70,20 +70,20 @@ def test_only_tensorflow_log_lines_are_dropped():
         "/home/me/lib.py:3: UserWarning: a real warning\n"
         "  warnings.warn('a real warning')\n"
         "W1201 03:09:47.117079 140618831825792 polymorphic_function.py:157] a Python record\n")
-    assert quiet_start.drop_tensorflow_logs(captured) == (
+    assert startup.drop_tensorflow_logs(captured) == (
         "/home/me/lib.py:3: UserWarning: a real warning\n"
         "  warnings.warn('a real warning')\n"
         "W1201 03:09:47.117079 140618831825792 polymorphic_function.py:157] a Python record\n")
 
 
 def test_what_is_printed_while_hidden_comes_back_without_the_logs(capfd):
-    with quiet_start.tensorflow_logs_hidden():
+    with startup.tensorflow_logs_hidden():
         os.write(2, b"I0000 00:00:1.5   7 port.cc:153] oneDNN custom operations are on\n")
         print("a real warning", file=sys.stderr)
     os.write(2, b"error: printed after start-up\n")  # stderr is back
     assert capfd.readouterr().err == "a real warning\nerror: printed after start-up\n"
     with pytest.raises(ImportError):  # a failed start-up shows everything it printed
-        with quiet_start.tensorflow_logs_hidden():
+        with startup.tensorflow_logs_hidden():
             os.write(2, b"E0000 00:00:1.5   7 loader.cc:1] why the import failed\n")
             raise ImportError("no module")
     assert "why the import failed" in capfd.readouterr().err
@@ -104,6 +104,20 @@ def test_verbose_2_shows_the_tensorflow_logs():
     output, code = _run("evaluate.py", "--verbose=2")
     assert code == 2 and "error: give --run_dir" in output, output[-2000:]
     assert "I0000" in output or "absl::InitializeLog" in output, output[:2000]
+
+
+def test_importing_keras_sgn_prints_no_tensorflow_logs():
+    # TensorFlow prints its start-up lines twice at import; a library user sees none,
+    # unless TF_CPP_MIN_LOG_LEVEL=0 asks for every log.
+    env = {k: v for k, v in os.environ.items() if k != "TF_CPP_MIN_LOG_LEVEL"}
+    code = "import warnings, sys\nimport keras_sgn\nprint('a real warning', file=sys.stderr)"
+    quiet = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                           timeout=300, cwd=ROOT, env=env)
+    assert quiet.returncode == 0, quiet.stderr[-2000:]
+    assert _noise(quiet.stdout + quiet.stderr) == [] and "a real warning" in quiet.stderr
+    loud = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=300, cwd=ROOT, env=dict(env, TF_CPP_MIN_LOG_LEVEL="0"))
+    assert loud.returncode == 0 and _noise(loud.stderr), loud.stderr[-2000:]
 
 
 def test_a_tool_importing_tensorflow_late_prints_no_logs(tmp_path):

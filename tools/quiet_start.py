@@ -9,16 +9,13 @@ that imports TensorFlow (`keras_sgn` does), because the logs are printed then:
     # isort: split
     import json
 
-TensorFlow's C++ start-up lines ("oneDNN custom operations are on", "Could not
-find cuda drivers", "failed call to cuInit" on a machine without a GPU, "All
-log messages before absl::InitializeLog() is called...") are written straight
-to file descriptor 2 before its logging is set up, so `TF_CPP_MIN_LOG_LEVEL`
-does not reach them. `quiet_tensorflow_startup` therefore sets
-`TF_CPP_MIN_LOG_LEVEL=3` (for everything logged later) and imports keras-sgn
-and TensorFlow and lists the devices with file descriptor 2 sent to a
-temporary file; afterwards it restores stderr and prints back whatever was not
-one of those log lines (a Python warning, an error message), so a real problem
-still shows. If the import fails, everything captured is printed back.
+TensorFlow's C++ start-up lines are written straight to file descriptor 2
+before its logging is set up; `import keras_sgn` hides them
+(`keras_sgn.startup`, which prints back anything that was not one of them).
+`quiet_tensorflow_startup` sets `TF_CPP_MIN_LOG_LEVEL=3` (for everything logged
+later), imports keras-sgn, and lists the devices the same way (the first look
+prints "failed call to cuInit" on a machine without a GPU). With `--verbose=2`
+it sets `TF_CPP_MIN_LOG_LEVEL=0`, which keras_sgn reads as "show everything".
 
 `--help` (and `--helpshort`, `--helpfull`, `--helpxml`, `-?`) imports no TensorFlow at all:
 the flags are made from modules that import none, and `KERAS_SGN_LAZY_IMPORT=1` keeps
@@ -31,24 +28,11 @@ that dies during start-up without a message (TensorFlow aborting in C++) shows
 it with `--verbose=2`.
 """
 
-import contextlib
 import os
-import re
 import sys
-import tempfile
 
 #: `--verbose` from this value on shows TensorFlow's start-up logs.
 VERBOSE_SHOWS_TENSORFLOW_LOGS = 2
-
-# A record of TensorFlow's C++ logging (absl format, from a C++ source file):
-# "I0000 00:00:1796094486.610066   16804 port.cc:153] oneDNN custom operations...".
-# Python's absl records ("W1201 ... polymorphic_function.py:157]") do not match.
-_TENSORFLOW_LOG_LINE = re.compile(
-    r"[IWEF]\d{4} [\d:.]+\s+\d+ \S+\.(?:cc|cpp|h):\d+\] "
-    r"|WARNING: All log messages before absl::InitializeLog\(\) is called"
-    # The second line of cpu_feature_guard.cc's record.
-    r"|To enable the following instructions: .*rebuild TensorFlow")
-
 
 def verbose_from_argv(argv):
     """The value of `--verbose` in `argv` (`--verbose=N` or `--verbose N`), else None.
@@ -96,40 +80,6 @@ def shows_tensorflow_logs(argv):
     return verbose is not None and verbose >= VERBOSE_SHOWS_TENSORFLOW_LOGS
 
 
-def drop_tensorflow_logs(text):
-    """`text` without the lines of TensorFlow's C++ logging."""
-    return "".join(line for line in text.splitlines(keepends=True)
-                   if not _TENSORFLOW_LOG_LINE.match(line))
-
-
-@contextlib.contextmanager
-def tensorflow_logs_hidden():
-    """Send file descriptor 2 to a temporary file; then print back what was not a
-    TensorFlow log line (everything, if the block raised)."""
-    sys.stderr.flush()
-    try:
-        saved = os.dup(2)
-    except OSError:  # no stderr to protect
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        succeeded = False
-        try:
-            yield
-            succeeded = True
-        finally:
-            sys.stderr.flush()
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            text = captured.read().decode(errors="replace")
-            kept = drop_tensorflow_logs(text) if succeeded else text
-            if kept:
-                sys.stderr.write(kept)
-                sys.stderr.flush()
-
-
 def quiet_tensorflow_startup(argv=None):
     """Import keras-sgn and TensorFlow without their start-up logs.
 
@@ -146,18 +96,19 @@ def quiet_tensorflow_startup(argv=None):
         os.environ.setdefault("KERAS_SGN_LAZY_IMPORT", "1")
         return False
     if shows_tensorflow_logs(argv):
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # keras_sgn then hides nothing
         return False
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    with tensorflow_logs_hidden():
-        # keras_sgn first, as the tools import it: it picks the Keras backend.
-        import keras_sgn  # noqa: F401
+    # keras_sgn first, as the tools import it: it picks the Keras backend, and hides
+    # TensorFlow's start-up lines itself (keras_sgn.startup).
+    import keras_sgn  # noqa: F401
+    from keras_sgn.startup import tensorflow_logs_hidden
 
-        # isort: split
+    with tensorflow_logs_hidden():
         import tensorflow as tf
 
         # The first look at the devices prints "failed call to cuInit" without a GPU.
         tf.config.list_physical_devices()
     return True
-
 
 quiet_tensorflow_startup()
