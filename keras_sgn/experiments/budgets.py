@@ -60,8 +60,9 @@ ENTRIES = {
 }
 
 
-#: The study's entries by default: the baselines, the reconstruction, cheap-then-strong.
-DEFAULT_ENTRIES = ("pgd", "fast", "sgn", "sgn-then-pgd3")
+#: The study's entries by default: the baselines, the reconstruction, cheap-then-strong,
+#: and the reconstruction with a per-example memory and with a learned start.
+DEFAULT_ENTRIES = ("pgd", "fast", "sgn", "sgn-then-pgd3", "sgn-memory", "sgn-learned-start")
 
 
 def entry_fields(label):
