@@ -8,6 +8,7 @@ import tempfile
 import numpy as np
 
 from keras_sgn import zoo
+from keras_sgn.errors import ArgumentError
 from keras_sgn.hub.card import model_card
 from keras_sgn.hub.metadata import (
     DEFAULT_NAMESPACE,
@@ -156,7 +157,7 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
 
     check_name(name, "name")  # it names files and folders: checked before any write
     if destination not in DESTINATIONS:
-        raise ValueError(f"destination must be one of {DESTINATIONS}. "
+        raise ArgumentError(f"destination must be one of {DESTINATIONS}. "
                          f"Received: destination={destination!r}.")
     run = read_run(run_dir)
     report_source = report
