@@ -1,5 +1,5 @@
 """The hostile suite: a user who misuses the tools gets a clear refusal, never a
-wrong answer (issue 23, point 4). One test per misuse the probe found; each
+wrong answer. One test per misuse the probe found; each
 failed before its fix."""
 
 import dataclasses

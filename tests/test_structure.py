@@ -4,6 +4,7 @@ attribute forwarding except the package's own lazy import."""
 
 import ast
 import os
+import re
 
 import pytest
 
@@ -92,3 +93,23 @@ def test_no_module_only_re_exports_another(name):
     forwards = [node for node in tree.body
                 if isinstance(node, ast.FunctionDef) and node.name == "__getattr__"]
     assert not forwards or name == "keras_sgn", f"{name} forwards attributes to another module"
+
+
+# Written in pieces so that this file does not match itself.
+OUTSIDE_REFERENCES = re.compile("|".join([
+    "DES" + r"IGN(\.md| section)", r"\biss" + r"ue \d+", "Over 60 " + "lines"]))
+
+
+def test_no_code_refers_to_documents_outside_the_repository():
+    """A reader of the code has the repository: its docs/ pages, not a design document
+    or tracker issues; and no docstring apologises for its own length."""
+    found = []
+    for folder in ("keras_sgn", "tools", "tests"):
+        for parent, _, files in os.walk(os.path.join(ROOT, folder)):
+            for file_name in files:
+                if file_name.endswith(".py"):
+                    path = os.path.join(parent, file_name)
+                    for number, line in enumerate(open(path, encoding="utf-8"), 1):
+                        if OUTSIDE_REFERENCES.search(line):
+                            found.append(f"{os.path.relpath(path, ROOT)}:{number}")
+    assert found == []

@@ -95,9 +95,6 @@ def apgd_run(forward, x, labels, loss_fn, *, epsilon, norm, steps, rho=0.75, mom
         `(x_adv, fooled)`: for each example the first misclassified iterate if
         any iterate was misclassified, otherwise the iterate of highest loss;
         and whether it is misclassified.
-
-    (Over 60 lines: the loop body reads the run's constants, the clean images,
-    the schedule and the forward pass, from this function's scope.)
     """
     expand_shape = tf.concat([[-1], tf.ones([len(x.shape) - 1], tf.int32)], 0)
 
@@ -322,8 +319,6 @@ def apgd(model, x, y, epsilon=8 / 255, norm="linf", loss="ce", steps=100, restar
     Reference:
         Croce & Hein, "Reliable evaluation of adversarial robustness with an
         ensemble of diverse parameter-free attacks", ICML 2020.
-
-    (Over 60 lines because of this docstring; the code is 15 lines.)
     """
     _check_apgd_args(epsilon, steps, norm, loss, restarts, n_target_classes, rho, momentum)
     core.check_image_range(x)

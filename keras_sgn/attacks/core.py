@@ -8,7 +8,7 @@ keep each example's worst iterate (`pgd_run`), add argument checks, restarts
 with the per-example worst case, and compilation (`compiled_for`: one trace
 per model and configuration, cached without keeping the model alive).
 
-Conventions (DESIGN section 4): images are float32 in [0, 1], epsilon is in
+Conventions (the same in every package): images are float32 in [0, 1], epsilon is in
 pixel units, models return logits, and attacks run the model with
 `training=False` so BatchNorm uses its moving statistics.
 """

@@ -364,9 +364,6 @@ def square(model, x, y, epsilon=8 / 255, norm="linf", n_queries=5000, p_init=Non
         Andriushchenko, Croce, Flammarion & Hein, "Square Attack: a
         query-efficient black-box adversarial attack via random search",
         ECCV 2020. https://github.com/max-andr/square-attack
-
-    (Over 60 lines because of this docstring: the deviations from the
-    reference belong beside the code they describe.)
     """
     check_attack_args(epsilon, 1, norm)
     if isinstance(n_queries, bool) or int(n_queries) != n_queries or n_queries < 1:

@@ -186,7 +186,7 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
                         seed=0, verbose=True, num_classes=None, examples=None,
                         checkpoint_dir=None, batch_size=128):
     """Clean accuracy, each attack's accuracy, the per-example worst case, and
-    the sanity checks. (Over 60 lines: the docstring documents every argument.)
+    the sanity checks.
 
     Args:
         model: a Keras model returning logits; images in [0, 1]. It is run with

@@ -9,7 +9,7 @@ Two measurements, both reported by `tools/benchmark.py --attacks=standard`:
 * `time_suite`: the suite's wall time on the first N test images of a dataset,
   run as `tools/evaluate.py` runs it (the cascade: each attack only on the
   points still robust), with each attack's seconds and images per second, set
-  against `SUITE_TARGET` (issue 12: `standard` on all 10,000 Fashion-MNIST
+  against `SUITE_TARGET` (the project's target: `standard` on all 10,000 Fashion-MNIST
   test images in at most 20 minutes on the project's 2-core CPU). With fewer
   than 10,000 images the time is extrapolated linearly, and labelled so.
 
@@ -27,7 +27,7 @@ from keras_sgn import data, evaluation, models, recipes, reporting, zoo
 from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments import compute_floor
 
-#: The target the suite's wall time is set against (issue 12).
+#: The target the suite's wall time is set against.
 SUITE_TARGET = {"attacks": "standard", "dataset": "fashion_mnist", "n_examples": 10_000,
                 "seconds": 20 * 60, "machine": "the project's 2-core CPU"}
 

@@ -20,7 +20,7 @@ import numpy as np
 
 from keras_sgn.errors import ArgumentError
 
-#: The largest absolute logit difference a port may show (issue 24: 1e-4).
+#: The largest absolute logit difference a port may show (the peer comparison's bound).
 LOGIT_TOLERANCE = 1e-4
 #: Keras layer classes that are the identity in inference mode.
 IDENTITY_LAYERS = ("InputLayer", "SelfGradient", "Dropout", "SpatialDropout2D",

@@ -25,14 +25,14 @@ METHODS = {
     "trades": Trades,
     "sgn": SelfGradientTraining,
     "sgn-pgd": SelfGradientPGD,
-    # Variants of the reconstruction under study (issue 15).
+    # Variants of the reconstruction under study (docs/reproduce/fashion_mnist-variants).
     "sgn-reuse": SelfGradientReuse,
     "sgn-ramp": SelfGradientRamp,
     "sgn-align": SelfGradientAlign,
     "sgn-nfgsm": SelfGradientNoise,
-    # Per-example perturbation memory across epochs (issue 21).
+    # Per-example perturbation memory across epochs.
     "sgn-memory": SelfGradientMemory,
-    # A start proposed by a generator trained against the classifier (issue 21).
+    # A start proposed by a generator trained against the classifier.
     "sgn-learned-start": SelfGradientLearnedStart,
 }
 
@@ -40,7 +40,7 @@ METHODS = {
 def list_methods(variants=True):
     """Registered method names, sorted. `variants=False` leaves out the
     variants of the reconstruction under study (`TrainingMethod.variant`),
-    keeping the methods of DESIGN section 3."""
+    keeping the methods of docs/guide.md's "Training methods"."""
     return sorted(name for name, cls in METHODS.items() if variants or not cls.variant)
 
 
