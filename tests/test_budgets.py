@@ -128,3 +128,23 @@ def test_committed_results_md_is_the_table_of_results_json():
             assert row["train_seconds"] == pytest.approx(row["epochs"] * calibration[method])
             assert row["epochs"] == budgets.budget_epochs(row["budget_minutes"],
                                                           calibration[method])
+
+
+def test_the_reference_is_measured_on_the_runs_test_images(tmp_path):
+    """Converged PGD-AT's level comes from a report measured like the runs (quick, the
+    first n_test images in the original order); any other report is refused."""
+    def report(n, order="original", attacks=("apgd-ce", "apgd-t")):
+        folder = tmp_path / f"{n}-{order}-{len(attacks)}"
+        folder.mkdir()
+        (folder / "report.json").write_text(json.dumps({
+            "dataset": "fashion_mnist", "n_examples": n, "order": order,
+            "robust_accuracy": 0.75, "protocol": {"attacks": [{"name": a} for a in attacks]}}))
+        return str(folder)
+
+    level, source = budgets.reference_level(report(2000), "fashion_mnist", 2000)
+    assert level == 0.75 and source.startswith("quick on the same test images")
+    for other, what in ((report(10_000), "n_examples"), (report(2000, "stored"), "order"),
+                        (report(2000, attacks=("apgd-ce",)), "attacks")):
+        with pytest.raises(ValueError, match=f"'{what}'.*--reference_run="):
+            budgets.reference_level(other, "fashion_mnist", 2000)
+    assert budgets.reference_level(None, "fashion_mnist", 2000) == (None, None)

@@ -43,8 +43,10 @@ flags.DEFINE_enum("study", "claims", list(names.STUDIES) + ["budgets"],
                   "robust accuracy against time; keras_sgn.experiments.budgets)")
 flags.DEFINE_list("budgets", None, "--study=budgets: minutes of training of every method "
                   "(default: 5,10,20,40; PGD-AT also 80,160).")
-flags.DEFINE_string("reference_run", None, "--study=budgets: the run folder of converged "
-                    "PGD-AT (e.g. the anchor's recipe), the level 'within 1 point' refers to.")
+flags.DEFINE_string("reference_run", None, "--study=budgets: converged PGD-AT (e.g. the "
+                    "anchor's recipe), the level 'within 1 point' refers to: a tools/evaluate.py "
+                    "report (folder or report.json) measured like the runs (--attacks=quick, "
+                    "--n_examples=N_TEST, --order=original), or a run folder (its final test).")
 flags.DEFINE_string("dataset", "fashion_mnist", "A dataset with a recipe (fashion_mnist, "
                     "mnist, digits offline, cifar10 with --data_dir).")
 flags.DEFINE_string("data_dir", None, "Where the dataset files are (see keras_sgn.data).")

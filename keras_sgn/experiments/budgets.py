@@ -37,6 +37,7 @@ import numpy as np
 
 from keras_sgn import data as sgn_data
 from keras_sgn import io_utils, training
+from keras_sgn.errors import ArgumentError
 
 #: Budgets of every method, in minutes of one core.
 BUDGET_MINUTES = (5, 10, 20, 40)
@@ -373,13 +374,59 @@ def study(dataset="fashion_mnist", methods=DEFAULT_ENTRIES, output_dir=None,
     return write_results(results_dir, finished, dataset, n_test, epoch_seconds, reference_run)
 
 
+#: The attacks of the study's test protocol (`quick`), in order.
+TEST_ATTACKS = ("apgd-ce", "apgd-t")
+
+
+def reference_report_level(path, dataset, n_test):
+    """`(robust accuracy, source)` of a `tools/evaluate.py` report (`report.json` or
+    its folder) of converged PGD-AT, refused unless measured like the study's runs:
+    `quick` on the first `n_test` test images in the study's order."""
+    if os.path.isdir(path):
+        path = os.path.join(path, "report.json")
+    with open(path, encoding="utf-8") as f:
+        report = json.load(f)
+    order = "original" if dataset in _ORIGINAL_ORDER else "stored"
+    measured = {"dataset": report.get("dataset"), "n_examples": report.get("n_examples"),
+                "order": report.get("order", "stored"),
+                "attacks": tuple(a["name"] for a in report["protocol"]["attacks"])}
+    wanted = {"dataset": dataset, "n_examples": n_test, "order": order, "attacks": TEST_ATTACKS}
+    differs = {k: measured[k] for k in wanted if measured[k] != wanted[k]}
+    if differs:
+        raise ArgumentError(
+            f"the reference report {path} was not measured like the study's runs: "
+            f"{differs} where the runs have { {k: wanted[k] for k in differs} }. "
+            f"Evaluate the reference with --attacks=quick --n_examples={n_test} "
+            f"--order={order}. Received: --reference_run={path}.")
+    return report["robust_accuracy"], f"quick on the same test images, {path}"
+
+
+def reference_level(reference_run, dataset, n_test):
+    """`(robust accuracy, source)` of converged PGD-AT: an evaluation report (checked
+    to match the runs' test protocol) or a finished run folder (its final test, which
+    may have used other test images: the source says so); `(None, None)` if absent."""
+    if reference_run is None:
+        return None, None
+    if reference_run.endswith(".json") or os.path.exists(
+            os.path.join(reference_run, "report.json")):
+        return reference_report_level(reference_run, dataset, n_test)
+    run = read_run(reference_run)
+    if run is None:
+        return None, None
+    config = {}
+    if os.path.exists(os.path.join(reference_run, "config.json")):
+        with open(os.path.join(reference_run, "config.json"), encoding="utf-8") as f:
+            config = json.load(f)
+    same = config.get("n_test") == n_test and config.get("test_order") == "original"
+    return run["summary"]["robust_accuracy"], (
+        f"final test of {reference_run}" + ("" if same else
+                                             " (on its own test images, not the runs')"))
+
+
 def write_results(results_dir, cells, dataset, n_test, epoch_seconds, reference_run=None):
     fronts = front(cells, epoch_seconds)
-    reference, source = None, None
-    if reference_run is not None and read_run(reference_run) is not None:
-        reference = read_run(reference_run)["summary"]["robust_accuracy"]
-        source = f"final test of {reference_run}"
-    elif fronts.get(REFERENCE_METHOD):
+    reference, source = reference_level(reference_run, dataset, n_test)
+    if reference is None and fronts.get(REFERENCE_METHOD):
         reference = fronts[REFERENCE_METHOD][-1]["robust_accuracy"]
         source = (f"stand-in: {REFERENCE_METHOD} at its largest finished budget, "
                   f"{fronts[REFERENCE_METHOD][-1]['budget_minutes']:g} min")
