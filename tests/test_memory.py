@@ -278,6 +278,7 @@ def test_mirrored_strategy_trains_like_one_replica():
     assert report["weights_max_relative_difference"] < 1e-4, report
 
 
+@pytest.mark.slow  # two worker processes training two epochs: minutes (make test-slow)
 def test_two_workers_train_like_one_process(tmp_path, monkeypatch):
     """MultiWorkerMirroredStrategy, two worker processes on localhost: every
     worker keeps the whole memory and writes each step's global batch into
