@@ -116,12 +116,12 @@ model = keras.saving.load_model("hf://{repo_id}")
 
 def _use(metadata):
     arch = metadata["architecture"]
-    input_shape = "x".join(str(d) for d in arch["input_shape"])
+    shape = ", ".join(str(d) for d in arch["input_shape"])
     return f"""## Use
 
 {_loaders(metadata)}
 
-`images`: float32 in [0, 1], shape (n, {input_shape.replace("x", ", ")}); mean/std
+`images`: float32 in [0, 1], shape (n, {shape}); mean/std
 normalisation is a layer inside the model, so epsilon is in pixel units. The model outputs
 logits for {arch['num_classes']} classes.
 {_feedback_note(metadata)}"""
