@@ -40,12 +40,12 @@ Settings that cannot give a usable model are refused by `validate()` with a
 
 import contextlib
 import dataclasses
-import difflib
 import importlib
 import math
 
 from keras_sgn import names, recipes
 from keras_sgn.errors import ArgumentError
+from keras_sgn.registry import close_matches
 
 
 def _part(name):
@@ -320,11 +320,11 @@ class TrainConfig:
         known = {spec.name for spec in field_specs()}
         unknown = sorted(set(values) - known)
         if unknown:
-            close = {key: difflib.get_close_matches(key, known, n=1) for key in unknown}
+            close = {key: close_matches(key, known, n=1, cutoff=0.6) for key in unknown}
             hints = "; ".join(f"{key!r}: did you mean {match[0]!r}?"
                               for key, match in close.items() if match)
             raise ArgumentError(f"TrainConfig has no field(s) {unknown}. "
-                                + (f"{hints}. " if hints else "")
+                                + (f"{hints} " if hints else "")
                                 + f"Valid fields: {', '.join(sorted(known))}.")
         return cls(**values)
 

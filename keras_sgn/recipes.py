@@ -11,9 +11,8 @@ keras_sgn.recipes.register_recipe(
 ```
 """
 
-import difflib
-
 from keras_sgn.errors import ArgumentError
+from keras_sgn.registry import lookup
 
 # The fields a dataset recipe gives (every recipe gives all of them).
 RECIPE_KEYS = ("model", "epsilon", "epochs", "batch_size", "learning_rate", "lr_schedule",
@@ -40,14 +39,8 @@ def register_recipe(dataset, **values):
 
 def get_recipe(dataset):
     """A copy of the defaults registered for `dataset` (close matches in the error)."""
-    if dataset not in DATASET_RECIPES:
-        close = difflib.get_close_matches(str(dataset), DATASET_RECIPES, n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ArgumentError(
-            f"dataset has no registered recipe. Received: {dataset!r}.{hint} Datasets with a "
-            f"recipe: {', '.join(list_recipes())}; register one with "
-            "keras_sgn.recipes.register_recipe().")
-    return dict(DATASET_RECIPES[dataset])
+    return dict(lookup(DATASET_RECIPES, dataset, kind="dataset recipe", param="dataset",
+                       advice="Register one with keras_sgn.recipes.register_recipe()."))
 
 
 def list_recipes():

@@ -173,7 +173,7 @@ def test_recipes_are_registered_data():
     copy = recipes.get_recipe("digits")
     copy["epochs"] = 1  # a copy: the registry is unchanged
     assert recipes.get_recipe("digits")["epochs"] == 30
-    with pytest.raises(ValueError, match=r"Received: 'cifar11'\. Did you mean \['cifar10'"):
+    with pytest.raises(ValueError, match=r"Received: dataset='cifar11'\. Did you mean 'cifar10'"):
         recipes.get_recipe("cifar11")
 
 

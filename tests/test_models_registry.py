@@ -12,7 +12,7 @@ from tests.testing import run_bad_argument_test
 @pytest.fixture
 def fresh_registry(monkeypatch):
     # A copy, so a test's registrations do not leak into the others.
-    monkeypatch.setattr(registry, "_BUILDERS", dict(registry._BUILDERS))
+    monkeypatch.setattr(registry, "_BUILDERS", registry._BUILDERS.copy())
 
 
 def test_register_makes_a_builder_available(fresh_registry):

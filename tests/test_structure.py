@@ -113,3 +113,23 @@ def test_no_code_refers_to_documents_outside_the_repository():
                         if OUTSIDE_REFERENCES.search(line):
                             found.append(f"{os.path.relpath(path, ROOT)}:{number}")
     assert found == []
+
+
+def test_only_the_registry_helper_finds_close_matches():
+    """Close matches of a name come from `keras_sgn.registry` alone, so every registry
+    words an unknown name the same way: no other module imports difflib."""
+    found = []
+    for folder in ("keras_sgn", "tools"):
+        for parent, _, files in os.walk(os.path.join(ROOT, folder)):
+            for file_name in files:
+                if not file_name.endswith(".py"):
+                    continue
+                path = os.path.join(parent, file_name)
+                tree = ast.parse(open(path, encoding="utf-8").read())
+                for node in ast.walk(tree):
+                    imported = ([alias.name for alias in node.names]
+                                if isinstance(node, ast.Import) else
+                                [node.module] if isinstance(node, ast.ImportFrom) else [])
+                    if any(name and name.split(".")[0] == "difflib" for name in imported):
+                        found.append(os.path.relpath(path, ROOT))
+    assert found == [os.path.join("keras_sgn", "registry.py")]

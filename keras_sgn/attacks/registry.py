@@ -30,6 +30,8 @@ from keras_sgn.attacks.apgd import apgd
 from keras_sgn.attacks.core import fgsm, pgd
 from keras_sgn.attacks.fab import fab
 from keras_sgn.attacks.square import square
+from keras_sgn.errors import ArgumentError
+from keras_sgn.registry import lookup
 
 
 @dataclasses.dataclass(frozen=True)
@@ -151,21 +153,18 @@ ATTACKS = {}
 def register(name, runner, kind, options, iteration_option=None, description=""):
     """Add an attack to the registry (`name` must be new); returns the `Attack`."""
     if name in ATTACKS:
-        raise ValueError(f"attacks: an attack named {name!r} is already registered.")
+        raise ArgumentError(f"attacks: an attack named {name!r} is already registered.")
     if ";" in name or ":" in name or "," in name:
-        raise ValueError(f"attacks: name {name!r} must not contain ';', ':' or ','.")
+        raise ArgumentError(f"attacks: name {name!r} must not contain ';', ':' or ','.")
     ATTACKS[name] = Attack(name, kind, runner, dict(options), iteration_option, description)
     return ATTACKS[name]
 
 
 def get(name):
-    """The registered `Attack` called `name`."""
-    if name not in ATTACKS:
-        raise ValueError(
-            f"attacks: unknown attack {name!r}. Valid: {', '.join(sorted(ATTACKS))}, or a "
-            f"preset ({', '.join(PRESETS)}). Options go after a colon, e.g. "
-            "'pgd-cw:steps=50,restarts=5'; separate attacks with ';'.")
-    return ATTACKS[name]
+    """The registered `Attack` called `name` (close matches in the error)."""
+    return lookup(ATTACKS, name, kind="attack", prefix="attacks",
+                  advice=f"Or a preset ({', '.join(PRESETS)}). Options go after a colon, e.g. "
+                  "'pgd-cw:steps=50,restarts=5'; separate attacks with ';'.")
 
 
 def _with(function, **fixed):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import difflib
 import functools
 import types
 from typing import Mapping, Tuple
 
 from keras_sgn.data import digits
 from keras_sgn.errors import ArgumentError
+from keras_sgn.registry import close_matches, lookup
 
 #: Names accepted by :func:`info` and :func:`keras_sgn.data.load`.
 DATASETS: Tuple[str, ...] = (
@@ -129,17 +129,9 @@ class DatasetInfo:
 
 def check_name(name) -> str:
     """``name`` if it is a supported dataset, else a ValueError listing them (and close ones)."""
-    if isinstance(name, str) and name in _SPECS:
-        return name
-    valid = ", ".join(repr(n) for n in DATASETS)
-    msg = f"name={name!r} is not a supported dataset; valid names are: {valid}."
-    if isinstance(name, str):
-        lowered = {n.lower(): n for n in DATASETS}
-        key = name.lower().replace("-", "")
-        close = difflib.get_close_matches(key, list(lowered), n=3, cutoff=0.5)
-        if close:
-            msg += " Did you mean " + " or ".join(repr(lowered[c]) for c in close) + "?"
-    raise ArgumentError(msg)
+    # Close matches ignore case and hyphens: "CIFAR-10" suggests 'cifar10'.
+    lookup(_SPECS, name, kind="dataset", key=lambda text: text.lower().replace("-", ""))
+    return name
 
 
 def check_split(split) -> str:
@@ -151,7 +143,7 @@ def check_split(split) -> str:
         aliases = {"val": "validation", "valid": "validation", "dev": "validation",
                    "eval": "test", "training": "train"}
         guess = aliases.get(split.lower()) or next(
-            iter(difflib.get_close_matches(split.lower(), SPLITS, n=1, cutoff=0.5)), None)
+            iter(close_matches(split.lower(), SPLITS, n=1)), None)
         if guess:
             msg += f" Did you mean split={guess!r}?"
         if "[" in split or "%" in split:

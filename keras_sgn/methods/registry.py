@@ -2,8 +2,6 @@
 method by name (its options in a run configuration, cost, compute budget,
 default step), so no caller switches on method names."""
 
-import difflib
-
 from keras_sgn.errors import ArgumentError
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
@@ -16,8 +14,10 @@ from keras_sgn.methods.variants import (
     SelfGradientRamp,
     SelfGradientReuse,
 )
+from keras_sgn.registry import Registry
 
-METHODS = {
+# name -> class; `get` refuses an unknown name listing close matches and the valid names.
+METHODS = Registry("method", {
     "standard": Standard,
     "fast": Fast,
     "pgd": AdversarialTraining,
@@ -34,7 +34,7 @@ METHODS = {
     "sgn-memory": SelfGradientMemory,
     # A start proposed by a generator trained against the classifier.
     "sgn-learned-start": SelfGradientLearnedStart,
-}
+}, param="method")
 
 
 def list_methods(variants=True):
@@ -60,13 +60,9 @@ def get(method, **kwargs):
             raise ArgumentError("Pass method options either in the TrainingMethod or as "
                                 f"keyword arguments, not both (got {sorted(kwargs)}).")
         return method
-    if method not in METHODS:
-        close = difflib.get_close_matches(str(method), METHODS, n=3)
-        hint = f" Did you mean {close}?" if close else ""
-        raise ArgumentError(
-            f"Unknown method {method!r}.{hint} Valid methods: {', '.join(list_methods())}.")
+    cls = METHODS.get(method)
     try:
-        instance = METHODS[method](**kwargs)
+        instance = cls(**kwargs)
     except TypeError as error:
         raise ArgumentError(f"Bad option for method {method!r}: {error}") from None
     instance.name = method
@@ -83,9 +79,7 @@ def deserialize(config):
 
 def method_class(name):
     """The class registered under `name` (close matches in the error)."""
-    if name not in METHODS:
-        get(name)  # raises the unknown-method error
-    return METHODS[name]
+    return METHODS.get(name)
 
 
 def options_from_run(name, values):

@@ -1,17 +1,16 @@
 """Backbones by name: `get("sgn_resnet18", ...)`, `list_models()`, `register`."""
 
-import difflib
-
 from keras_sgn.errors import ArgumentError
 from keras_sgn.models import presets, resnet, small_cnn
+from keras_sgn.registry import Registry
 
-_BUILDERS = {
+_BUILDERS = Registry("model", {
     **presets.BUILDERS,
     "sgn_wide_resnet": resnet.sgn_wide_resnet,
     "sgn_small_cnn": small_cnn.sgn_small_cnn,
     "sgn_mnist_cnn": small_cnn.sgn_mnist_cnn,
     "sgn_lenet_small": small_cnn.sgn_lenet_small,
-}
+}, param="model")
 
 
 def register(name, builder):
@@ -20,19 +19,14 @@ def register(name, builder):
     Raises:
         ValueError: if `name` is taken or `builder` is not callable.
     """
-    if not isinstance(name, str) or not name or name in _BUILDERS:
-        raise ArgumentError(
-            "name must be a new non-empty string. Received: "
-            f"name={name!r}. Taken names: {list_models()}."
-        )
     if not callable(builder):
         raise ArgumentError(f"builder must be callable. Received: builder={builder!r}.")
-    _BUILDERS[name] = builder
+    _BUILDERS.register(name, builder)
 
 
 def list_models():
     """Sorted names accepted by `get`."""
-    return sorted(_BUILDERS)
+    return _BUILDERS.names()
 
 
 def get(model, /, **kwargs):
@@ -57,10 +51,4 @@ def get(model, /, **kwargs):
     model = keras_sgn.models.get("sgn_mnist_cnn", num_classes=10)
     ```
     """
-    if not isinstance(model, str) or model not in _BUILDERS:
-        close = difflib.get_close_matches(str(model), list(_BUILDERS), n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ArgumentError(
-            f"Unknown model. Received: model={model!r}.{hint} Valid names: {list_models()}."
-        )
-    return _BUILDERS[model](**kwargs)
+    return _BUILDERS.get(model)(**kwargs)

@@ -7,12 +7,12 @@ training recipe (one `tools/train.py` command), the Hub `repo_id` and pinned
 """
 
 import dataclasses
-import difflib
 import json
 import os
 import re
 import warnings
 
+from keras_sgn.registry import lookup
 from keras_sgn.reporting.tables import markdown_table
 from keras_sgn.zoo.errors import InvalidEntryError, UnknownModelError
 
@@ -211,15 +211,10 @@ def get_entry(name, entries_dir=None):
             the key); the other entries stay usable.
     """
     known, invalid = read_entries(entries_dir)
-    if name in known:
-        return known[name]
-    if name in invalid:
+    if isinstance(name, str) and name in invalid:
         raise invalid[name]
-    close = difflib.get_close_matches(str(name), list(known), n=3, cutoff=0.4)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise UnknownModelError(
-        f"Unknown pretrained model {name!r}.{hint} Available: {sorted(known)} "
-        "(see keras_sgn.list_pretrained()).")
+    return lookup(known, name, kind="pretrained model", error=UnknownModelError, cutoff=0.4,
+                  advice="See keras_sgn.list_pretrained() for what each one is.")
 
 
 def list_pretrained(entries_dir=None):
