@@ -13,7 +13,7 @@ $(PY):
 
 # Reinstall only when the package definition or the pinned versions change.
 $(STAMP): $(PY) setup.py constraints.txt
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test]"
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[test,tune]"
 	touch $(STAMP)
 
 install: $(STAMP)

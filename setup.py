@@ -24,19 +24,21 @@ setup(
         "tensorflow>=2.16,<2.22",
         "keras>=3.3,<3.16",
         "tensorflow-datasets>=4.9,<5",
-        "keras-tuner>=1.4,<2",
         "huggingface-hub>=2.4,<3",  # the zoo relies on its 2.x errors and transport
         "absl-py>=2.0",
         "tensorboard>=2.16",
         "scikit-learn>=1.3",
-        "scipy>=1.10",
         "matplotlib>=3.7",
         "numpy>=1.26",
     ],
-    # "peer": torch for tools/benchmark.py --peer=torchattacks (benchmarking only); torchattacks
-    # 3.5.1 itself is installed without its dependencies (`make install-peer`): it pins an old
-    # requests.
-    extras_require={"test": ["pytest>=8", "ruff>=0.6"], "peer": ["torch>=2.0"]},
+    # The core (layers, models, methods, attacks, evaluation, training, data, the zoo) needs
+    # only install_requires. "tune": KerasTuner for keras_sgn.tuning and tools/tune.py.
+    # "peer": torch for tools/benchmark.py --peer=torchattacks (benchmarking only);
+    # torchattacks 3.5.1 itself is installed without its dependencies (`make install-peer`):
+    # it pins an old requests. Publishing (keras_sgn.hub) and the studies
+    # (keras_sgn.experiments) use only the core's dependencies.
+    extras_require={"test": ["pytest>=8", "ruff>=0.6"], "tune": ["keras-tuner>=1.4,<2"],
+                    "peer": ["torch>=2.0"]},
     license="Apache-2.0",
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -40,6 +40,29 @@ class MissingFileError(UserError, FileNotFoundError):
     """A file the caller named (or that a folder should hold) is not there."""
 
 
+class MissingExtraError(UserError, ImportError):
+    """A part of keras-sgn needs a package its optional extra installs (`pip install
+    "keras-sgn[tune]"`); the core (layers, models, methods, attacks, evaluation, training,
+    data, zoo) needs none."""
+
+
+def require_extra(extra, package, module, part):
+    """Raise `MissingExtraError` naming the extra to install unless `module` imports.
+
+    Args:
+        extra: the `setup.py` extra that installs it (`"tune"`).
+        package: its name on PyPI (`"keras-tuner"`).
+        module: its import name (`"keras_tuner"`).
+        part: what needs it (`"keras_sgn.tuning"`).
+    """
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        raise MissingExtraError(
+            f"{part} needs {package}, which is not installed. Install it with "
+            f"pip install \"keras-sgn[{extra}]\" (make install installs every extra).")
+
+
 @contextlib.contextmanager
 def checked_arguments():
     """Inside, a plain `ValueError` is a refused argument: it is raised again as an
