@@ -15,19 +15,19 @@ import os
 
 __version__ = "0.1.0"
 
-#: Set to 1 to import the parts of keras_sgn on first use (no TensorFlow at import).
-LAZY_IMPORT_VARIABLE = "KERAS_SGN_LAZY_IMPORT"
+# Set to 1 to import the parts of keras_sgn on first use (no TensorFlow at import).
+_LAZY_IMPORT_VARIABLE = "KERAS_SGN_LAZY_IMPORT"
 
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
 # keras_sgn.zoo imports only the standard library at import time (huggingface_hub when a
 # model is downloaded); keras_sgn.hub (publishing) is not imported here.
 _PARTS = ("attacks", "data", "evaluation", "layers", "methods", "models", "training", "zoo")
-_NAMES = {"evaluate_pretrained": "evaluation", "SelfGradient": "layers", "SGNModel": "models",
-          "list_pretrained": "zoo", "load_pretrained": "zoo"}
+# The few names used so often that they live here (their one home), defined in these modules.
+_NAMES = {"evaluate_pretrained": "evaluation.runs", "list_pretrained": "zoo.catalog",
+          "load_pretrained": "zoo.loading"}
 
-__all__ = [*_PARTS, "SelfGradient", "SGNModel", "evaluate_pretrained", "list_pretrained",
-           "load_pretrained", "__version__"]
+__all__ = [*_PARTS, "evaluate_pretrained", "list_pretrained", "load_pretrained", "__version__"]
 
 
 def __getattr__(name):
@@ -64,5 +64,5 @@ def _import_everything():
         for part in _PARTS:
             importlib.import_module(f"{__name__}.{part}")
 
-if os.environ.get(LAZY_IMPORT_VARIABLE, "") in ("", "0"):
+if os.environ.get(_LAZY_IMPORT_VARIABLE, "") in ("", "0"):
     _import_everything()

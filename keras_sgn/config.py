@@ -233,7 +233,7 @@ class TrainConfig:
         (call on a `resolved()` config: the dataset-dependent fields must be set)."""
         sgn_methods = _part("methods")
         with _about("method"):
-            sgn_methods.method_class(self.method)  # close matches in the error
+            sgn_methods.registry.method_class(self.method)  # close matches in the error
         with _about("model"):
             if self.model not in _part("models").list_models():
                 _part("models").get(self.model)
@@ -286,7 +286,7 @@ class TrainConfig:
         sgn_methods = _part("methods")
         values = {**self.to_dict(), "attack_steps": self.finish_attack_steps,
                   "step_size": None}
-        options = sgn_methods.options_from_run(self.finish_method, values)
+        options = sgn_methods.registry.options_from_run(self.finish_method, values)
         with _about("finish_method"):
             sgn_methods.get(self.finish_method, **options)
         finishing = max(1, round(self.epochs * self.finish_fraction))
@@ -296,8 +296,8 @@ class TrainConfig:
         """The constructor options of `self.method` this config sets (the
         registry decides which fields a method takes), validated."""
         sgn_methods = _part("methods")
-        run_options = sgn_methods.method_class(self.method).run_options
-        options = sgn_methods.options_from_run(self.method, self.to_dict())
+        run_options = sgn_methods.registry.method_class(self.method).run_options
+        options = sgn_methods.registry.options_from_run(self.method, self.to_dict())
         if self.epsilon == 0 and self.step_size is None and "step_size" in run_options:
             options["step_size"] = _STEP_SIZE_AT_EPSILON_ZERO
         try:
@@ -365,9 +365,9 @@ def _check_epsilon(config):
         raise ConfigError("epsilon", "epsilon must be a finite number >= 0 (the threat radius "
                           f"in pixel units, e.g. 8/255 = 0.0314). Received: {config.epsilon!r}.")
     if epsilon == 0:
-        options = {k: v for k, v in sgn_methods.options_from_run(
+        options = {k: v for k, v in sgn_methods.registry.options_from_run(
             config.method, config.to_dict()).items() if k != "step_size"}
-        cost = sgn_methods.expected_cost(config.method, **{**options, "epsilon": 0.0})
+        cost = sgn_methods.registry.expected_cost(config.method, **{**options, "epsilon": 0.0})
         if cost > 1:
             raise ConfigError("epsilon", (
                 f"epsilon=0 leaves method {config.method!r} no adversary: it would pay {cost:g} "
@@ -394,7 +394,7 @@ def check_feedback_sites(method, sites):
     """Refuse a self-gradient method without feedback sites (`sites`: the
     selected site names): it would be standard training under another name."""
     sgn_methods = _part("methods")
-    if not sites and issubclass(sgn_methods.method_class(method),
+    if not sites and issubclass(sgn_methods.registry.method_class(method),
                                 sgn_methods.SelfGradientTraining):
         raise ArgumentError(
             f"method {method!r} trains through feedback sites, but sites=none selects none "

@@ -78,7 +78,7 @@ def self_gradient_pass(forward, x, labels=None, variables=()):
             logits = forward(x)
         if labels is None:
             labels = tf.argmax(logits, axis=-1, output_type=tf.int32)
-        loss = tf.reduce_mean(attacks.cross_entropy_loss(labels, logits))
+        loss = tf.reduce_mean(attacks.core.cross_entropy_loss(labels, logits))
     names = list(activations)
     variables = list(variables)
     gradients = tape.gradient(loss, [x] + [activations[n] for n in names] + variables)

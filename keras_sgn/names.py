@@ -21,12 +21,12 @@ NORMALIZATIONS = ("l2_relative", "sign", "raw")
 #: Search algorithms of ``keras_sgn.tuning`` (``keras_sgn.tuning.TUNERS``).
 TUNERS = ("hyperband", "bayesian", "random")
 #: Exit code of a training run stopped by SIGTERM after saving
-#: (``keras_sgn.training.TrainingPreempted.exit_code``).
+#: (``keras_sgn.training.callbacks.TrainingPreempted.exit_code``).
 PREEMPTION_EXIT_CODE = 42
 #: The methods ``keras_sgn.tuning`` searches the feedback hyperparameters of
-#: (``keras_sgn.tuning.METHODS``).
+#: (``keras_sgn.tuning.hypermodel.METHODS``).
 TUNABLE_METHODS = ("sgn", "sgn-pgd")
-#: The attacks an evaluation suite names (``keras_sgn.evaluation.ATTACKS``), sorted.
+#: The attacks an evaluation suite names (``keras_sgn.attacks.ATTACKS``), sorted.
 ATTACKS = ("apgd-ce", "apgd-dlr", "apgd-t", "fab", "fab-t", "fgsm", "pgd", "pgd-ce", "pgd-cw",
            "square")
 #: The studies of ``tools/reproduce.py`` (``keras_sgn.experiments.reproduce.STUDIES``):

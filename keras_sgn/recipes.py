@@ -18,8 +18,7 @@ from keras_sgn.registry import lookup
 RECIPE_KEYS = ("model", "epsilon", "epochs", "batch_size", "learning_rate", "lr_schedule",
                "optimizer", "weight_decay")
 
-# dataset -> {field: value}. `keras_sgn.training.DATASET_RECIPES` is this same
-# dictionary; `register_recipe` is the way to add to it.
+# dataset -> {field: value}; `register_recipe` is the way to add to it.
 DATASET_RECIPES = {}
 
 

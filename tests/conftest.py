@@ -38,7 +38,7 @@ def _real_data_missing(name):
     from keras_sgn import data
 
     try:
-        data.locate(name)
+        data.sources.locate(name)
     except data.DatasetNotAvailableError as error:
         return str(error).splitlines()[0]
     return None

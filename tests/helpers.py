@@ -120,7 +120,7 @@ def train_through_sigterms(config, steps, interrupt_at, check_backup):
         interrupt_at(step, "sigterm")
         try:
             training.train(config)
-        except training.TrainingPreempted:
+        except training.callbacks.TrainingPreempted:
             pass
         else:
             raise AssertionError(f"the run was not stopped at step {step}")

@@ -40,7 +40,7 @@ def run(strategy):
         model.method.build_state(N, (8, 8, 1))
     generator = model.method.generator
     initial = [w.numpy() for w in generator.weights]
-    training.synchronize_batch_norm(model)  # as train() does
+    training.distribute.synchronize_batch_norm(model)  # as train() does
     keras_compat.build_without_a_batch(model, strategy)
     model.fit(dataset, epochs=2, verbose=0)
     # A Keras variable wraps the strategy's (mirrored: one copy per replica).

@@ -31,7 +31,7 @@ def run(strategy):
         model.compile(keras.optimizers.SGD(0.05, momentum=0.9), method="sgn-memory",
                       epsilon=0.1, eval_steps=2)
         model.method.build_state(N, (8, 8, 1))
-    training.synchronize_batch_norm(model)  # as train() does
+    training.distribute.synchronize_batch_norm(model)  # as train() does
     # Both fits start from the first epoch's order (fit draws no batch to build).
     keras_compat.build_without_a_batch(model, strategy)
     model.fit(dataset, epochs=2, verbose=0)

@@ -43,8 +43,8 @@ def run(strategy, name):
         model.compile(keras.optimizers.SGD(0.05, momentum=0.9), method=method, epsilon=0.05,
                       eval_steps=3, jit_compile_attack=xla, **options)
     if strategy.num_replicas_in_sync > 1:
-        training.synchronize_batch_norm(model)
-        training.prepare_distributed_fit(model, strategy)
+        training.distribute.synchronize_batch_norm(model)
+        training.distribute.prepare_distributed_fit(model, strategy)
     initial = [w.numpy() for w in model.trainable_weights]
     epochs = 2 if name in ("standard", "pgd", "sgn") else 1  # keep the check short
     history = model.fit(dataset, epochs=epochs, verbose=0).history
@@ -74,13 +74,13 @@ for name in runs:
 # together exactly what one replica draws for the whole batch.
 images = tf.random.uniform((6, 4), 0.2, 0.8, seed=1)
 seed = tf.constant([5, 9])
-global_start = sgn_methods.replica_random_start(images, 0.1, "linf", seed)
+global_start = sgn_methods.replicas.replica_random_start(images, 0.1, "linf", seed)
 
 
 @tf.function
 def replica_draws():
     def draw(local):
-        return sgn_methods.replica_random_start(local, 0.1, "linf", seed)
+        return sgn_methods.replicas.replica_random_start(local, 0.1, "linf", seed)
 
     split = mirrored.experimental_distribute_values_from_function(
         lambda ctx: images[3 * ctx.replica_id_in_sync_group:3 * (ctx.replica_id_in_sync_group + 1)])
@@ -93,9 +93,10 @@ report["random_starts_differ"] = bool(np.abs(noise[0] - noise[1]).max() > 1e-4)
 report["random_starts_match_global"] = float(
     np.abs(np.concatenate(draws) - global_start.numpy()).max())
 report["single_replica_unchanged"] = float(
-    np.abs(global_start.numpy() - attacks.random_start(images, 0.1, "linf", seed).numpy()).max())
+    np.abs(global_start.numpy()
+           - attacks.core.random_start(images, 0.1, "linf", seed).numpy()).max())
 try:
-    training.check_global_batch_size(33, mirrored)
+    training.distribute.check_global_batch_size(33, mirrored)
     report["batch_error"] = None
 except ValueError as error:
     report["batch_error"] = str(error)

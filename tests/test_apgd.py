@@ -8,6 +8,7 @@ import pytest
 import tensorflow as tf
 
 from keras_sgn import attacks
+from keras_sgn.attacks.apgd import apgd_checkpoints, apgd_run, step_size_halved
 from tests.helpers import accuracy, assert_in_ball, exact_linf_worst_case
 
 # The package's `apgd` is the function; the core module holds the compiled-attack cache.
@@ -162,16 +163,16 @@ def _reference_checkpoints(steps):
 
 
 def test_step_size_checkpoints_are_the_reference_ones():
-    assert attacks.apgd_checkpoints(100) == (22, 41, 57, 70, 80, 87, 93, 99)
-    assert attacks.apgd_checkpoints(50) == (11, 21, 30, 38, 45)
-    assert attacks.apgd_checkpoints(10) == (2, 3, 4, 5, 6, 7, 8, 9, 10)
-    assert attacks.apgd_checkpoints(1) == (1,)
+    assert apgd_checkpoints(100) == (22, 41, 57, 70, 80, 87, 93, 99)
+    assert apgd_checkpoints(50) == (11, 21, 30, 38, 45)
+    assert apgd_checkpoints(10) == (2, 3, 4, 5, 6, 7, 8, 9, 10)
+    assert apgd_checkpoints(1) == (1,)
     for steps in range(1, 301):
-        assert attacks.apgd_checkpoints(steps) == _reference_checkpoints(steps), steps
+        assert apgd_checkpoints(steps) == _reference_checkpoints(steps), steps
 
 
 def test_step_size_rule_is_the_reference_one():
-    rule = attacks.step_size_halved
+    rule = step_size_halved
     # Oscillation: the loss increased in at most rho of the interval (<=, not <).
     assert bool(rule(15.0, 20.0, 0.75, True, 1.0, 0.0))
     assert not bool(rule(16.0, 20.0, 0.75, True, 1.0, 0.0))
@@ -241,9 +242,9 @@ def test_apgd_run_follows_the_reference_loop(linear, norm, epsilon, loss):
     x, labels = linear["x"][:48], tf.constant(linear["y"][:48].astype(np.int32))
     forward = lambda images: model(images, training=False)  # noqa: E731
     seed = tf.constant([3, 1], tf.int32)
-    ours, _ = attacks.apgd_run(forward, tf.constant(x), labels, attacks.LOSSES[loss],
-                               epsilon=epsilon, norm=norm, steps=30, seed=seed)
-    reference = _reference_apgd(forward, x, labels, attacks.LOSSES[loss], epsilon, norm, 30,
+    ours, _ = apgd_run(forward, tf.constant(x), labels, attacks.core.LOSSES[loss],
+                                    epsilon=epsilon, norm=norm, steps=30, seed=seed)
+    reference = _reference_apgd(forward, x, labels, attacks.core.LOSSES[loss], epsilon, norm, 30,
                                 seed)
     np.testing.assert_allclose(ours.numpy(), reference, atol=1e-6)
 
@@ -266,14 +267,14 @@ def test_dlr_losses_on_handcrafted_logits():
     logits = tf.constant([[3.0, 1.0, 0.5, 0.0], [0.0, 2.0, 5.0, 1.0]])
     labels = tf.constant([0, 1])
     # Correct example: -(3 - 1) / (3 - 0.5); fooled one: -(2 - 5) / (5 - 1).
-    np.testing.assert_allclose(attacks.dlr_loss(labels, logits), [-0.8, 0.75], rtol=1e-6)
+    np.testing.assert_allclose(attacks.core.dlr_loss(labels, logits), [-0.8, 0.75], rtol=1e-6)
     np.testing.assert_allclose(
-        attacks.targeted_dlr_loss(labels, logits, tf.constant([2, 3])),
+        attacks.core.targeted_dlr_loss(labels, logits, tf.constant([2, 3])),
         [-(3.0 - 0.5) / (3.0 - 0.25), -(2.0 - 1.0) / (5.0 - 0.5)], rtol=1e-6)
     # DLR is invariant to shifting and positive scaling of the logits.
-    np.testing.assert_allclose(attacks.dlr_loss(labels, 7.0 * logits - 2.0),
-                               attacks.dlr_loss(labels, logits), rtol=1e-5)
-    assert attacks.LOSSES["dlr"] is attacks.dlr_loss
+    np.testing.assert_allclose(attacks.core.dlr_loss(labels, 7.0 * logits - 2.0),
+                               attacks.core.dlr_loss(labels, logits), rtol=1e-5)
+    assert attacks.core.LOSSES["dlr"] is attacks.core.dlr_loss
 
 
 @pytest.mark.parametrize("kwargs,parameter", [

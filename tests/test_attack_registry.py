@@ -131,8 +131,8 @@ def test_every_registered_attack_runs_by_name_within_the_ball(digits_mlp, name):
 @pytest.mark.parametrize("name", ["pgd-ce", "fab", "fgsm"])
 def test_cost_per_iteration_against_a_forward_backward_pass(digits_mlp, name):
     model, x, y = digits_mlp
-    cost = attacks.cost_per_iteration(model, x[:256], y[:256], name, epsilon=0.1,
-                                      iterations=(2, 8), repeats=2)
+    cost = attacks.timing.cost_per_iteration(model, x[:256], y[:256], name, epsilon=0.1,
+                                             iterations=(2, 8), repeats=2)
     assert cost["attack"] == name and cost["batch_size"] == 256
     assert cost["iteration_option"] == (None if name == "fgsm" else "steps")
     assert cost["seconds_forward_backward"] > 0

@@ -22,7 +22,7 @@ def test_adversarial_examples_stay_in_the_ball_and_in_range(digits_mlp, norm, ep
     assert_in_ball(attacks.pgd(model, x, y, epsilon=epsilon, steps=5, norm=norm, restarts=2),
                    x, epsilon, norm)
     # The random start is inside the ball and [0, 1] too.
-    start = attacks.random_start(tf.constant(x), epsilon, norm, tf.constant([1, 2])).numpy()
+    start = attacks.core.random_start(tf.constant(x), epsilon, norm, tf.constant([1, 2])).numpy()
     assert start.min() >= 0.0 and start.max() <= 1.0
     delta = (start - x).reshape(len(x), -1)
     size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
@@ -63,7 +63,7 @@ def test_zero_epsilon_returns_the_clean_images(digits_mlp):
 def test_margin_loss_on_handcrafted_logits():
     logits = tf.constant([[3.0, 1.0, 0.5], [0.0, 2.0, 5.0]])
     labels = tf.constant([0, 1])
-    np.testing.assert_allclose(attacks.margin_loss(labels, logits), [1.0 - 3.0, 5.0 - 2.0])
+    np.testing.assert_allclose(attacks.core.margin_loss(labels, logits), [1.0 - 3.0, 5.0 - 2.0])
 
 
 @pytest.mark.parametrize("kwargs,parameter", [
@@ -140,11 +140,11 @@ def test_compiled_attacks_do_not_keep_their_model_alive():
 @pytest.mark.parametrize("norm,radius", [("linf", 0.1), ("l2", 0.5)])
 def test_sphere_start_is_on_the_surface_of_the_ball(norm, radius):
     x = tf.fill([8, 4, 4, 1], 0.5)
-    start = attacks.sphere_start(x, radius, norm, tf.constant([1, 2])).numpy()
+    start = attacks.core.sphere_start(x, radius, norm, tf.constant([1, 2])).numpy()
     delta = (start - 0.5).reshape(8, -1)
     size = np.abs(delta).max(1) if norm == "linf" else np.linalg.norm(delta, axis=1)
     np.testing.assert_allclose(size, radius, rtol=1e-5)
-    again = attacks.sphere_start(x, radius, norm, tf.constant([1, 2])).numpy()
+    again = attacks.core.sphere_start(x, radius, norm, tf.constant([1, 2])).numpy()
     np.testing.assert_array_equal(start, again)
-    np.testing.assert_allclose(attacks.per_example_norm(tf.constant(start - 0.5), norm), size,
+    np.testing.assert_allclose(attacks.core.per_example_norm(tf.constant(start - 0.5), norm), size,
                                rtol=1e-6)

@@ -28,7 +28,7 @@ SUITE_IMAGES = benchmark.SUITE_TARGET["n_examples"]
     ("free", {"replays": 4}, 4),            # m replays, each one pass
 ])
 def test_expected_cost_is_the_pass_count(name, options, passes):
-    assert methods.expected_cost(name, epsilon=0.1, **options) == passes
+    assert methods.registry.expected_cost(name, epsilon=0.1, **options) == passes
 
 
 def test_only_multi_step_methods_get_attack_steps():

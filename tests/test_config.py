@@ -58,9 +58,9 @@ def test_a_resumed_run_may_change_the_runtime_fields_only():
         "overwrite", "n_test", "test_order"}
     saved = config.TrainConfig(dataset="digits").resolved()
     for name, value in (("verbose", 2), ("output_dir", "elsewhere"), ("test_steps", 3)):
-        training.check_resumable(saved.to_dict(), dataclasses.replace(saved, **{name: value}))
+        training.run.check_resumable(saved.to_dict(), dataclasses.replace(saved, **{name: value}))
     with pytest.raises(ValueError, match="seed: 0 -> 1"):
-        training.check_resumable(saved.to_dict(), dataclasses.replace(saved, seed=1))
+        training.run.check_resumable(saved.to_dict(), dataclasses.replace(saved, seed=1))
 
 
 def test_choices_come_from_the_registries():
@@ -162,8 +162,6 @@ def test_epsilon_zero_is_a_valid_clean_baseline_whose_method_loads_back():
 # -- dataset recipes -------------------------------------------------------------------
 
 def test_recipes_are_registered_data():
-    assert training.DATASET_RECIPES is recipes.DATASET_RECIPES
-    assert training.RECIPE_KEYS == recipes.RECIPE_KEYS
     assert recipes.list_recipes() == ["cifar10", "cifar100", "digits", "fashion_mnist",
                                       "mnist", "svhn_cropped"]
     assert recipes.get_recipe("fashion_mnist") == {
@@ -257,6 +255,7 @@ def test_tune_tool_shares_the_train_flags():
     assert _count(text, "dataset") == _count(text, "eval_steps") == 1
     from keras_sgn import tuning
 
-    assert "sgn-pgd" in tuning.METHODS and "standard" not in tuning.METHODS
-    assert f"<{'|'.join(tuning.METHODS)}>: Training method." in text  # tune's own choices
+    assert "sgn-pgd" in tuning.hypermodel.METHODS and "standard" not in tuning.hypermodel.METHODS
+    tunable = '|'.join(tuning.hypermodel.METHODS)
+    assert f"<{tunable}>: Training method." in text  # tune's own choices
     assert "'0.0005:0.01'" in text  # --learning_rate is tune's own: a search spec

@@ -46,7 +46,7 @@ def _fingerprint(images, labels):
 @pytest.fixture(scope="module")
 def fashion_source():
     """The Fashion-MNIST IDX files found on this machine."""
-    source = data.locate("fashion_mnist")
+    source = data.sources.locate("fashion_mnist")
     if source.kind != "idx":
         pytest.skip(f"needs the Fashion-MNIST IDX files, found {source}; run `make data`.")
     return source
@@ -231,7 +231,7 @@ def _damage(folder, source, how):
                                  "altered_uncompressed"])
 def test_a_damaged_copy_is_refused_naming_the_file(fashion_source, tmp_path, how):
     victim = _damage(tmp_path / "copy", fashion_source, how)
-    source = data.locate("fashion_mnist", data_dir=str(tmp_path / "copy"))
+    source = data.sources.locate("fashion_mnist", data_dir=str(tmp_path / "copy"))
     assert source.place == "data_dir="  # found first, although a good copy exists elsewhere
     with pytest.raises(data.DatasetIntegrityError) as error:
         data.load("fashion_mnist", "test", data_dir=str(tmp_path / "copy"))
@@ -254,7 +254,7 @@ def test_mnist_reads_keras_npz_checked_by_content(fashion_source, monkeypatch, t
         original[f"x_{split}"] = images[back][..., 0]
         original[f"y_{split}"] = labels[back].astype(np.uint8)
     np.savez(tmp_path / "mnist.npz", **original)
-    source = data.locate("mnist", data_dir=str(tmp_path))
+    source = data.sources.locate("mnist", data_dir=str(tmp_path))
     assert (source.kind, source.path) == ("npz", str(tmp_path / "mnist.npz"))
     got = collect(data.load("mnist", "validation", 1_000, data_dir=str(tmp_path)))
     assert _fingerprint(_as_uint8(got[0]), got[1]) == PINNED["validation"]
@@ -280,7 +280,7 @@ def test_search_order(isolated, monkeypatch):
     monkeypatch.setenv("KERAS_HOME", str(keras_home))
 
     def found(**kwargs):
-        source = data.locate("fashion_mnist", **kwargs)
+        source = data.sources.locate("fashion_mnist", **kwargs)
         return source.kind, source.path
 
     assert found(data_dir=data_dir) == ("idx", data_dir)
@@ -295,7 +295,7 @@ def test_search_order(isolated, monkeypatch):
     assert found() == ("idx", str(isolated / "system"))
     # MNIST: Keras' single file in the Keras cache
     (isolated / "home" / ".keras" / "datasets" / "mnist.npz").write_bytes(b"")
-    assert data.locate("mnist").kind == "npz"
+    assert data.sources.locate("mnist").kind == "npz"
 
 
 def test_nothing_found_lists_every_place_and_how_to_get_the_data(isolated, monkeypatch):
@@ -318,10 +318,10 @@ def test_nothing_found_lists_every_place_and_how_to_get_the_data(isolated, monke
                    "download=False"):
         assert needle in message, needle
     with pytest.raises(data.DatasetNotAvailableError, match="mnist.npz") as error:
-        data.locate("mnist")
+        data.sources.locate("mnist")
     assert "dataset-fashion-mnist" not in str(error.value)  # no Debian package for MNIST
     with pytest.raises(ValueError, match="cifar10"):
-        data.locate("cifar10")
+        data.sources.locate("cifar10")
 
 
 REAL_DATA_TESTS = """

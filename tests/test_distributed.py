@@ -66,20 +66,20 @@ def test_batch_not_divisible_by_replicas_is_refused(report):
     (None, 0, 1, "default"),  # a one-task TF_CONFIG is not a cluster
 ])
 def test_auto_picks_the_best_local_strategy(tpu, gpus, tasks, expected):
-    assert training.resolve_strategy_name("auto", tpu, num_gpus=gpus,
-                                          tf_config_tasks=tasks) == expected
-    assert training.resolve_strategy_name("mirrored", tpu, num_gpus=gpus) == "mirrored"
+    assert training.distribute.resolve_strategy_name("auto", tpu, num_gpus=gpus,
+                                                     tf_config_tasks=tasks) == expected
+    assert training.distribute.resolve_strategy_name("mirrored", tpu, num_gpus=gpus) == "mirrored"
     with pytest.raises(ValueError, match="strategy"):
-        training.resolve_strategy_name("everything")
+        training.distribute.resolve_strategy_name("everything")
 
 
 def test_tf_config_tasks(monkeypatch):
     monkeypatch.setenv("TF_CONFIG", json.dumps({
         "cluster": {"chief": ["a:1"], "worker": ["b:1", "c:1"]},
         "task": {"type": "worker", "index": 0}}))
-    assert training.tf_config_task_count() == 3
+    assert training.distribute.tf_config_task_count() == 3
     monkeypatch.delenv("TF_CONFIG")
-    assert training.tf_config_task_count() == 0
+    assert training.distribute.tf_config_task_count() == 0
 
 
 class _Resolver:
@@ -104,9 +104,9 @@ def test_only_the_chief_writes(monkeypatch, cluster, task_type, task_id, chief):
     strategy = object.__new__(tf.distribute.MultiWorkerMirroredStrategy)
     monkeypatch.setattr(tf.distribute.MultiWorkerMirroredStrategy, "cluster_resolver",
                         property(lambda self: _Resolver(cluster, task_type, task_id)))
-    info = training.worker_info(strategy)
+    info = training.distribute.worker_info(strategy)
     assert info == (task_type, task_id, 2, chief)
-    assert training.worker_info(tf.distribute.get_strategy()) == (None, 0, 1, True)
+    assert training.distribute.worker_info(tf.distribute.get_strategy()) == (None, 0, 1, True)
 
 
 def _closed_port():
@@ -116,9 +116,9 @@ def _closed_port():
 
 
 def test_unreachable_tpu_fails_fast_naming_the_flag():
-    with pytest.raises(training.StrategyError, match="--tpu=grpc://127.0.0.1"):
+    with pytest.raises(training.distribute.StrategyError, match="--tpu=grpc://127.0.0.1"):
         training.get_strategy("tpu", tpu=f"grpc://127.0.0.1:{_closed_port()}")
-    with pytest.raises(training.StrategyError, match="--tpu"):
+    with pytest.raises(training.distribute.StrategyError, match="--tpu"):
         training.get_strategy("tpu")
 
 

@@ -8,7 +8,8 @@ import pytest
 import tensorflow as tf
 
 from keras_sgn import evaluation
-from keras_sgn.evaluation import AttackSpec
+from keras_sgn.attacks import AttackSpec, parse_attacks
+from keras_sgn.reporting.robustness_report import write_report
 
 
 def _pixel_classifier():
@@ -60,16 +61,16 @@ def test_worst_case_is_the_per_example_minimum(cascade):
 
 
 def test_attack_lists_and_presets_parse():
-    specs = evaluation.parse_attacks("pgd-ce;pgd-cw:steps=50,restarts=5")
+    specs = parse_attacks("pgd-ce;pgd-cw:steps=50,restarts=5")
     assert [s.label for s in specs] == ["pgd-ce", "pgd-cw:steps=50,restarts=5"]
     assert specs[1].settings() == {"steps": 50, "restarts": 5, "random_start": True,
                                    "step_size": None}
     # AutoAttack's standard version, in its order.
-    assert [s.name for s in evaluation.parse_attacks("standard")] == [
+    assert [s.name for s in parse_attacks("standard")] == [
         "apgd-ce", "apgd-t", "fab-t", "square"]
-    assert [s.name for s in evaluation.parse_attacks("quick")] == ["apgd-ce", "apgd-t"]
+    assert [s.name for s in parse_attacks("quick")] == ["apgd-ce", "apgd-t"]
     with pytest.raises(ValueError, match="attacks: unknown attack 'pgd-xx'"):
-        evaluation.parse_attacks("pgd-xx")
+        parse_attacks("pgd-xx")
     with pytest.raises(ValueError, match="epsilon"):
         evaluation.evaluate_robustness(_pixel_classifier(), _handcrafted(), epsilon=-1,
                                        attacks="quick", verbose=False)
@@ -134,13 +135,38 @@ def test_evaluate_robustness_report_and_files(honest_and_masked, tmp_path):
     assert report["n_examples"] == 100 and report["n_sanity_examples"] == 64
     assert report["robust_accuracy"] <= min(report["per_attack"].values()) + 1e-12
     assert report["robust_accuracy"] < report["clean_accuracy"]
-    evaluation.write_report(report, str(tmp_path))
+    write_report(report, str(tmp_path))
     saved = json.loads((tmp_path / "report.json").read_text())
     for key in ("clean_accuracy", "robust_accuracy", "per_attack", "sanity_checks", "protocol"):
         assert key in saved
     text = (tmp_path / "report.md").read_text()
     assert "worst case over all attacks" in text and "Sanity checks" in text
     assert (tmp_path / "accuracy_vs_epsilon.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_a_dataset_name_arrays_and_batches_give_one_report(honest_and_masked):
+    """`evaluate_robustness` takes a dataset by name (its split loaded in file order), as
+    arrays or as batches: the same images give the same numbers."""
+    from keras_sgn import data
+
+    model = honest_and_masked[0]
+    options = dict(epsilon=0.1, attacks="apgd-ce:steps=5", n_examples=48, batch_size=16,
+                   run_sanity_checks=False, verbose=False)
+    by_name = evaluation.evaluate_robustness(model, "digits", split="test",
+                                             model_label="digits-cnn", **options)
+    x, y = next(iter(data.load("digits", "test", 48, n_examples=48)))
+    by_arrays = evaluation.evaluate_robustness(model, (x.numpy(), y.numpy()), **options)
+    assert (by_name["dataset"], by_name["split"], by_name["model"]) == (
+        "digits", "test", "digits-cnn")
+    assert by_name["n_examples"] == by_arrays["n_examples"] == 48
+    for key in ("clean_accuracy", "robust_accuracy"):
+        assert by_name[key] == by_arrays[key]
+    assert by_name["robust_accuracy"] < by_name["clean_accuracy"]
+
+
+def test_an_unknown_dataset_name_is_refused_before_any_attack(honest_and_masked):
+    with pytest.raises(ValueError, match="Unknown dataset 'digit'.*Did you mean 'digits'"):
+        evaluation.evaluate_robustness(honest_and_masked[0], "digit", epsilon=0.1)
 
 
 def test_feedback_at_inference_models_are_attacked_through_the_feedback(digits_arrays):

@@ -7,7 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_sgn import evaluation, models
-from keras_sgn.evaluation import AttackSpec
+from keras_sgn.attacks import AttackSpec
 
 
 def _dense(num_classes=10, input_shape=(8, 8, 1)):

@@ -10,7 +10,9 @@ import tensorflow as tf
 
 import keras_sgn
 from keras_sgn import evaluation, reporting
-from keras_sgn.evaluation import AdversarialExamples, AttackSpec
+from keras_sgn.attacks import AttackSpec
+from keras_sgn.evaluation import AdversarialExamples
+from keras_sgn.reporting.robustness_report import write_report
 
 
 def _pixel_classifier():
@@ -47,15 +49,15 @@ SUITE = [AttackSpec("A", fn=_fooling({0, 1})), AttackSpec("B", fn=_fooling({1, 2
 
 def test_run_attacks_keeps_the_first_fooling_image_per_example():
     x, y, _ = _data()
-    outcome = evaluation.run_attacks(_pixel_classifier(), x, y, SUITE, 0.1, "linf", 0)
+    outcome = evaluation.robustness.run_attacks(_pixel_classifier(), x, y, SUITE, 0.1, "linf", 0)
     np.testing.assert_array_equal(outcome.robust, [0, 0, 0, 0, 1, 1, 0])
     # 0 and 1 fooled by A (A's image kept even though B also moves 1), 2 and 3 by B.
     assert list(outcome.attacks) == ["A", "A", "B", "B", "B", "B", ""]
     np.testing.assert_array_equal(outcome.adversarial_predictions[:4], [1, 2, 1, 2])
     np.testing.assert_array_equal(outcome.adversarial[6], x[6])  # never attacked
     np.testing.assert_array_equal(outcome.clean_predictions, [0, 1, 2, 0, 1, 2, 1])
-    without_cascade = evaluation.run_attacks(_pixel_classifier(), x, y, SUITE, 0.1, "linf", 0,
-                                             cascade=False)
+    without_cascade = evaluation.robustness.run_attacks(_pixel_classifier(), x, y, SUITE, 0.1,
+                                                        "linf", 0, cascade=False)
     assert list(without_cascade.attacks[:2]) == ["A", "A"]  # the first fooling image stays
     np.testing.assert_array_equal(without_cascade.adversarial_predictions[:2], [1, 2])
 
@@ -110,7 +112,8 @@ def test_report_names_what_per_attack_means_and_its_provenance(cascade, meaning)
                                             cascade=cascade, run_sanity_checks=False,
                                             verbose=False)
     assert report["protocol"]["per_attack"] == meaning
-    assert report["protocol"]["per_attack_means"] == evaluation.PER_ATTACK_MEANINGS[cascade][1]
+    meanings = evaluation.robustness.PER_ATTACK_MEANINGS
+    assert report["protocol"]["per_attack_means"] == meanings[cascade][1]
     if cascade:  # the cascade's last row is the worst case
         assert report["per_attack"]["B"] == report["robust_accuracy"]
     provenance = report["provenance"]
@@ -220,6 +223,6 @@ def test_write_report_draws_the_grid(tmp_path):
     arrays = {**examples.arrays()}
     arrays["clean"] = arrays["clean"].reshape(-1, 2, 2, 1)
     arrays["adversarial"] = arrays["adversarial"].reshape(-1, 2, 2, 1)
-    written = evaluation.write_report(report, str(tmp_path), adversarial_examples=arrays)
+    written = write_report(report, str(tmp_path), adversarial_examples=arrays)
     assert written == ["report.json", "report.md", "adversarial_examples.png"]
     assert (tmp_path / "adversarial_examples.png").read_bytes()[:4] == b"\x89PNG"

@@ -12,6 +12,7 @@ import pytest
 import tensorflow as tf
 
 from keras_sgn import evaluation, io_utils
+from keras_sgn.attacks import parse_attacks
 from keras_sgn.evaluation import robustness
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -177,12 +178,12 @@ def test_the_tool_resumes_and_deletes_the_checkpoints_once_the_report_is_written
     model_path = str(tmp_path / "model.keras")
     model.save(model_path)
     out = tmp_path / "eval"
-    options = dict(split="test", attacks=evaluation.parse_attacks(SUITE), n_examples=64,
+    options = dict(split="test", attacks=parse_attacks(SUITE), n_examples=64,
                    batch_size=32, run_sanity_checks=False, verbose=False)
-    reference = evaluation.evaluate_on_dataset(model, "digits", 0.1, "linf", **options)
+    reference = evaluation.evaluate_robustness(model, "digits", 0.1, "linf", **options)
     # What the tool would have stored before being killed in its second batch.
-    _killed(monkeypatch, 1, evaluation.evaluate_on_dataset, model, "digits", 0.1, "linf",
-            examples=evaluation.AdversarialExamples(evaluation.GRID_EXAMPLES),
+    _killed(monkeypatch, 1, evaluation.evaluate_robustness, model, "digits", 0.1, "linf",
+            examples=evaluation.AdversarialExamples(evaluation.runs.GRID_EXAMPLES),
             checkpoint_dir=str(out / "checkpoints"), **options)
 
     command = [f"--model={model_path}", "--dataset=digits", "--epsilon=0.1", "--n_examples=64",

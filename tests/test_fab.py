@@ -9,6 +9,7 @@ import pytest
 import tensorflow as tf
 
 from keras_sgn import attacks
+from keras_sgn.attacks.fab import project_to_hyperplane
 from tests.helpers import accuracy, assert_in_ball, exact_linf_worst_case
 
 core = importlib.import_module("keras_sgn.attacks.core")
@@ -116,8 +117,9 @@ def test_boundary_projection_is_the_shortest_step_in_the_box(norm):
     w = rng.normal(size=(n, size))
     w[:, 4] = 0.0  # a coordinate the hyperplane ignores
     c = rng.normal(size=n) * 0.5
-    d = attacks.project_to_hyperplane(tf.constant(point, tf.float32), tf.constant(w, tf.float32),
-                                      tf.constant(c, tf.float32), norm).numpy().astype(np.float64)
+    d = project_to_hyperplane(
+        tf.constant(point, tf.float32), tf.constant(w, tf.float32), tf.constant(c, tf.float32),
+        norm).numpy().astype(np.float64)
     assert np.all(point + d >= -1e-6) and np.all(point + d <= 1.0 + 1e-6)
     assert np.all(d[:, 4] == 0.0)
     # The exact answer: the same problem as a one-class linear model, solved independently.

@@ -41,12 +41,12 @@ def _independent_site_gradients(dense, x, y, reduce):
     a1 = d1(x)
     with tf.GradientTape() as tape:
         tape.watch(a1)
-        loss = reduce(attacks.cross_entropy_loss(y, d3(d2(a1))))
+        loss = reduce(attacks.core.cross_entropy_loss(y, d3(d2(a1))))
     g1 = tape.gradient(loss, a1)
     a2 = d2(a1)
     with tf.GradientTape() as tape:
         tape.watch(a2)
-        loss = reduce(attacks.cross_entropy_loss(y, d3(a2)))
+        loss = reduce(attacks.core.cross_entropy_loss(y, d3(a2)))
     return (a1, g1), (a2, tape.gradient(loss, a2))
 
 
@@ -79,7 +79,7 @@ def test_delta_is_beta_times_normalised_gradient(normalization):
     # The input gradient came out of the same single backward pass.
     with tf.GradientTape() as tape:
         tape.watch(x)
-        loss = tf.reduce_mean(attacks.cross_entropy_loss(y, model(x)))
+        loss = tf.reduce_mean(attacks.core.cross_entropy_loss(y, model(x)))
     np.testing.assert_allclose(first["input_gradient"], tape.gradient(loss, x), rtol=1e-4,
                                atol=1e-7)
     # ...and the deltas, injected, feed the next stages.

@@ -56,8 +56,8 @@ def test_feedback_model_computes_the_reference_self_feedback():
 
 def test_attack_loop_goes_through_the_feedback():
     tiny, feedback, x, y = _setup()
-    got = attacks.perturb(lambda z: feedback(z, training=False), x, y, epsilon=EPSILON,
-                          step_size=EPSILON / 4, steps=STEPS)
+    got = attacks.core.perturb(lambda z: feedback(z, training=False), x, y, epsilon=EPSILON,
+                               step_size=EPSILON / 4, steps=STEPS)
     _, iterates = _reference_iterates(tiny, x, y)
     np.testing.assert_allclose(got, iterates[-1], atol=1e-6)
     # The plain network's attack is a different one.

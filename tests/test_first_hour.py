@@ -22,6 +22,7 @@ import pytest
 from absl import flags
 
 from keras_sgn import cli, data
+from keras_sgn.attacks import registry as attack_registry
 from keras_sgn.data import catalog, download, idx, sources
 from tests.helpers import collect
 
@@ -117,7 +118,7 @@ def test_a_missing_dataset_is_downloaded_verified_and_used(tiny_fashion, isolate
     # temporary download is left beside them.
     cache = _keras_cache(isolated)
     assert sorted(os.listdir(cache)) == sorted(s + ".gz" for s in idx.ALL_FILES)
-    assert data.locate("fashion_mnist").path == str(cache)
+    assert data.sources.locate("fashion_mnist").path == str(cache)
     # ... and what was loaded is what the server had.
     assert _rows(np.round(x * 255)) == _rows(arrays["test"][0])
     assert sorted(y.tolist()) == sorted(arrays["test"][1].tolist())
@@ -338,15 +339,16 @@ def test_help_imports_no_tensorflow(tool):
 
 
 def test_the_names_the_flags_offer_are_the_registries():
-    from keras_sgn import attacks, evaluation, layers, methods, names, training, tuning
+    from keras_sgn import attacks, layers, methods, names, training, tuning
 
     assert names.METHODS == tuple(methods.list_methods())
     assert names.MULTI_STEP_METHODS == tuple(
-        m for m in methods.list_methods() if methods.method_class(m).multi_step)
+        m for m in methods.list_methods() if methods.registry.method_class(m).multi_step)
     assert names.NORMS == attacks.NORMS and names.NORMALIZATIONS == layers.NORMALIZATIONS
-    assert names.TUNERS == tuning.TUNERS and names.TUNABLE_METHODS == tuple(tuning.METHODS)
-    assert names.PREEMPTION_EXIT_CODE == training.TrainingPreempted.exit_code
-    assert names.ATTACKS == tuple(sorted(evaluation.ATTACKS))
+    assert names.TUNERS == tuning.TUNERS
+    assert names.TUNABLE_METHODS == tuple(tuning.hypermodel.METHODS)
+    assert names.PREEMPTION_EXIT_CODE == training.callbacks.TrainingPreempted.exit_code
+    assert names.ATTACKS == tuple(sorted(attack_registry.ATTACKS))
     from keras_sgn.experiments import reproduce
 
     assert names.STUDIES == reproduce.STUDIES
@@ -363,7 +365,7 @@ def test_importing_keras_sgn_still_registers_everything_with_keras():
     assert result.stdout.strip() == "True", result.stderr[-2000:]
     import keras_sgn
 
-    assert keras_sgn.SGNModel is keras_sgn.models.SGNModel  # the names of __all__ resolve
+    assert keras_sgn.load_pretrained is keras_sgn.zoo.loading.load_pretrained  # __all__ resolves
     with pytest.raises(AttributeError):
         keras_sgn.no_such_part  # noqa: B018
 

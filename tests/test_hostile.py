@@ -12,7 +12,8 @@ import keras
 import numpy as np
 import pytest
 
-from keras_sgn import attacks, evaluation, hub, models, training, zoo
+from keras_sgn import attacks, evaluation, hub, io_utils, models, training, zoo
+from keras_sgn.reporting.robustness_report import write_report
 from keras_sgn.training import run_folder
 from tests.helpers import run_tool as _tool
 
@@ -57,7 +58,7 @@ def _write_report(model, model_path, eval_dir, digits_arrays):
                                             attacks="pgd-ce:steps=2", run_sanity_checks=False,
                                             verbose=False)
     report.update(model=str(model_path), dataset="digits", split="test")
-    evaluation.write_report(report, str(eval_dir))
+    write_report(report, str(eval_dir))
     return report
 
 
@@ -100,7 +101,7 @@ def test_two_evaluations_into_one_folder_are_refused(tmp_path):
     model_path = tmp_path / "model.keras"
     _linear_digits_model().save(model_path)
     out = tmp_path / "eval"
-    checkpoints = out / evaluation.CHECKPOINTS_FOLDER
+    checkpoints = out / evaluation.checkpoints.CHECKPOINTS_FOLDER
     checkpoints.mkdir(parents=True)
     (checkpoints / "settings.json").write_text("{}")  # the first evaluation's
     # The first evaluation holds the folder (as tools/evaluate.py does, from this process).
@@ -185,7 +186,7 @@ def test_a_diverged_run_stops_with_an_error_and_keeps_the_last_good_state(tmp_pa
                 rf"learning_rate must be a finite number > 0. Received: {bad}")):
             training.TrainConfig(**TINY_TRAINING, learning_rate=bad).resolved()
 
-    class WeightsGoNaNInEpoch2(training.SafeCheckpoint):
+    class WeightsGoNaNInEpoch2(training.callbacks.SafeCheckpoint):
         """Epoch 1 trains well; then the weights diverge (as a too large step makes them)."""
 
         def on_epoch_begin(self, epoch, logs=None):
@@ -198,7 +199,7 @@ def test_a_diverged_run_stops_with_an_error_and_keeps_the_last_good_state(tmp_pa
     monkeypatch.setattr(run_module, "SafeCheckpoint", WeightsGoNaNInEpoch2)
     out = tmp_path / "run"
     config = training.TrainConfig(**TINY_TRAINING, epochs=2, output_dir=str(out))
-    with pytest.raises(training.TrainingDiverged, match=(
+    with pytest.raises(training.callbacks.TrainingDiverged, match=(
             r"Training diverged: the training loss is nan at epoch 2, step 1. Received: "
             r"--learning_rate=.*--overwrite")) as info:
         training.train(config)
@@ -247,8 +248,8 @@ def test_a_damaged_finished_run_is_not_complete(tmp_path):
 # -- 6. publish --ship --name=../../escaped ----------------------------------------------
 
 def test_publish_refuses_a_name_that_escapes_before_writing(evaluated_run, tmp_path):
-    escaped = os.path.join(zoo.PRETRAINED_DIR, "..", "..", f"hostile-escaped-{os.getpid()}")
-    name = os.path.relpath(escaped, zoo.PRETRAINED_DIR)
+    escaped = os.path.join(zoo.catalog.PRETRAINED_DIR, "..", "..", f"hostile-escaped-{os.getpid()}")
+    name = os.path.relpath(escaped, zoo.catalog.PRETRAINED_DIR)
     assert name.startswith("../../")
     try:
         result = _tool("publish.py", f"--run_dir={evaluated_run}", "--ship", f"--name={name}",
@@ -351,7 +352,7 @@ def _damaged_evaluation(case, tmp_path):
             f"error: {run / 'config.json'} is not valid JSON: damaged, or not written by "
             f"keras_sgn. Received: --run_dir={run}.")
     if case == "garbage_settings_json":
-        checkpoints = tmp_path / "eval" / evaluation.CHECKPOINTS_FOLDER
+        checkpoints = tmp_path / "eval" / evaluation.checkpoints.CHECKPOINTS_FOLDER
         checkpoints.mkdir(parents=True)
         (checkpoints / "settings.json").write_text("[1, 2]")
         return [f"--model={model}", out], (
@@ -477,14 +478,13 @@ def test_zero_examples_are_refused_before_any_data_or_attack():
     with pytest.raises(errors.ArgumentError, match=(
             r"n_examples must be an integer >= 1, or None for every example. Received: "
             r"n_examples=0")):
-        evaluation.evaluate_on_dataset(_linear_digits_model(), "no-such-dataset", 0.1,
-                                       n_examples=0)
+        evaluation.evaluate_robustness(_linear_digits_model(), "no-such-dataset", 0.1,
+                                            n_examples=0)
 
 
 # -- a truncated model file ----------------------------------------------------------------
 
 def test_a_truncated_model_is_corrupt_not_missing(tmp_path):
-    from keras_sgn import io_utils
 
     path = _finished_folder(tmp_path / "run") / "model.keras"
     whole = path.read_bytes()
@@ -501,7 +501,7 @@ def test_a_truncated_model_is_corrupt_not_missing(tmp_path):
 def test_one_damaged_zoo_entry_leaves_the_others_usable(tmp_path):
     entries_dir = tmp_path / "entries"
     entries_dir.mkdir()
-    shutil.copy(os.path.join(zoo.ENTRIES_DIR, "sgn-cnn-digits.json"), entries_dir)
+    shutil.copy(os.path.join(zoo.catalog.ENTRIES_DIR, "sgn-cnn-digits.json"), entries_dir)
     (entries_dir / "garbage.json").write_text("{not json")
     (entries_dir / "wrong-types.json").write_text(json.dumps({
         "name": "wrong-types", "status": "recipe-only", "dataset": "digits",
@@ -509,7 +509,7 @@ def test_one_damaged_zoo_entry_leaves_the_others_usable(tmp_path):
         "repo_id": None, "revision": None, "notes": "n", "files": ["not", "a", "dict"],
         "metrics": None}))
     with pytest.warns(UserWarning, match=r"garbage.json: not valid JSON.*left out of the zoo"):
-        rows = zoo.list_pretrained(str(entries_dir))
+        rows = zoo.catalog.list_pretrained(str(entries_dir))
     assert [row["name"] for row in rows] == ["sgn-cnn-digits"]
     assert zoo.get_entry("sgn-cnn-digits", str(entries_dir)).dataset == "digits"
     with pytest.raises(zoo.InvalidEntryError, match="garbage.json: not valid JSON"):
@@ -534,12 +534,12 @@ def test_epsilon_as_text_and_another_threat_model_are_refused(digits_arrays):
     with pytest.raises(errors.ArgumentError, match=(
             r"evaluates 'sgn-cnn-digits' at its own threat model \(linf eps=0.1\), so it "
             r"takes no other epsilon. Received: epsilon=0.3.*load_pretrained")):
-        evaluation.evaluate_pretrained("sgn-cnn-digits", epsilon=0.3)
+        evaluation.runs.evaluate_pretrained("sgn-cnn-digits", epsilon=0.3)
     with pytest.raises(errors.ArgumentError, match="takes no other norm. Received: norm='l2'"):
-        evaluation.evaluate_pretrained("sgn-cnn-digits", norm="l2")
-    report = evaluation.evaluate_pretrained("sgn-cnn-digits", attacks="pgd-ce:steps=1",
-                                            n_examples=8, epsilon=0.1, run_sanity_checks=False,
-                                            verbose=False)  # its own radius, given again
+        evaluation.runs.evaluate_pretrained("sgn-cnn-digits", norm="l2")
+    report = evaluation.runs.evaluate_pretrained("sgn-cnn-digits", attacks="pgd-ce:steps=1",
+                                                 n_examples=8, epsilon=0.1, run_sanity_checks=False,
+                                                 verbose=False)  # its own radius, given again
     assert report["protocol"]["epsilon"] == pytest.approx(0.1)
 
 
@@ -559,14 +559,13 @@ h5py.Group.create_dataset = create_dataset
 def test_a_full_disk_during_a_backup_ends_with_the_one_line_only(tmp_path, monkeypatch):
     import h5py
 
-    from keras_sgn import io_utils
 
     # In this process: the weights file a failed write leaves open is closed (HDF5 flushed
     # it again at exit, on the full disk: error stacks and a crash after the one line).
     monkeypatch.setattr(h5py.Group, "create_dataset", h5py.Group.create_dataset)  # undone
     exec(FULL_DISK_IN_BACKUPS, {})  # patches h5py.Group.create_dataset, as in the run below
     backup = tmp_path / "backup"
-    with pytest.raises(training.OutOfSpaceError, match="Out of disk space writing"):
+    with pytest.raises(io_utils.OutOfSpaceError, match="Out of disk space writing"):
         io_utils.atomic_save_model(_linear_digits_model(), str(backup / "w.weights.h5"))
     assert not [f for f in _open_hdf5_files(h5py) if str(backup) in f]
     assert os.listdir(backup) == []

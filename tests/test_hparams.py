@@ -7,7 +7,7 @@ from tensorboard.plugins.hparams import metadata
 from tensorboard.util import tensor_util
 
 from keras_sgn import training
-from keras_sgn.training.callbacks import FINAL_METRICS, run_hparams
+from keras_sgn.training.callbacks.hparams import FINAL_METRICS, run_hparams
 
 
 def _read_logs(log_dir):

@@ -175,8 +175,8 @@ def test_options_cost_and_serialization():
     method = methods.get("sgn-learned-start", epsilon=0.1, generator_width=4,
                          generator_learning_rate=0.01, generator_input="normalized",
                          clean_weight=0.2)
-    assert method.cost == 3 and methods.expected_cost("sgn-learned-start") == 3
-    assert methods.expected_cost("sgn-learned-start", generator_input="none") == 2
+    assert method.cost == 3 and methods.registry.expected_cost("sgn-learned-start") == 3
+    assert methods.registry.expected_cost("sgn-learned-start", generator_input="none") == 2
     assert method.step_size == pytest.approx(0.125) and not method.keyed_by_example
     again = methods.deserialize(methods.serialize(method))
     assert again.get_config() == method.get_config()

@@ -197,7 +197,7 @@ def test_run_configuration_names_the_flag(field, value):
 def test_options_cost_and_serialization():
     method = methods.get("sgn-memory", epsilon=0.1, memory_decay=0.5, memory_reset_every=4,
                          memory_dtype="float16", clean_weight=0.2)
-    assert method.cost == 2 and methods.expected_cost("sgn-memory") == 2
+    assert method.cost == 2 and methods.registry.expected_cost("sgn-memory") == 2
     assert method.step_size == pytest.approx(0.125) and method.keyed_by_example
     again = methods.deserialize(methods.serialize(method))
     assert again.get_config() == method.get_config()
@@ -250,7 +250,7 @@ def test_a_resumed_run_continues_bit_identically(tmp_path, interrupt_at):  # noq
     out = tmp_path / "run"
     for step in (2, 5):
         interrupt_at(step, "sigterm")
-        with pytest.raises(training.TrainingPreempted):
+        with pytest.raises(training.callbacks.TrainingPreempted):
             training.train(_config(out))
         state = json.loads((out / "backup" / "state.json").read_text())
         assert (state["epoch"], state["step"]) == divmod(step, STEPS_PER_EPOCH)

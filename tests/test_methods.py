@@ -36,9 +36,9 @@ def test_sgn_step_matches_an_independent_implementation():
     loss, _, grads = method.gradients(model, x, y, seed)
 
     def ce(logits):
-        return tf.reduce_mean(attacks.cross_entropy_loss(y, logits))
+        return tf.reduce_mean(attacks.core.cross_entropy_loss(y, logits))
 
-    start = attacks.random_start(x, EPS, "linf", seed)
+    start = attacks.core.random_start(x, EPS, "linf", seed)
     with tf.GradientTape(persistent=True) as tape:
         tape.watch(start)
         a1 = d1(start)
@@ -162,13 +162,14 @@ DEFAULTS = {
 def test_each_method_keeps_its_contract(name):
     assert methods.list_methods() == sorted(DEFAULTS)
     method = methods.get(name, epsilon=0.2)
-    cls = methods.method_class(name)
+    cls = methods.registry.method_class(name)
     step, steps, cost, multi_step, budget = DEFAULTS[name]
     assert (method.step_size, method.attack_steps) == (pytest.approx(step * 0.2), steps)
     assert (cls.default_step_size, cls.default_attack_steps) == (step, steps)
-    assert (method.cost, methods.expected_cost(name), cls.multi_step) == (cost, cost, multi_step)
-    assert methods.budget_epochs(name, 16) == method.budget_epochs(16) == budget
-    assert methods.default_step_size(name, 0.2) == pytest.approx(step * 0.2)
+    expected = methods.registry.expected_cost(name)
+    assert (method.cost, expected, cls.multi_step) == (cost, cost, multi_step)
+    assert methods.registry.budget_epochs(name, 16) == method.budget_epochs(16) == budget
+    assert methods.registry.default_step_size(name, 0.2) == pytest.approx(step * 0.2)
     assert cls.name == method.name == name and cls.description
     # get_config is the constructor's arguments: a clone has the same config.
     config = method.get_config()
@@ -177,7 +178,7 @@ def test_each_method_keeps_its_contract(name):
     # Every run-configuration field maps onto a constructor argument.
     assert set(cls.run_options.values()) <= set(config)
     run = {field: 0.3 if field == "epsilon" else None for field in cls.run_options}
-    assert methods.options_from_run(name, {**run, "unrelated": 1}) == {"epsilon": 0.3}
+    assert methods.registry.options_from_run(name, {**run, "unrelated": 1}) == {"epsilon": 0.3}
 
 
 @pytest.mark.parametrize("kwargs,parameter", [

@@ -24,7 +24,7 @@ def test_default_network():
     model = run_backbone_test(M.sgn_mnist_cnn, {}, SHAPE, (2, 10), expected_params=166_454)
     assert model.name == "sgn_mnist_cnn"
     assert site_summary(model) == [("site_input", None)] + [
-        (f"site_stage{i}", M.DEFAULT_BETA) for i in (1, 2, 3)]
+        (f"site_stage{i}", M.sites.DEFAULT_BETA) for i in (1, 2, 3)]
     assert [model.get_layer(f"site_stage{i}").output.shape[1:] for i in (1, 2, 3)] == [
         (14, 14, 16), (7, 7, 32), (100,)]
     for stage in ("stage1", "stage2"):

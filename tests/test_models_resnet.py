@@ -87,10 +87,10 @@ def test_architecture_is_fixed_in_a_preset():
 def test_cifar_statistics_come_from_the_data_catalogue():
     import keras_sgn.data
 
-    assert M.CIFAR10_MEAN == keras_sgn.data.info("cifar10").mean
-    assert M.CIFAR10_STD == keras_sgn.data.info("cifar10").std
+    assert M.resnet.CIFAR10_MEAN == keras_sgn.data.info("cifar10").mean
+    assert M.resnet.CIFAR10_STD == keras_sgn.data.info("cifar10").std
     normalization = M.sgn_resnet18(input_shape=(8, 8, 3)).get_layer("input_normalization")
-    assert normalization.get_config()["mean"] == list(M.CIFAR10_MEAN)
+    assert normalization.get_config()["mean"] == list(M.resnet.CIFAR10_MEAN)
 
 
 @pytest.mark.parametrize("kwargs, param", [

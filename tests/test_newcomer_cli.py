@@ -11,7 +11,7 @@ import pytest
 from absl import app, flags
 
 import keras_sgn
-from keras_sgn import cli, data, hub, provenance, zoo
+from keras_sgn import cli, data, hub, io_utils, provenance, zoo
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -25,7 +25,7 @@ def _raised(error_class, message):
 
 def test_library_errors_are_user_errors_and_bugs_are_not():
     with pytest.raises(ValueError) as bad_epsilon:
-        keras_sgn.evaluation.check_epsilon(float("nan"))
+        keras_sgn.evaluation.inputs.check_epsilon(float("nan"))
     assert cli.is_user_error(bad_epsilon.value)  # an ArgumentError: a ValueError too
     with pytest.raises(ValueError) as numpy_error:
         np.concatenate([])
@@ -43,8 +43,8 @@ def test_the_error_hierarchy():
     from keras_sgn import config, errors, training
 
     typed = [config.ConfigError, training.RunFolderError, training.RunFolderBusyError,
-             training.OutOfSpaceError, training.CorruptFileError, training.StrategyError,
-             training.TrainingDiverged, data.DatasetNotAvailableError,
+             io_utils.OutOfSpaceError, io_utils.CorruptFileError, training.distribute.StrategyError,
+             training.callbacks.TrainingDiverged, data.DatasetNotAvailableError,
              data.DatasetIntegrityError, zoo.ZooError, zoo.UnknownModelError,
              zoo.ChecksumMismatchError, hub.PublishError, errors.ArgumentError,
              errors.MissingFileError]
@@ -53,21 +53,21 @@ def test_the_error_hierarchy():
     # Code that catches the built-in kinds still does.
     for error_class, builtin in [(config.ConfigError, ValueError),
                                  (training.RunFolderError, ValueError),
-                                 (training.TrainingDiverged, ValueError),
-                                 (training.OutOfSpaceError, OSError),
+                                 (training.callbacks.TrainingDiverged, ValueError),
+                                 (io_utils.OutOfSpaceError, OSError),
                                  (data.DatasetNotAvailableError, FileNotFoundError),
                                  (zoo.UnknownModelError, ValueError),
                                  (errors.MissingFileError, FileNotFoundError)]:
         assert issubclass(error_class, builtin), (error_class, builtin)
     # A preemption is no mistake: the tools exit with its code, not as a user error.
-    assert issubclass(training.TrainingPreempted, errors.KerasSGNError)
-    assert not issubclass(training.TrainingPreempted, errors.UserError)
+    assert issubclass(training.callbacks.TrainingPreempted, errors.KerasSGNError)
+    assert not issubclass(training.callbacks.TrainingPreempted, errors.UserError)
     error = config.ConfigError("epsilon", "epsilon=5 is implausible.\nPass --allow_large_epsilon.")
     assert cli.error_line(error) == (
         "error: --epsilon: epsilon=5 is implausible. Pass --allow_large_epsilon.")
     assert cli.error_line(training.RunFolderError("--output_dir=x is a file.")) == (
         "error: --output_dir=x is a file.")
-    assert cli.error_line(training.OutOfSpaceError(28, "Out of disk space.")) == (
+    assert cli.error_line(io_utils.OutOfSpaceError(28, "Out of disk space.")) == (
         "error: Out of disk space.")  # not "[Errno 28] Out of disk space."
 
 
@@ -95,7 +95,7 @@ def run_tool(capsys):
 
 def test_run_tool_prints_one_line_for_user_errors(run_tool):
     def main(argv):
-        keras_sgn.evaluation.check_epsilon(-1)
+        keras_sgn.evaluation.inputs.check_epsilon(-1)
 
     code, err = run_tool(main)
     assert code == cli.USAGE_EXIT_CODE
@@ -116,7 +116,7 @@ def test_run_tool_keeps_the_traceback_of_bugs(run_tool, monkeypatch):
         run_tool(buggy)
     monkeypatch.setenv(cli.TRACEBACK_VARIABLE, "1")  # and of user errors, on request
     with pytest.raises(ValueError, match="epsilon"):
-        run_tool(lambda argv: keras_sgn.evaluation.check_epsilon(-1))
+        run_tool(lambda argv: keras_sgn.evaluation.inputs.check_epsilon(-1))
 
 
 def test_run_tool_reports_bad_flags_in_one_line(run_tool):
@@ -169,9 +169,9 @@ def test_no_commit_outside_a_checkout_and_without_git(tmp_path, monkeypatch):
 
 
 def test_default_publish_name_comes_from_the_run():
-    assert hub.default_name({"method": "sgn", "model": "sgn_small_cnn",
-                             "dataset": "digits"}) == "sgn-small-cnn-digits"
-    assert hub.default_name({"method": "pgd", "model": "sgn_wrn_28_10",
-                             "dataset": "fashion_mnist"}) == "pgd-wrn-28-10-fashion-mnist"
-    name = hub.default_name({"method": "trades", "model": "My Net!", "dataset": "cifar10"})
+    assert hub.metadata.default_name({"method": "sgn", "model": "sgn_small_cnn",
+                                      "dataset": "digits"}) == "sgn-small-cnn-digits"
+    assert hub.metadata.default_name({"method": "pgd", "model": "sgn_wrn_28_10",
+                                      "dataset": "fashion_mnist"}) == "pgd-wrn-28-10-fashion-mnist"
+    name = hub.metadata.default_name({"method": "trades", "model": "My Net!", "dataset": "cifar10"})
     assert name == "trades-my-net-cifar10"

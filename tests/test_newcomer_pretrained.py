@@ -7,6 +7,7 @@ from huggingface_hub import constants as hf_constants
 
 import keras_sgn
 from keras_sgn import zoo
+from keras_sgn.attacks import parse_attacks
 
 
 @pytest.fixture(autouse=True)
@@ -34,7 +35,7 @@ def test_evaluate_pretrained_quick_preset_by_default():
     report = keras_sgn.evaluate_pretrained("sgn-cnn-digits", n_examples=8,
                                            run_sanity_checks=False, verbose=False)
     assert [a["name"] for a in report["protocol"]["attacks"]] == [
-        s.name for s in keras_sgn.evaluation.parse_attacks("quick")]
+        s.name for s in parse_attacks("quick")]
     assert "adversarial_examples" not in report and "sanity_checks" not in report
 
 

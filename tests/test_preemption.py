@@ -40,7 +40,7 @@ def _weights(model):
 def test_backup_survives_a_crash_while_saving(tmp_path, digits, monkeypatch):
     model = _tiny_model()
     model.fit(digits, epochs=1, verbose=0, shuffle=False)
-    backup = training.PreemptionCheckpoint(str(tmp_path / "backup"))
+    backup = training.callbacks.PreemptionCheckpoint(str(tmp_path / "backup"))
     backup.set_model(model)
     backup.epoch = 1
     backup.save()
@@ -60,7 +60,7 @@ def test_backup_survives_a_crash_while_saving(tmp_path, digits, monkeypatch):
     assert not [p for p in os.listdir(tmp_path / "backup") if p.startswith(".tmp-")]
 
     fresh = _tiny_model(seed=1)
-    restore = training.PreemptionCheckpoint(str(tmp_path / "backup"))
+    restore = training.callbacks.PreemptionCheckpoint(str(tmp_path / "backup"))
     restore.set_model(fresh)
     assert restore.restore()["epoch"] == 1 and restore.epoch == 1
     for a, b in zip(saved, _weights(fresh)):
@@ -69,9 +69,9 @@ def test_backup_survives_a_crash_while_saving(tmp_path, digits, monkeypatch):
 
 def test_resume_restores_weights_optimizer_epoch_history_and_best(tmp_path, digits):
     model = _tiny_model()
-    best = training.SafeCheckpoint(str(tmp_path / "model.keras"), monitor="loss")
-    backup = training.PreemptionCheckpoint(str(tmp_path / "backup"),
-                                           stateful={"best": best}, delete_on_completion=False)
+    best = training.callbacks.SafeCheckpoint(str(tmp_path / "model.keras"), monitor="loss")
+    backup = training.callbacks.PreemptionCheckpoint(
+        str(tmp_path / "backup"), stateful={"best": best}, delete_on_completion=False)
     model.fit(digits, epochs=2, callbacks=[best, backup], verbose=0, shuffle=False)
     state = json.loads((tmp_path / "backup" / "state.json").read_text())
     assert state["epoch"] == 2 and state["step"] == 0 and len(state["history"]["loss"]) == 2
@@ -79,8 +79,9 @@ def test_resume_restores_weights_optimizer_epoch_history_and_best(tmp_path, digi
     assert [p for p in os.listdir(tmp_path / "backup") if p.endswith(".h5")] == [state["weights"]]
 
     fresh = _tiny_model(seed=1)
-    best2 = training.SafeCheckpoint(str(tmp_path / "model.keras"), monitor="loss")
-    backup2 = training.PreemptionCheckpoint(str(tmp_path / "backup"), stateful={"best": best2})
+    best2 = training.callbacks.SafeCheckpoint(str(tmp_path / "model.keras"), monitor="loss")
+    backup2 = training.callbacks.PreemptionCheckpoint(str(tmp_path / "backup"),
+                                                      stateful={"best": best2})
     history = fresh.fit(digits, epochs=3, callbacks=[best2, backup2], verbose=0,
                       shuffle=False).history
     assert len(history["loss"]) == 1  # epochs 1 and 2 were done: only epoch 3 ran
@@ -100,8 +101,8 @@ class _SendSigterm(keras.callbacks.Callback):
 def test_sigterm_saves_at_the_end_of_the_batch_and_stops(tmp_path, digits):
     previous = signal.getsignal(signal.SIGTERM)
     model = _tiny_model()
-    backup = training.PreemptionCheckpoint(str(tmp_path / "backup"))
-    with pytest.raises(training.TrainingPreempted, match="Rerun the same command"):
+    backup = training.callbacks.PreemptionCheckpoint(str(tmp_path / "backup"))
+    with pytest.raises(training.callbacks.TrainingPreempted, match="Rerun the same command"):
         # The signal is sent after the backup callback's hook of batch 1: the
         # flag is seen at the end of batch 2.
         model.fit(digits, epochs=3, callbacks=[backup, _SendSigterm()], verbose=0, shuffle=False)
@@ -131,9 +132,9 @@ def test_resuming_with_other_settings_is_refused():
     changed = training.TrainConfig(dataset="digits", method="sgn", verbose=2).resolved()
     import dataclasses
 
-    training.check_resumable(dataclasses.asdict(saved), dataclasses.replace(saved, verbose=2))
+    training.run.check_resumable(dataclasses.asdict(saved), dataclasses.replace(saved, verbose=2))
     with pytest.raises(ValueError, match="method: 'pgd' -> 'sgn'"):
-        training.check_resumable(dataclasses.asdict(saved), changed)
+        training.run.check_resumable(dataclasses.asdict(saved), changed)
 
 
 # -- end to end: tools/train.py SIGTERMed, SIGKILLed, rerun -------------------------
@@ -181,7 +182,7 @@ def test_sigterm_then_sigkill_then_the_same_command_finishes(tmp_path):
         processes.append(first)
         assert _wait_for(lambda: "Epoch 2/6" in (tmp_path / "1.log").read_text(), first)
         first.send_signal(signal.SIGTERM)
-        assert first.wait(timeout=120) == training.TrainingPreempted.exit_code, \
+        assert first.wait(timeout=120) == training.callbacks.TrainingPreempted.exit_code, \
             (tmp_path / "1.log").read_text()[-3000:]
         log1 = (tmp_path / "1.log").read_text()
         assert "Rerun the same command to resume" in log1

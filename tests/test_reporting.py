@@ -7,10 +7,11 @@ import os
 import pytest
 
 from keras_sgn import hub, methods, zoo
+from keras_sgn.attacks import parse_attacks
 from keras_sgn.reporting import model_card as card
 from keras_sgn.reporting import robustness_report
 
-SHIPPED = os.path.join(zoo.PRETRAINED_DIR, "sgn-cnn-digits", "metadata.json")
+SHIPPED = os.path.join(zoo.catalog.PRETRAINED_DIR, "sgn-cnn-digits", "metadata.json")
 
 
 def _report(with_sanity=True):
@@ -149,7 +150,7 @@ def test_model_card_flags_failed_sanity_checks_and_feedback_at_inference():
 def test_hub_card_takes_the_method_description_from_the_registry():
     metadata = _metadata()
     text = hub.model_card(metadata)
-    description = methods.method_class("sgn").description
+    description = methods.registry.method_class("sgn").description
     assert description and f"`sgn` method ({description})" in text
     clean = f"value: {100 * metadata['metrics']['clean_accuracy']:.2f}"
     assert text.startswith("---\n") and "model-index:" in text and clean in text
@@ -230,7 +231,7 @@ def test_model_card_names_the_validation_protocol_of_the_kept_epoch():
     assert (f"- trained 20 epochs in 468 s of training wall time (1 replica); kept epoch 17 "
             f"by validation robust accuracy 71.20% ({label})") in text
     # The Hub metadata's training block carries the same words, copied from the summary.
-    block = hub.training_block({**summary, "strategy": "default"})
+    block = hub.metadata.training_block({**summary, "strategy": "default"})
     assert block["best_val_robust_accuracy_means"] == label and "strategy" not in block
     assert block["validation_estimate"] == summary["validation_estimate"]
 
@@ -242,7 +243,8 @@ def test_model_card_of_an_older_summary_says_the_validation_protocol_is_unknown(
             "robust accuracy 71.70% (cheap per-epoch estimate on the validation split, its "
             "attack and size not recorded; not a test number)") in text
     assert "PGD-" not in text.split("## Training")[1]
-    assert hub.training_block(old)["best_val_robust_accuracy_means"] == card.validation_label(old)
+    block = hub.metadata.training_block(old)
+    assert block["best_val_robust_accuracy_means"] == card.validation_label(old)
     resumed = _card_with_training({**old, "train_seconds": 60.0, "replicas": 2,
                                    "resumed_from_epoch": 12})
     assert ("in 60 s of training wall time (2 replicas; after resuming from epoch 12: the "
@@ -251,15 +253,14 @@ def test_model_card_of_an_older_summary_says_the_validation_protocol_is_unknown(
 
 
 def test_model_card_names_the_test_suite_and_the_commands():
-    from keras_sgn import evaluation
 
     metadata = _metadata_before_provenance()  # no "suite": named from its attacks
     metadata["metrics"]["protocol"]["attacks"] = [
         {**spec.settings(), "name": spec.name, "kind": "white-box"}
-        for spec in evaluation.parse_attacks("quick")]
-    assert hub.attack_suite(metadata["metrics"]["protocol"]) == "quick"
-    assert hub.attack_suite(_metadata()["metrics"]["protocol"]) == "standard"
-    assert hub.attack_suite(_metadata_before_provenance()["metrics"]["protocol"]) is None
+        for spec in parse_attacks("quick")]
+    assert hub.metadata.attack_suite(metadata["metrics"]["protocol"]) == "quick"
+    assert hub.metadata.attack_suite(_metadata()["metrics"]["protocol"]) == "standard"
+    assert hub.metadata.attack_suite(_metadata_before_provenance()["metrics"]["protocol"]) is None
     text = hub.model_card(metadata)
     n = metadata["metrics"]["n_examples"]
     assert f"with the `quick` attack suite on the test split ({n} images)" in text
@@ -275,10 +276,10 @@ def test_publishing_carries_each_number_from_its_own_field():
     card's model-index and its table, each from its own field (a fixture whose two
     numbers are equal could not tell them apart)."""
     report = {**_report(), "provenance": {"keras_sgn": "0.1.0", "git_commit": None}}
-    metrics = hub.metrics_from_report(report, "runs/demo/model.keras", "runs/demo/eval")
+    metrics = hub.metadata.metrics_from_report(report, "runs/demo/model.keras", "runs/demo/eval")
     assert (metrics["clean_accuracy"], metrics["robust_accuracy"]) == (0.9, 0.5)
     metadata = {**_metadata(), "metrics": {**_metadata()["metrics"], **metrics}}
-    front = hub.card_front_matter(metadata)
+    front = hub.card.card_front_matter(metadata)
     assert "value: 90.0" in front and "value: 50.0" in front
     assert front.index("value: 90.0") < front.index("value: 50.0")  # clean, then robust
     text = card.model_card(metadata, method_description="a described method")

@@ -89,7 +89,7 @@ def test_method_lists_and_default_seeds_come_from_the_registry():
     assert sorted(reproduce.STUDIES["claims"]["methods"]) == sorted(claims)
     assert set(claims) <= set(reproduce.ALL_METHODS) == set(methods.list_methods(variants=False))
     # The variants study: every registered variant, against sgn and PGD-AT.
-    variants = {m for m in methods.list_methods() if methods.method_class(m).variant}
+    variants = {m for m in methods.list_methods() if methods.registry.method_class(m).variant}
     assert len(variants) >= 3
     assert set(reproduce.STUDIES["variants"]["methods"]) == variants | {"sgn", "pgd"}
     assert {"fast", "free", "sgn"} <= set(reproduce.SINGLE_STEP)
@@ -284,7 +284,7 @@ def test_reproduce_end_to_end_resumes_and_skips(tmp_path, capsys, monkeypatch):
     assert calls["train"] == 1
     # Another runner at work on a run (its folder locked): refused, nothing written twice.
     os.remove(out / "runs" / "pgd-seed1" / "result.json")
-    other = training.RunLock(str(out / "runs" / "pgd-seed1")).acquire()
+    other = training.run_folder.RunLock(str(out / "runs" / "pgd-seed1")).acquire()
     try:
         with pytest.raises(training.RunFolderBusyError, match="in use by"):
             reproduce.reproduce(output_dir=str(out), verbose=False, **TINY)

@@ -127,7 +127,7 @@ def test_sigterm_at_every_step_then_rerun_gives_the_uninterrupted_run(
     out = tmp_path / "run"
     for step in range(1, EPOCHS * STEPS_PER_EPOCH + 1):
         interrupt_at(step, "sigterm")
-        with pytest.raises(training.TrainingPreempted, match="Rerun the same command"):
+        with pytest.raises(training.callbacks.TrainingPreempted, match="Rerun the same command"):
             training.train(_config(out))
         # Saved at the end of that very step; after an epoch's last step the
         # epoch is not finished yet (its validation is still to run).

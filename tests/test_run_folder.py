@@ -224,7 +224,7 @@ def test_a_full_disk_is_a_clear_error_and_the_run_resumes_after(tmp_path, monkey
         return usage._replace(free=usage.free if len(saves) <= 4 else 1000)
 
     monkeypatch.setattr(io_utils.shutil, "disk_usage", nearly_full)
-    with pytest.raises(training.OutOfSpaceError) as info:
+    with pytest.raises(io_utils.OutOfSpaceError) as info:
         training.train(config)
     assert str(out) in str(info.value) and "free some space" in str(info.value)
     state = json.loads((out / "backup" / "state.json").read_text())
@@ -240,6 +240,6 @@ def test_a_full_disk_is_refused_before_training(tmp_path, monkeypatch):
     real = io_utils.shutil.disk_usage
     monkeypatch.setattr(io_utils.shutil, "disk_usage",
                         lambda path: real(path)._replace(free=10))
-    with pytest.raises(training.OutOfSpaceError, match="--output_dir"):
+    with pytest.raises(io_utils.OutOfSpaceError, match="--output_dir"):
         training.train(training.TrainConfig(**TINY, output_dir=str(tmp_path / "run")))
     assert not (tmp_path / "run" / "backup").exists()

@@ -7,6 +7,7 @@ import pytest
 import tensorflow as tf
 
 from keras_sgn import attacks
+from keras_sgn.attacks.square import p_selection
 from tests.helpers import accuracy, assert_in_ball, exact_linf_worst_case
 
 
@@ -56,11 +57,11 @@ def test_linf_initialisation_is_vertical_stripes(digits_mlp):
 def test_p_schedule_is_the_published_one():
     halvings = [0, 10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000]
     for k, start in enumerate(halvings):
-        assert attacks.p_selection(0.8, start + 1, 10000) == pytest.approx(0.8 / 2 ** k)
-    assert attacks.p_selection(0.8, 10, 10000) == 0.8
-    assert attacks.p_selection(0.8, 50, 10000) == 0.4
+        assert p_selection(0.8, start + 1, 10000) == pytest.approx(0.8 / 2 ** k)
+    assert p_selection(0.8, 10, 10000) == 0.8
+    assert p_selection(0.8, 50, 10000) == 0.4
     # Rescaled to the budget: iteration 101 of 1000 is iteration 1010 of 10000.
-    assert attacks.p_selection(0.8, 101, 1000) == pytest.approx(0.8 / 32)
+    assert p_selection(0.8, 101, 1000) == pytest.approx(0.8 / 32)
 
 
 def test_square_is_about_as_strong_as_pgd_on_a_trained_network(digits_mlp):

@@ -8,7 +8,8 @@ import time
 
 import pytest
 
-from keras_sgn import cli, evaluation
+from keras_sgn import cli
+from keras_sgn.attacks import parse_attacks
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 QUICK = ["--dataset=digits", "--epochs=2", "--n_train=128", "--n_eval=64", "--eval_steps=2",
@@ -75,7 +76,7 @@ def test_the_final_test_is_the_quick_suite_as_a_cascade(trained_run):
     out = trained_run[0]
     summary = json.loads((out / "summary.json").read_text())
     protocol = summary["protocol"]
-    quick = [spec.name for spec in evaluation.parse_attacks("quick")]
+    quick = [spec.name for spec in parse_attacks("quick")]
     assert [a["name"] for a in protocol["attacks"]] == quick
     assert all(a["steps"] == 3 for a in protocol["attacks"])  # --test_steps=3
     assert protocol["cascade"] and protocol["split"] == "test"

@@ -11,6 +11,7 @@ import tensorflow as tf
 
 import keras_sgn
 from keras_sgn import methods, models, training
+from keras_sgn.attacks import parse_attacks
 
 
 def test_defaults_follow_the_dataset_unless_given():
@@ -35,14 +36,14 @@ def test_defaults_follow_the_dataset_unless_given():
 def test_bad_config_names_the_parameter(kwargs, parameter):
     with pytest.raises(ValueError, match=parameter):
         config = training.TrainConfig(**{"dataset": "digits", **kwargs}).resolved()
-        training.build_model(config, __import__("keras_sgn").data.info(config.dataset))
+        training.optimization.build_model(config, __import__("keras_sgn").data.info(config.dataset))
 
 
 def test_beta_and_sites_parsing():
-    assert training.parse_beta("0.05") == 0.05
-    assert training.parse_beta("stage1=0.01, stage2=0.2") == {"stage1": 0.01, "stage2": 0.2}
-    assert training.parse_sites("none") == ()
-    assert training.parse_sites("input, stage2") == ("input", "stage2")
+    assert models.parse_beta("0.05") == 0.05
+    assert models.parse_beta("stage1=0.01, stage2=0.2") == {"stage1": 0.01, "stage2": 0.2}
+    assert models.parse_sites("none") == ()
+    assert models.parse_sites("input, stage2") == ("input", "stage2")
 
 
 def test_schedules():
@@ -64,8 +65,8 @@ def test_schedules():
     # Every run's cosine spans the whole run: steps per epoch x its own epochs.
     for epochs in (3, 7):
         model = models.get("sgn_small_cnn", width=4, sites=())
-        training.compile_for_training(model, _digits_config(epochs=epochs, method="fast"),
-                                      steps_per_epoch=10)
+        training.optimization.compile_for_training(
+            model, _digits_config(epochs=epochs, method="fast"), steps_per_epoch=10)
         schedule = model.optimizer._learning_rate
         peak = _digits_config().learning_rate
         assert float(schedule(5 * epochs)) == pytest.approx(peak / 2, rel=1e-3)  # mid-run
@@ -95,7 +96,7 @@ def test_optimizers_saved_before_the_move_still_load():
 def test_safe_checkpoint_replaces_best_only_on_improvement(tmp_path):
     model = models.get("sgn_small_cnn", width=4)
     best, last = str(tmp_path / "model.keras"), str(tmp_path / "ck" / "last.weights.h5")
-    callback = training.SafeCheckpoint(best, last)
+    callback = training.callbacks.SafeCheckpoint(best, last)
     callback.set_model(model)
     callback.on_epoch_end(0, {"val_robust_accuracy": 0.5})
     first = os.path.getmtime(best)
@@ -162,10 +163,10 @@ def test_a_model_that_does_not_fit_is_refused_before_any_data(build, field, matc
     kwargs = {"input_shape": info.image_shape, "num_classes": 10, "width": 4, **build}
     model = models.get("sgn_small_cnn", **kwargs)
     with pytest.raises(training.ConfigError, match=match) as error:
-        training.check_model_fits(model, _digits_config(method="sgn"), info)
+        training.optimization.check_model_fits(model, _digits_config(method="sgn"), info)
     assert error.value.field == field
-    training.check_model_fits(models.get("sgn_small_cnn", width=4, sites=()),
-                              _digits_config(method="standard"), info)
+    training.optimization.check_model_fits(models.get("sgn_small_cnn", width=4, sites=()),
+                                           _digits_config(method="standard"), info)
 
 
 def test_corrupt_model_files_are_named_corrupt(tmp_path):
@@ -179,7 +180,7 @@ def test_corrupt_model_files_are_named_corrupt(tmp_path):
                           ("random", np.random.default_rng(0).bytes(5000))):
         bad = tmp_path / f"{name}.keras"
         bad.write_bytes(content)
-        with pytest.raises(training.CorruptFileError, match="is corrupt") as info:
+        with pytest.raises(io_utils.CorruptFileError, match="is corrupt") as info:
             io_utils.load_model_file(str(bad), flag="--model")
         assert "File not found" not in str(info.value) and "--model=" in str(info.value)
     with pytest.raises(FileNotFoundError, match="no such file"):
@@ -198,7 +199,7 @@ def test_a_full_disk_refuses_a_save_and_keeps_the_previous_file(tmp_path, monkey
     before = open(path, "rb").read()
     real = io_utils.shutil.disk_usage
     monkeypatch.setattr(io_utils.shutil, "disk_usage", lambda p: real(p)._replace(free=1))
-    with pytest.raises(training.OutOfSpaceError, match=str(tmp_path)) as info:
+    with pytest.raises(io_utils.OutOfSpaceError, match=str(tmp_path)) as info:
         io_utils.atomic_save_model(model, path)
     assert info.value.errno == errno.ENOSPC and open(path, "rb").read() == before
     monkeypatch.setattr(io_utils.shutil, "disk_usage", real)
@@ -207,7 +208,7 @@ def test_a_full_disk_refuses_a_save_and_keeps_the_previous_file(tmp_path, monkey
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(io_utils, "_commit", no_room)
-    with pytest.raises(training.OutOfSpaceError, match="Out of disk space writing"):
+    with pytest.raises(io_utils.OutOfSpaceError, match="Out of disk space writing"):
         io_utils.atomic_write_json(str(tmp_path / "summary.json"), {"a": 1})
     assert not list(tmp_path.glob(".tmp-*"))
 
@@ -222,14 +223,13 @@ def test_training_curves_plot_series_of_different_lengths(tmp_path):
 
 
 def test_the_final_test_is_the_quick_suite(tmp_path):
-    from keras_sgn import evaluation
 
-    quick = [spec.name for spec in evaluation.parse_attacks("quick")]
-    default = training.final_test_attacks(_digits_config())
+    quick = [spec.name for spec in parse_attacks("quick")]
+    default = training.outputs.final_test_attacks(_digits_config())
     assert [spec.name for spec in default] == quick
     assert [s.settings() for s in default] == [
-        s.settings() for s in evaluation.parse_attacks("quick")]
-    fewer = training.final_test_attacks(_digits_config(test_steps=3, test_restarts=2))
+        s.settings() for s in parse_attacks("quick")]
+    fewer = training.outputs.final_test_attacks(_digits_config(test_steps=3, test_restarts=2))
     assert all(s.settings()["steps"] == 3 for s in fewer)
     assert all(s.settings().get("restarts", 2) == 2 for s in fewer)
 

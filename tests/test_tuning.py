@@ -66,7 +66,7 @@ def test_default_space_covers_the_feedback_hyperparameters():
 
 
 def test_fixed_values_and_ranges_from_strings():
-    space = tuning.space_from_strings(
+    space = tuning.space.space_from_strings(
         "clean_weight=0|0.1;learning_rate=0.001:0.01", sites="input,stage2",
         beta="stage2=0.02", normalization="sign", second_order="false", weight_decay=None)
     assert space == {"clean_weight": [0.0, 0.1], "learning_rate": (0.001, 0.01),
@@ -104,7 +104,7 @@ def test_only_self_gradient_methods_are_tuned():
 
 def test_the_input_step_follows_the_method():
     # A single-step input attack searches steps near epsilon, a PGD one fractions of it.
-    assert tuning.METHODS == ("sgn", "sgn-pgd")
+    assert tuning.hypermodel.METHODS == ("sgn", "sgn-pgd")
     sgn = _tiny_hypermodel()
     assert sgn.space["input_step"] == [0.5, 0.75, 1.0, 1.25]
     assert sgn.default_values()["input_step"] == 1.25
@@ -125,7 +125,7 @@ def test_a_trial_is_a_train_config_and_its_recipe_is_train_py_flags():
         **{**TINY, "sites": "input,stage1,stage3", "beta": "stage1=0.02,stage3=0.004",
            "normalization": "sign", "step_size": 0.75 * 0.1, "clean_weight": 0.1,
            "second_order": True, "learning_rate": 0.003, "weight_decay": 1e-4}).resolved()
-    flags = tuning.recipe_flags(config, comment="winner\nline two").splitlines()
+    flags = tuning.results.recipe_flags(config, comment="winner\nline two").splitlines()
     assert flags[:2] == ["# winner", "# line two"]
     parsed = dict(line[2:].split("=", 1) for line in flags[2:])
     # Every set recipe field, no runtime one (where and how to run is the user's).
@@ -204,7 +204,7 @@ def test_tiny_hyperband_runs_the_default_first_continues_trials_and_writes_resul
     assert sorted(r["trial"] for r in rows) == [1, 2, 3]
     assert sorted(r["trial"] for r in rows if r["default"]) == [1] + ([3] if parent == 1 else [])
     assert best["trial"] == rows[0]["trial"]
-    axis = tuning.trials_figure(rows).axes[0]
+    axis = tuning.report.trials_figure(rows).axes[0]
     trial_points, default_circles = axis.collections[0], axis.collections[1]
     assert list(trial_points.get_offsets()[:, 0]) == [1, 2, 3]
     assert list(trial_points.get_offsets()[:, 1]) == [

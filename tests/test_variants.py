@@ -139,5 +139,5 @@ def test_variants_are_registered_apart_from_the_design_methods():
     assert methods.list_methods(variants=False) == design
     assert methods.list_methods() == sorted(design + variants)
     for name in variants:
-        cls = methods.method_class(name)
+        cls = methods.registry.method_class(name)
         assert cls.variant and cls.description and cls.__doc__.count("Expected cost") == 1

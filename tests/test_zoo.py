@@ -19,7 +19,8 @@ import pytest
 from huggingface_hub import constants as hf_constants
 
 import keras_sgn
-from keras_sgn import evaluation, hub, models, training, zoo
+from keras_sgn import evaluation, hub, models, recipes, training, zoo
+from keras_sgn.reporting.robustness_report import write_report
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
@@ -51,7 +52,7 @@ def tiny_run(tmp_path_factory, digits_arrays):
                                             attacks="pgd-ce:steps=2", run_sanity_checks=False,
                                             verbose=False)
     report.update(model=str(run_dir / "model.keras"), dataset="digits", split="test")
-    evaluation.write_report(report, str(run_dir / "eval"))
+    write_report(report, str(run_dir / "eval"))
     return {"dir": run_dir, "model": model, "x": x, "y": y}
 
 
@@ -74,8 +75,9 @@ def published(server, exported, tmp_path):
     commit = server.add_folder(REPO, exported["folder"])
     entries_dir = tmp_path / "entries"
     entries_dir.mkdir()
-    hub.record_entry(str(entries_dir / f"{NAME}.json"), exported["metadata"], exported["files"],
-                     status="published", repo_id=REPO, revision=commit)
+    hub.upload.record_entry(str(entries_dir / f"{NAME}.json"), exported["metadata"],
+                            exported["files"], status="published", repo_id=REPO,
+                            revision=commit)
     options = dict(entries_dir=str(entries_dir), endpoint=server.url,
                    cache_dir=str(tmp_path / "cache"), **FAST)
     return types.SimpleNamespace(commit=commit, entries_dir=entries_dir, options=options,
@@ -112,7 +114,7 @@ def test_package_entries_are_valid_and_listed():
         assert rows[name]["threat_model"] == "linf eps=8/255"
         assert entries[name].recipe["train_command"].startswith("python tools/train.py ")
     assert entries["pgd-resnet18-cifar10"].recipe["train_config"]["sites"] == "none"
-    assert "| sgn-cnn-digits | digits |" in zoo.format_table(keras_sgn.list_pretrained())
+    assert "| sgn-cnn-digits | digits |" in zoo.catalog.format_table(keras_sgn.list_pretrained())
     metrics = entries["sgn-cnn-digits"].metrics
     assert metrics["measured_with"] == "tools/evaluate.py" and metrics["n_examples"] == 360
     assert {a["name"] for a in metrics["protocol"]["attacks"]} == {
@@ -127,7 +129,7 @@ def test_recipe_command_parses_back_to_the_same_config():
         key, _, value = flag[2:].partition("=")
         values[key] = value
     config = entry.recipe["train_config"]
-    for key in training.RECIPE_KEYS + ("dataset", "method", "seed"):
+    for key in recipes.RECIPE_KEYS + ("dataset", "method", "seed"):
         assert str(config[key]) == values[key] or float(config[key]) == float(values[key])
 
 
@@ -155,19 +157,19 @@ def test_malformed_entries_are_rejected(tmp_path):
         path = tmp_path / "sgn-cnn-digits.json"
         path.write_text(json.dumps({**good, key: value}))
         with pytest.raises(zoo.InvalidEntryError, match=key.split("_")[0]):
-            zoo.read_entry(str(path))
+            zoo.catalog.read_entry(str(path))
 
 
 def test_entry_checks_are_public_api():
-    assert zoo.is_commit_sha("0123456789abcdef" * 2 + "01234567")
+    assert zoo.catalog.is_commit_sha("0123456789abcdef" * 2 + "01234567")
     for text in ("main", "A" * 40, "a" * 39, None, 7):
-        assert not zoo.is_commit_sha(text), text
+        assert not zoo.catalog.is_commit_sha(text), text
     raw = json.loads(open(zoo.get_entry("sgn-cnn-digits").path).read())
-    entry = zoo.check_entry(raw, "elsewhere/sgn-cnn-digits.json")
+    entry = zoo.catalog.check_entry(raw, "elsewhere/sgn-cnn-digits.json")
     assert entry.name == "sgn-cnn-digits" and entry.package_dir == "pretrained/sgn-cnn-digits"
-    assert os.path.isfile(os.path.join(zoo.PACKAGE_ROOT, entry.package_dir, "config.json"))
+    assert os.path.isfile(os.path.join(zoo.catalog.PACKAGE_ROOT, entry.package_dir, "config.json"))
     with pytest.raises(zoo.InvalidEntryError, match="must equal the file name 'other'"):
-        zoo.check_entry(raw, "other.json")
+        zoo.catalog.check_entry(raw, "other.json")
 
 
 def test_the_zoo_needs_huggingface_hub_only_to_download():
@@ -198,7 +200,7 @@ def test_train_command_writes_only_recipe_fields():
     train_config = dataclasses.asdict(training.TrainConfig(
         dataset="digits", method="sgn", epochs=3, strategy="mirrored", verbose=2,
         output_dir="elsewhere").resolved())
-    command = hub.train_command(train_config, "runs/x")
+    command = hub.metadata.train_command(train_config, "runs/x")
     assert command.startswith("python tools/train.py --dataset=digits ")
     assert "--epochs=3" in command and command.endswith(" --output_dir=runs/x")
     written = {flag[2:].partition("=")[0] for flag in command.split()[2:-1]}
@@ -211,7 +213,7 @@ def test_train_command_writes_only_recipe_fields():
 
 def test_export_is_a_keras_directory_model_with_card(exported, tiny_run):
     folder = exported["folder"]
-    assert sorted(os.listdir(folder)) == sorted(zoo.MODEL_FILES)
+    assert sorted(os.listdir(folder)) == sorted(zoo.catalog.MODEL_FILES)
     config = json.load(open(os.path.join(folder, "config.json")))
     assert config["registered_name"] == "keras_sgn>SGNModel" and not config.get("compile_config")
     with h5py.File(os.path.join(folder, "model.weights.h5"), "r") as f:
@@ -230,7 +232,7 @@ def test_export_is_a_keras_directory_model_with_card(exported, tiny_run):
     assert results["robust_accuracy"] == round(100 * metadata["metrics"]["robust_accuracy"], 2)
     assert "reconstruction" in card.text and "tools/evaluate.py" in card.text
     for filename, info in exported["files"].items():
-        assert zoo.sha256_file(os.path.join(folder, filename)) == info["sha256"]
+        assert zoo.integrity.sha256_file(os.path.join(folder, filename)) == info["sha256"]
     reloaded = keras.saving.load_model(folder, safe_mode=True)  # plain Keras directory load
     np.testing.assert_array_equal(_predict(reloaded, tiny_run["x"]),
                                   _predict(tiny_run["model"], tiny_run["x"]))
@@ -262,11 +264,11 @@ def test_export_refuses_a_report_of_another_dataset(tiny_run, tmp_path):
 
 def test_round_trip_gives_identical_predictions(published, tiny_run):
     model = keras_sgn.load_pretrained(NAME, **published.options)
-    assert isinstance(model, keras_sgn.SGNModel)
+    assert isinstance(model, keras_sgn.models.SGNModel)
     np.testing.assert_array_equal(_predict(model, tiny_run["x"]),
                                   _predict(tiny_run["model"], tiny_run["x"]))
     methods = [m for m, _ in published.server.requests]
-    assert methods.count("GET") == len(zoo.LOAD_FILES)
+    assert methods.count("GET") == len(zoo.catalog.LOAD_FILES)
     assert all(f"/resolve/{published.commit}/" in p for _, p in published.server.requests)
 
 
@@ -321,7 +323,7 @@ def test_transient_server_errors_are_retried(published, tiny_run):
     model = keras_sgn.load_pretrained(NAME, **published.options)
     np.testing.assert_array_equal(_predict(model, tiny_run["x"]),
                                   _predict(tiny_run["model"], tiny_run["x"]))
-    assert [m for m, _ in published.server.requests].count("GET") == len(zoo.LOAD_FILES) + 2
+    assert [m for m, _ in published.server.requests].count("GET") == len(zoo.catalog.LOAD_FILES) + 2
 
 
 def test_persistent_server_errors_give_up_with_backoff(published, no_hf_sleep):
@@ -339,13 +341,14 @@ def test_persistent_server_errors_give_up_with_backoff(published, no_hf_sleep):
 def test_tampered_byte_is_refused_and_not_reused(published, tiny_run, monkeypatch, exported):
     published.server.tamper(REPO, published.commit, "model.weights.h5")
     built = []
-    original_build = zoo.build_from_files
+    original_build = zoo.loading.build_from_files
     monkeypatch.setattr(zoo.loading, "build_from_files",  # where load_pretrained looks it up
                         lambda *a: built.append(a) or original_build(*a))
     with pytest.raises(zoo.ChecksumMismatchError, match="model.weights.h5 .* sha256 .* deleted"):
         keras_sgn.load_pretrained(NAME, **published.options)
     assert not built  # refused before building anything
-    assert len(_cached_files(published.cache)) == len(zoo.LOAD_FILES) - 1  # bad blob deleted
+    bad_blob_deleted = len(zoo.catalog.LOAD_FILES) - 1
+    assert len(_cached_files(published.cache)) == bad_blob_deleted
     assert not list(published.cache.rglob("snapshots/*/model.weights.h5"))
     published.server.add_folder(REPO, exported["folder"], commit=published.commit)  # repaired
     model = keras_sgn.load_pretrained(NAME, **published.options)
@@ -449,9 +452,9 @@ def test_publish_tool_uploads_and_pins_the_commit(tiny_run, server, tmp_path, mo
     assert "hf_SECRET" not in out.out + out.err
     assert ("create_repo", REPO, True) in FakeHfApi.calls
     assert ("create_branch", REPO, "v1") in FakeHfApi.calls
-    entry = zoo.read_entry(str(entry_path))
+    entry = zoo.catalog.read_entry(str(entry_path))
     assert entry.status == "published" and entry.revision == "c0ffee" * 6 + "abcd"
-    assert set(entry.files) == set(zoo.MODEL_FILES) and entry.metrics["n_examples"] == 32
+    assert set(entry.files) == set(zoo.catalog.MODEL_FILES) and entry.metrics["n_examples"] == 32
     model = keras_sgn.load_pretrained(NAME, entries_dir=str(tmp_path), endpoint=server.url,
                                       cache_dir=str(tmp_path / "cache"), **FAST)
     np.testing.assert_array_equal(_predict(model, tiny_run["x"]),
@@ -466,10 +469,10 @@ def test_publishing_the_shipped_folder_keeps_it_shipped(name, server, tmp_path, 
     monkeypatch.setattr(huggingface_hub, "get_token", lambda: "hf_SECRET_token_value")
     entry_path = tmp_path / f"{name}.json"
     shutil.copy(zoo.get_entry(name).path, entry_path)
-    folder = os.path.join(zoo.PRETRAINED_DIR, name)
+    folder = os.path.join(zoo.catalog.PRETRAINED_DIR, name)
     _run_publish([f"--folder={folder}", f"--name={name}", f"--entry={entry_path}",
                   f"--endpoint={server.url}"])
-    entry = zoo.read_entry(str(entry_path))
+    entry = zoo.catalog.read_entry(str(entry_path))
     assert entry.status == "published" and entry.revision == "c0ffee" * 6 + "abcd"
     assert entry.package_dir == f"pretrained/{name}"  # same bytes: still shipped
     server.reset_requests()
@@ -487,7 +490,7 @@ def test_publish_tool_local_dir_writes_the_folder_only(tiny_run, tmp_path):
     entry_path = tmp_path / f"{NAME}.json"
     _run_publish([f"--run_dir={tiny_run['dir']}", f"--name={NAME}",
                   f"--local_dir={tmp_path / 'out'}", f"--entry={entry_path}"])
-    assert sorted(os.listdir(tmp_path / "out")) == sorted(zoo.MODEL_FILES)
+    assert sorted(os.listdir(tmp_path / "out")) == sorted(zoo.catalog.MODEL_FILES)
     assert not entry_path.exists()
 
 
@@ -508,7 +511,7 @@ def test_shipped_digits_model_reproduces_its_card(digits_arrays, monkeypatch):
     accuracy = float(np.mean(np.argmax(_predict(model, x), axis=-1) == y))
     assert len(y) == entry.metrics["n_examples"] == 360
     assert accuracy == pytest.approx(entry.metrics["clean_accuracy"], abs=1e-9)
-    card = open(os.path.join(zoo.PRETRAINED_DIR, "sgn-cnn-digits", "README.md")).read()
+    card = open(os.path.join(zoo.catalog.PRETRAINED_DIR, "sgn-cnn-digits", "README.md")).read()
     assert f"| clean | {100 * accuracy:.2f}% |" in card
     assert f"**{100 * entry.metrics['robust_accuracy']:.2f}%**" in card
 

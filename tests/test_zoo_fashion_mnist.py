@@ -30,7 +30,7 @@ def test_shipped_fashion_mnist_model_reproduces_its_card(name, monkeypatch):
     accuracy = float(np.mean(predictions == y))
     assert len(y) == 10_000
     assert accuracy == pytest.approx(entry.metrics["clean_accuracy"], abs=1e-9)
-    card = open(os.path.join(zoo.PRETRAINED_DIR, name, "README.md")).read()
+    card = open(os.path.join(zoo.catalog.PRETRAINED_DIR, name, "README.md")).read()
     assert f"| clean | {100 * accuracy:.2f}% |" in card
     # The robust number is a strong suite's (at least APGD-CE + APGD-T), with its protocol.
     names = [a["name"] for a in entry.metrics["protocol"]["attacks"]]
@@ -43,5 +43,5 @@ def test_fashion_mnist_entries_record_the_recipe_and_the_training_time():
         raw = json.load(open(zoo.get_entry(name).path))
         assert "--dataset=fashion_mnist" in raw["recipe"]["train_command"]
         assert "--model=sgn_mnist_cnn" in raw["recipe"]["train_command"]
-        metadata = json.load(open(os.path.join(zoo.PRETRAINED_DIR, name, "metadata.json")))
+        metadata = json.load(open(os.path.join(zoo.catalog.PRETRAINED_DIR, name, "metadata.json")))
         assert metadata["training"]["train_seconds"] > 0

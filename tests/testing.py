@@ -30,7 +30,8 @@ import numpy as np
 import pytest
 
 from keras_sgn.layers import SelfGradient
-from keras_sgn.models import BN_MOMENTUM, SGNModel
+from keras_sgn.models import SGNModel
+from keras_sgn.models.blocks import BN_MOMENTUM
 
 
 def random_images(input_shape, batch_size=2, seed=0):

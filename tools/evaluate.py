@@ -38,6 +38,7 @@ from absl import app, flags
 # None of these imports TensorFlow (`--help` stays quick); the evaluation is imported where
 # it runs.
 from keras_sgn import cli, errors, io_utils, names, recipes, zoo
+from keras_sgn.attacks import parse_attacks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A tools/train.py output dir: evaluate RUN_DIR/model.keras "
@@ -142,16 +143,16 @@ def threat_model(defaults):
     if epsilon is None:
         epsilon = 0.5 if norm == "l2" else recipes.DATASET_RECIPES.get(
             dataset, {}).get("epsilon", 8 / 255)
-    evaluation.check_epsilon(epsilon)
+    evaluation.inputs.check_epsilon(epsilon)
     with errors.checked_arguments():
-        attacks.check_attack_args(epsilon, 1, norm)
+        attacks.core.check_attack_args(epsilon, 1, norm)
     return dataset, norm, epsilon
 
 
 def load_model(source):
     """The model, loaded before any data (a recipe-only zoo name says so here)."""
     if "entry" in source:
-        return zoo.load_pretrained(source["entry"])
+        return zoo.loading.load_pretrained(source["entry"])
     import keras_sgn  # noqa: F401  (registers the custom objects)
 
     # A file that is not a whole .keras archive (config.json, a truncated copy) is
@@ -179,10 +180,10 @@ def result_line(report):
 
 def main(argv):
     del argv
-    from keras_sgn import data, evaluation
+    from keras_sgn import data
     from keras_sgn.training import run_folder
 
-    attack_specs = evaluation.parse_attacks(FLAGS.attacks)  # bad arguments fail first
+    attack_specs = parse_attacks(FLAGS.attacks)  # bad arguments fail first
     source = model_source()
     dataset, norm, epsilon = threat_model(source["defaults"])
     model = load_model(source)
@@ -200,11 +201,11 @@ def evaluate(model, source, attack_specs, dataset, norm, epsilon, output_dir):
     """Evaluate `model` (of `source`) into `output_dir`, which this process holds."""
     from keras_sgn import evaluation
 
-    checkpoint_dir = os.path.join(output_dir, evaluation.CHECKPOINTS_FOLDER)
+    checkpoint_dir = os.path.join(output_dir, evaluation.checkpoints.CHECKPOINTS_FOLDER)
     if not FLAGS.resume:
-        evaluation.delete_checkpoints(checkpoint_dir)
-    examples = evaluation.AdversarialExamples(evaluation.GRID_EXAMPLES)
-    report = evaluation.evaluate_on_dataset(
+        evaluation.checkpoints.delete_checkpoints(checkpoint_dir)
+    examples = evaluation.AdversarialExamples(evaluation.runs.GRID_EXAMPLES)
+    report = evaluation.evaluate_robustness(
         model, dataset, epsilon, norm, split=FLAGS.split, attacks=attack_specs,
         n_examples=FLAGS.n_examples, order=FLAGS.order,
         data_dir=FLAGS.data_dir or source["defaults"].get(
@@ -213,7 +214,8 @@ def evaluate(model, source, attack_specs, dataset, norm, epsilon, output_dir):
         n_sanity_examples=FLAGS.sanity_examples, square_queries=FLAGS.square_queries,
         seed=FLAGS.seed, verbose=FLAGS.verbose >= 1, checkpoint_dir=checkpoint_dir)
     written = evaluation.save_evaluation(report, output_dir, examples)
-    evaluation.delete_checkpoints(checkpoint_dir)  # report.json is written: it is the result
+    # report.json is written: it is the result
+    evaluation.checkpoints.delete_checkpoints(checkpoint_dir)
     print(result_line(report))
     print(f"Wrote {', '.join(written)} to {output_dir}")
 

@@ -93,6 +93,6 @@ def define_logical_cpus_flag(flag_values=None):
 
 def apply_logical_cpus(flag_values=None):
     """Split the CPU as `--logical_cpus` asks (before any TensorFlow work)."""
-    from keras_sgn.training import use_logical_cpus
+    from keras_sgn.training.distribute import use_logical_cpus
 
     use_logical_cpus((flags.FLAGS if flag_values is None else flag_values).logical_cpus)

@@ -65,7 +65,7 @@ def _check_flags():
         raise app.UsageError("--folder uploads an existing folder; --local_dir/--ship export one "
                              "from --run_dir.")
     if FLAGS.name is not None:
-        hub.check_name(FLAGS.name)  # it becomes a path: refused before anything is written
+        hub.metadata.check_name(FLAGS.name)  # it becomes a path: refused before anything is written
 
 
 def _report_path(run_dir):
@@ -92,7 +92,7 @@ def main(argv):
 
     _check_flags()
     if not (FLAGS.local_dir or FLAGS.ship):
-        hub.check_token()  # before any work: uploading needs a token
+        hub.upload.check_token()  # before any work: uploading needs a token
     scratch = tempfile.mkdtemp(prefix="keras-sgn-publish-")
     try:
         publish(scratch)
@@ -105,16 +105,16 @@ def _export(scratch, repo_for):
     from keras_sgn import zoo
 
     if FLAGS.folder:
-        result = hub.read_folder(FLAGS.folder)
-        name = hub.check_name(FLAGS.name or result["metadata"].get("name"))
+        result = hub.export.read_folder(FLAGS.folder)
+        name = hub.metadata.check_name(FLAGS.name or result["metadata"].get("name"))
         if result["metadata"].get("name") != name:
             raise app.UsageError(f"--name: {FLAGS.folder} holds {result['metadata'].get('name')!r}"
                                  f", not --name={name!r}.")
         return name, repo_for(name), result
-    run = hub.read_run(FLAGS.run_dir)  # not a run dir: says so before the report
+    run = hub.metadata.read_run(FLAGS.run_dir)  # not a run dir: says so before the report
     report = _report_path(FLAGS.run_dir)
-    name = hub.check_name(FLAGS.name or hub.default_name(run["train_config"]))
-    output_dir = (os.path.join(zoo.PRETRAINED_DIR, name) if FLAGS.ship else
+    name = hub.metadata.check_name(FLAGS.name or hub.metadata.default_name(run["train_config"]))
+    output_dir = (os.path.join(zoo.catalog.PRETRAINED_DIR, name) if FLAGS.ship else
                   FLAGS.local_dir or os.path.join(scratch, name))
     repo_id = repo_for(name)
     destination = "package" if FLAGS.ship else "local" if FLAGS.local_dir else "hub"
@@ -128,13 +128,13 @@ def publish(scratch):
     from keras_sgn import zoo
 
     def entry_path(name):
-        return FLAGS.entry or os.path.join(zoo.ENTRIES_DIR, f"{name}.json")
+        return FLAGS.entry or os.path.join(zoo.catalog.ENTRIES_DIR, f"{name}.json")
 
     def repo_for(name):
         path = entry_path(name)
-        existing = zoo.read_entry(path) if os.path.exists(path) else None
+        existing = zoo.catalog.read_entry(path) if os.path.exists(path) else None
         return FLAGS.repo_id or (existing.repo_id if existing else None) or \
-            f"{hub.DEFAULT_NAMESPACE}/{name}"
+            f"{hub.metadata.DEFAULT_NAMESPACE}/{name}"
 
     name, repo_id, result = _export(scratch, repo_for)
     if FLAGS.local_dir:
@@ -144,9 +144,9 @@ def publish(scratch):
     print(f"Model folder of {name}:")
     _print_files(result)
     if FLAGS.ship:
-        entry = hub.record_entry(entry_path(name), result["metadata"], result["files"],
-                                 status="shipped-in-package",
-                                 package_dir=f"pretrained/{name}", repo_id=repo_id)
+        entry = hub.upload.record_entry(entry_path(name), result["metadata"], result["files"],
+                                        status="shipped-in-package",
+                                        package_dir=f"pretrained/{name}", repo_id=repo_id)
         print(f"Wrote {result['folder']} (shipped in the package) and recorded "
               f"{entry_path(name)} (status {entry['status']}).")
         return
@@ -155,8 +155,8 @@ def publish(scratch):
     if FLAGS.verify_upload:
         hub.verify_remote(repo_id, commit, result["files"], endpoint=FLAGS.endpoint)
         print(f"Uploaded to {repo_id} at commit {commit}; re-downloaded: sha256 match.")
-    hub.record_entry(entry_path(name), result["metadata"], result["files"],
-                     status="published", repo_id=repo_id, revision=commit)
+    hub.upload.record_entry(entry_path(name), result["metadata"], result["files"],
+                            status="published", repo_id=repo_id, revision=commit)
     print(f"Uploaded {name} to {repo_id}@{commit} and recorded {entry_path(name)} (status "
           f"published): keras_sgn.load_pretrained({name!r}) loads it.")
 

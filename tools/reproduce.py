@@ -112,7 +112,7 @@ def main(argv):
                 verbose=min(FLAGS.verbose, 1) and 2, data_dir=FLAGS.data_dir,
                 model=FLAGS.model, n_train=FLAGS.n_train, n_eval=FLAGS.n_val,
                 epsilon=FLAGS.epsilon)
-        except training.TrainingPreempted as stop:  # SIGTERM: the run saved its state
+        except training.callbacks.TrainingPreempted as stop:  # SIGTERM: the run saved its state
             print(stop, flush=True)
             sys.exit(names.PREEMPTION_EXIT_CODE)
         with open(os.path.join(FLAGS.results_dir or output_dir, "results.md")) as f:

@@ -55,7 +55,7 @@ def main(argv):
     strategy = training.get_strategy(config.strategy, tpu=config.tpu)
     try:
         summary = training.train(config, strategy=strategy)
-    except training.TrainingPreempted as stop:
+    except training.callbacks.TrainingPreempted as stop:
         print(stop, flush=True)
         sys.exit(FLAGS.preemption_exit_code)
     if not summary.get("chief", True):
@@ -65,7 +65,7 @@ def main(argv):
         return
     if config.verbose >= 2:
         print(json.dumps(summary, indent=2))
-    for line in training.result_lines(summary, config.output_dir):
+    for line in training.outputs.result_lines(summary, config.output_dir):
         print(line)
 
 

@@ -87,8 +87,8 @@ def main(argv):
 
     apply_logical_cpus()
     config = config_from_flags(epochs=FLAGS.max_epochs)
-    space = tuning.space_from_strings(FLAGS.space, **{name: FLAGS[name].value
-                                                      for name in tuning.TUNABLE})
+    space = tuning.space.space_from_strings(FLAGS.space, **{name: FLAGS[name].value
+                                                            for name in tuning.space.TUNABLE})
     strategy = (None if config.strategy == "default"
                 else training.get_strategy(config.strategy, tpu=config.tpu))
     result = tuning.tune(
@@ -104,8 +104,8 @@ def main(argv):
         return
     best, paths = result["best"], result["paths"]
     print(result["table"])
-    print(f"\nBest: trial {tuning.trial_label(best)}, "
-          f"{tuning.OBJECTIVE}={best[tuning.OBJECTIVE]:.4f}")
+    print(f"\nBest: trial {tuning.report.trial_label(best)}, "
+          f"{tuning.hypermodel.OBJECTIVE}={best[tuning.hypermodel.OBJECTIVE]:.4f}")
     if result["noise"]:
         print(f"Noise: {result['noise']}")
     for name, path in paths.items():

@@ -57,7 +57,7 @@ class Option:
             return None
         value = _as_type(value, self.value_type)
         if value is None or self.valid is not None and not self.valid(value):
-            raise ValueError(self.expected())
+            raise ArgumentError(self.expected())
         return value
 
     def expected(self):
@@ -90,11 +90,11 @@ def _from_text(text, value_type, allow_none, expected):
             return True
         if text.lower() in ("false", "0", "no"):
             return False
-        raise ValueError(expected)
+        raise ArgumentError(expected)
     try:
         return value_type(text)
     except ValueError:
-        raise ValueError(expected) from None
+        raise ArgumentError(expected) from None
 
 
 def _count(default):
@@ -135,13 +135,13 @@ class Attack:
         for key, value in options.items():
             if key not in self.options:
                 valid = ", ".join(self.options) or "none"
-                raise ValueError(
+                raise ArgumentError(
                     f"attacks: unknown option {key!r} of attack {self.name!r}. Valid options: "
                     f"{valid}. Received: {key}={value!r}.")
             try:
                 checked[key] = self.options[key].coerce(value)
             except ValueError as error:
-                raise ValueError(
+                raise ArgumentError(
                     f"attacks: option {key!r} of attack {self.name!r} must be {error}. "
                     f"Received: {key}={value!r}.") from None
         return checked
@@ -270,7 +270,7 @@ def parse_attack(text):
     for pair in filter(None, (p.strip() for p in option_text.split(","))):
         key, sep, value = pair.partition("=")
         if not sep:
-            raise ValueError(f"attacks: option {pair!r} of attack {name!r} must look like "
+            raise ArgumentError(f"attacks: option {pair!r} of attack {name!r} must look like "
                              f"key=value. Valid options: {', '.join(attack.options)}.")
         options[key.strip()] = value
     return AttackSpec(name, tuple(options.items()))
@@ -287,6 +287,6 @@ def parse_attacks(attack_list):
             attack_list = [a for a in attack_list.split(";") if a.strip()]
     specs = tuple(parse_attack(item) for item in attack_list)
     if not specs:
-        raise ValueError("attacks: give at least one attack or a preset "
+        raise ArgumentError("attacks: give at least one attack or a preset "
                          f"({', '.join(PRESETS)}). Received: {attack_list!r}.")
     return specs

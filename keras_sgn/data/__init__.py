@@ -44,33 +44,20 @@ Example::
         print(images.shape, labels.shape)   # (64, 8, 8, 1) (64,)
 """
 
-from keras_sgn.data.catalog import (
-    CIFAR10_MEAN,
-    CIFAR10_STD,
-    DATASETS,
-    SPLITS,
-    VALIDATION_SIZE,
-    DatasetInfo,
-    info,
-)
+# Loaded so that `data.<module>.<name>` works after importing the package.
+from keras_sgn.data import sources  # noqa: F401
+from keras_sgn.data.catalog import DATASETS, SPLITS, DatasetInfo, info
 from keras_sgn.data.download import prepare
 from keras_sgn.data.errors import DatasetIntegrityError, DatasetNotAvailableError
 from keras_sgn.data.pipeline import load
-from keras_sgn.data.sources import LOCAL_FILE_DATASETS, Source, locate
 
 __all__ = [
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
     "DATASETS",
-    "LOCAL_FILE_DATASETS",
     "SPLITS",
-    "VALIDATION_SIZE",
     "DatasetInfo",
     "DatasetIntegrityError",
     "DatasetNotAvailableError",
-    "Source",
     "info",
     "load",
-    "locate",
     "prepare",
 ]

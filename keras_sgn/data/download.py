@@ -5,7 +5,7 @@ before it creates its output folder): it finds the dataset on this machine, else
 ``download=True``, downloads it, else raises :class:`DatasetNotAvailableError`.
 
 * ``mnist``, ``fashion_mnist``: the files ``keras.datasets.<name>.load_data()`` downloads
-  (:data:`KERAS_FILES`), into the Keras cache where :func:`keras_sgn.data.locate` finds them
+  (:data:`KERAS_FILES`), into the Keras cache where :func:`keras_sgn.data.sources.locate` finds them
   (``$KERAS_HOME/datasets/...``, else ``~/.keras/datasets/...``). They are downloaded into a
   temporary folder beside their final place, checked in full (the sha256 of their decompressed
   bytes, see :mod:`keras_sgn.data.idx`), and only then renamed into place. A download that

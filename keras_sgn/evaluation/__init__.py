@@ -13,86 +13,29 @@ APGD-T); the table is `keras_sgn.attacks.registry`.
 
 Modules: `robustness` (the suite, cascade and worst case), `checks` (one
 `check_*` function per sanity check), `inputs` (bad input refused before any
-attack), `suite` (attack names, presets, parsing), `outcomes` (predictions, who
+attack), `outcomes` (predictions, who
 survives an attack), `examples` (a few adversarial examples kept to be shown),
 `progress` (the progress bars), `checkpoints` (one file per attacked batch, so a
 killed evaluation resumes), `runs` (a model on a named dataset, the report
 folder, `evaluate_pretrained`). The report a person reads is written by
-`keras_sgn.reporting.robustness_report` (re-exported here).
+`keras_sgn.reporting.robustness_report` (`markdown_report` and `plot_accuracy_vs_epsilon` are
+public here).
 """
 
-from keras_sgn.evaluation.checkpoints import (
-    CHECKPOINTS_FOLDER,
-    BatchCheckpoints,
-    delete_checkpoints,
-)
-from keras_sgn.evaluation.checks import (
-    CURVE_FACTORS,
-    accuracy_vs_epsilon,
-    check_accuracy_non_increasing_in_epsilon,
-    check_gradient_free_not_stronger_than_white_box,
-    check_input_gradients_finite_and_nonzero,
-    check_iterative_at_least_as_strong_as_single_step,
-    check_large_epsilon_reaches_chance,
-    check_more_steps_do_not_help_the_model,
-    input_gradient_norms,
-    sanity_checks,
-)
+# Loaded so that `evaluation.<module>.<name>` works after importing the package.
+from keras_sgn.evaluation import checkpoints, inputs  # noqa: F401
+from keras_sgn.evaluation.checks import accuracy_vs_epsilon, sanity_checks
 from keras_sgn.evaluation.examples import AdversarialExamples
-from keras_sgn.evaluation.inputs import check_epsilon, labels_as_indices
-from keras_sgn.evaluation.robustness import (
-    PER_ATTACK_MEANINGS,
-    BatchOutcome,
-    attack_batch,
-    evaluate,
-    evaluate_robustness,
-    run_attacks,
-)
-from keras_sgn.evaluation.runs import (
-    GRID_EXAMPLES,
-    evaluate_on_dataset,
-    evaluate_pretrained,
-    save_evaluation,
-)
-from keras_sgn.evaluation.suite import ATTACKS, PRESETS, AttackSpec, parse_attacks
-from keras_sgn.reporting.robustness_report import (
-    markdown_report,
-    plot_accuracy_vs_epsilon,
-    write_report,
-)
+from keras_sgn.evaluation.robustness import evaluate_robustness
+from keras_sgn.evaluation.runs import save_evaluation
+from keras_sgn.reporting.robustness_report import markdown_report, plot_accuracy_vs_epsilon
 
 __all__ = [
-    "ATTACKS",
     "AdversarialExamples",
-    "AttackSpec",
-    "BatchCheckpoints",
-    "BatchOutcome",
-    "CHECKPOINTS_FOLDER",
-    "CURVE_FACTORS",
-    "GRID_EXAMPLES",
-    "PER_ATTACK_MEANINGS",
-    "PRESETS",
-    "accuracy_vs_epsilon",
-    "attack_batch",
-    "check_accuracy_non_increasing_in_epsilon",
-    "check_epsilon",
-    "check_gradient_free_not_stronger_than_white_box",
-    "check_input_gradients_finite_and_nonzero",
-    "check_iterative_at_least_as_strong_as_single_step",
-    "check_large_epsilon_reaches_chance",
-    "check_more_steps_do_not_help_the_model",
-    "delete_checkpoints",
-    "evaluate",
-    "evaluate_on_dataset",
-    "evaluate_pretrained",
     "evaluate_robustness",
-    "input_gradient_norms",
-    "labels_as_indices",
-    "markdown_report",
-    "parse_attacks",
-    "plot_accuracy_vs_epsilon",
-    "run_attacks",
     "sanity_checks",
+    "accuracy_vs_epsilon",
     "save_evaluation",
-    "write_report",
+    "markdown_report",
+    "plot_accuracy_vs_epsilon",
 ]

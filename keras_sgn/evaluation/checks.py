@@ -13,10 +13,10 @@ import numpy as np
 import tensorflow as tf
 
 from keras_sgn import attacks as attack_lib
+from keras_sgn.attacks.registry import AttackSpec
 from keras_sgn.evaluation import inputs
 from keras_sgn.evaluation.outcomes import predict_labels, robust_under
 from keras_sgn.evaluation.progress import Progress, quiet
-from keras_sgn.evaluation.suite import AttackSpec
 
 #: Multiples of epsilon at which the accuracy-vs-epsilon curve is measured.
 CURVE_FACTORS = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
@@ -101,7 +101,8 @@ def check_input_gradients_finite_and_nonzero(gradient_norms):
 def _ce_plus_margin(labels, logits):
     # The margin term keeps the gradient nonzero when an honest but confident
     # model's cross-entropy gradient underflows; a masked model zeroes both.
-    return attack_lib.cross_entropy_loss(labels, logits) + attack_lib.margin_loss(labels, logits)
+    core = attack_lib.core
+    return core.cross_entropy_loss(labels, logits) + core.margin_loss(labels, logits)
 
 
 def input_gradient_norms(model, x, y, batch_size=128):
@@ -109,7 +110,7 @@ def input_gradient_norms(model, x, y, batch_size=128):
     norms = []
     for i in range(0, len(x), batch_size):
         xb = tf.constant(x[i:i + batch_size])
-        gradient, _ = attack_lib.input_gradient(
+        gradient, _ = attack_lib.core.input_gradient(
             lambda images: model(images, training=False), xb, tf.constant(y[i:i + batch_size]),
             _ce_plus_margin)
         g = np.asarray(gradient).reshape(len(xb), -1)

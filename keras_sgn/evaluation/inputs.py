@@ -97,7 +97,7 @@ def check_images(x, model, name="images"):
             f"{name} must be finite. Received: {int(np.sum(~finite))} NaN or infinite values in "
             f"{bad_images} of {len(x)} images. A non-finite image has no meaningful "
             "prediction; fix the data or the preprocessing that produced them.")
-    attack_lib.check_image_range(x, name)
+    attack_lib.core.check_image_range(x, name)
     expected = model_input_shape(model)
     if expected is None:
         return

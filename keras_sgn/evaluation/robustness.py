@@ -17,13 +17,13 @@ import time
 import numpy as np
 
 from keras_sgn import attacks as attack_lib
-from keras_sgn import provenance
+from keras_sgn import data, provenance
+from keras_sgn.attacks.registry import parse_attacks
 from keras_sgn.evaluation import inputs
 from keras_sgn.evaluation.checkpoints import BatchCheckpoints, model_fingerprint
 from keras_sgn.evaluation.checks import sanity_checks
 from keras_sgn.evaluation.outcomes import adversarial_predictions, predict_labels
 from keras_sgn.evaluation.progress import Progress
-from keras_sgn.evaluation.suite import AttackSpec, parse_attacks
 
 # Each batch's attacks draw from seed + this stride x batch index: no two
 # batches share random starts.
@@ -98,19 +98,6 @@ def run_attacks(model, x, y, specs, epsilon, norm, seed, cascade=True, on_attack
                         worst_predictions, worst, attack_of)
 
 
-def attack_batch(model, x, y, specs, epsilon, norm, seed, cascade=True):
-    """Run the suite on one batch.
-
-    Returns `(clean, robust, per_attack, seconds)`: boolean masks per example
-    (`robust` is the worst case over every attack), `{label: mask}` (with
-    `cascade`, the points still robust after that attack; else the points that
-    attack alone leaves robust) and `{label: seconds}`. `run_attacks` returns
-    the adversarial images and predictions too.
-    """
-    outcome = run_attacks(model, x, y, specs, epsilon, norm, seed, cascade)
-    return outcome.clean, outcome.robust, outcome.per_attack, outcome.seconds
-
-
 class _Tally:
     """Per-example outcomes of every batch so far, the sanity-check subset and
     the adversarial examples to show."""
@@ -171,8 +158,8 @@ def _check_arguments(model, specs, epsilon, norm, n_examples, num_classes):
     inputs.check_epsilon(epsilon)
     for spec in specs:
         settings = spec.settings()
-        attack_lib.check_attack_args(epsilon, settings.get("steps", 1), norm,
-                                     restarts=settings.get("restarts", 1))
+        attack_lib.core.check_attack_args(epsilon, settings.get("steps", 1), norm,
+                                          restarts=settings.get("restarts", 1))
     if n_examples is not None and n_examples < 1:
         raise ValueError(f"n_examples must be >= 1 or None. Received: n_examples={n_examples}.")
     model_classes = inputs.model_num_classes(model)
@@ -184,7 +171,8 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
                         n_examples=None, cascade=True, run_sanity_checks=True,
                         n_sanity_examples=256, sanity_steps=20, square_queries=1000,
                         seed=0, verbose=True, num_classes=None, examples=None,
-                        checkpoint_dir=None, batch_size=128):
+                        checkpoint_dir=None, batch_size=128, split="test", data_dir=None,
+                        order="stored", model_label=None):
     """Clean accuracy, each attack's accuracy, the per-example worst case, and
     the sanity checks.
 
@@ -194,9 +182,11 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
             `feedback_at_inference=True` is attacked through its feedback (the
             attacks differentiate the whole call, nested tapes included).
         dataset: a `tf.data.Dataset` or iterable of `(images, labels)` batches,
-            or one `(images, labels)` pair of arrays (attacked in batches of
-            `batch_size`). Labels are class indices or one-hot rows. Memory
-            stays bounded by the batch size (the sanity subset aside).
+            one `(images, labels)` pair of arrays (attacked in batches of
+            `batch_size`), or the name of a dataset of `keras_sgn.data.DATASETS`
+            (its `split`, loaded by `keras_sgn.data.load`). Labels are class
+            indices or one-hot rows. Memory stays bounded by the batch size (the
+            sanity subset aside).
         epsilon: threat-model radius in pixel units (finite, >= 0).
         norm: `"linf"` or `"l2"`.
         attacks: a preset (`"quick"`, `"standard"`, `"plus"`), a list of attack names
@@ -222,6 +212,12 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
             the report is that of an uninterrupted run (timings aside). Other
             settings, or other data, with the same folder are a ValueError
             before any attack. Delete the folder once the report is saved.
+        batch_size: images per attacked batch (arrays and dataset names).
+        split, data_dir, order: with a dataset name, as `keras_sgn.data.load`
+            takes them (`order="original"`: the first `n_examples` in the
+            publication's file order); the report records them.
+        model_label: what the report calls the model (a path or a zoo name;
+            default: `model.name`), recorded with a dataset name.
 
     Returns:
         A JSON-ready dict: `clean_accuracy`, `robust_accuracy` (the worst case),
@@ -245,7 +241,15 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
     ```
     """
     specs = parse_attacks(attacks)
-    dataset = inputs.as_batches(dataset, batch_size)
+    dataset_name = dataset if isinstance(dataset, str) else None
+    if dataset_name is not None:
+        inputs.check_n_examples(n_examples)
+        # An unknown name fails here, before loading; the model must fit the dataset.
+        num_classes = data.info(dataset_name).num_classes
+        dataset = data.load(dataset_name, split, batch_size, data_dir=data_dir,
+                            n_examples=n_examples, order=order)
+    else:
+        dataset = inputs.as_batches(dataset, batch_size)
     model_classes = _check_arguments(model, specs, epsilon, norm, n_examples, num_classes)
     start = time.time()
     tally = _Tally(specs, n_sanity_examples if run_sanity_checks else 0, examples)
@@ -264,6 +268,9 @@ def evaluate_robustness(model, dataset, epsilon, norm="linf", attacks="standard"
                                      square_queries, seed, verbose))
     report["provenance"] = provenance.provenance()
     report["seconds"] = round(time.time() - start, 2)
+    if dataset_name is not None:
+        report.update(model=model_label or model.name, dataset=dataset_name, split=split,
+                      order=order)
     return report
 
 
@@ -334,18 +341,3 @@ def _report(tally, specs, epsilon, norm, cascade, seed, model):
         "n_examples": tally.n_examples,
         "protocol": _protocol(specs, epsilon, norm, cascade, seed, model),
     }
-
-
-def evaluate(model, dataset, epsilon, norm="linf", steps=20, restarts=1, n_examples=None,
-             seed=0, verbose=True, cascade=False):
-    """The training runs' final test: PGD-`steps` with cross-entropy and with
-    the CW margin, worst case per example. By default each attack runs alone on
-    every point (`per_attack`: each attack's accuracy alone); `cascade=True`
-    gives `per_attack` the meaning of `tools/evaluate.py`'s report (accuracy
-    after this attack and those before it)."""
-    options = (("steps", steps), ("restarts", restarts))
-    return evaluate_robustness(
-        model, dataset, epsilon, norm,
-        attacks=(AttackSpec("pgd-ce", options), AttackSpec("pgd-cw", options)),
-        n_examples=n_examples, cascade=cascade, run_sanity_checks=False, seed=seed,
-        verbose=verbose)

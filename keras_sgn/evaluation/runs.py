@@ -1,45 +1,14 @@
-"""Evaluation as the tools and the one-liner run it: a model on a dataset named
-in `keras_sgn.data`, the report folder, and a zoo model on its own dataset and
-threat model (`evaluate_pretrained`)."""
+"""Evaluation as the one-liner runs it: a zoo model on its own dataset and threat model
+(`evaluate_pretrained`), and the report folder."""
 
-from keras_sgn import data, zoo
+from keras_sgn import zoo
 from keras_sgn.errors import ArgumentError
 from keras_sgn.evaluation.examples import AdversarialExamples
-from keras_sgn.evaluation.inputs import check_n_examples
 from keras_sgn.evaluation.robustness import evaluate_robustness
 from keras_sgn.reporting.robustness_report import write_report
 
 #: How many adversarial examples the report folder's grid shows.
 GRID_EXAMPLES = 8
-
-
-def evaluate_on_dataset(model, dataset, epsilon, norm="linf", *, split="test",
-                        attacks="standard", n_examples=None, data_dir=None, batch_size=128,
-                        model_label=None, examples=None, order="stored", **options):
-    """`evaluate_robustness` of `model` on the `split` of the dataset called `dataset`.
-
-    Args:
-        model: a Keras model returning logits for images in [0, 1].
-        dataset: a name of `keras_sgn.data.DATASETS`; the model must output
-            one logit per class of it.
-        epsilon, norm, attacks, n_examples, examples, **options: as
-            `evaluate_robustness` takes them.
-        split, data_dir, batch_size, order: as `keras_sgn.data.load` takes them
-            (`order="original"`: the first `n_examples` in the publication's file order).
-        model_label: what the report calls the model (a path or a zoo name).
-
-    Returns:
-        The report, with `model`, `dataset` and `split` set.
-    """
-    check_n_examples(n_examples)
-    num_classes = data.info(dataset).num_classes  # an unknown name fails before loading
-    batches = data.load(dataset, split, batch_size, data_dir=data_dir, n_examples=n_examples,
-                        order=order)
-    report = evaluate_robustness(model, batches, epsilon, norm, attacks=attacks,
-                                 n_examples=n_examples, num_classes=num_classes,
-                                 examples=examples, **options)
-    report.update(model=model_label or model.name, dataset=dataset, split=split, order=order)
-    return report
 
 
 def save_evaluation(report, output_dir, examples=None):
@@ -61,7 +30,7 @@ def check_own_threat_model(entry, options):
                 f"({entry.threat_model_text}), so it takes no other {key}. Received: "
                 f"{key}={options[key]!r}. To attack it at another radius, load it with "
                 f"keras_sgn.load_pretrained({entry.name!r}) and call keras_sgn.evaluation."
-                f"evaluate_on_dataset(model, {entry.dataset!r}, epsilon=..., norm=...).")
+                f"evaluate_robustness(model, {entry.dataset!r}, epsilon=..., norm=...).")
     for key in ("epsilon", "norm"):
         options.pop(key, None)  # the entry's own value, given again
 
@@ -104,10 +73,10 @@ def evaluate_pretrained(name, attacks="quick", n_examples=None, split="test", da
     load_options = dict(load_options or {})
     entry = zoo.get_entry(name, load_options.get("entries_dir"))
     check_own_threat_model(entry, options)
-    model = zoo.load_pretrained(entry, **load_options)
+    model = zoo.loading.load_pretrained(entry, **load_options)
     threat = entry.threat_model
     examples = AdversarialExamples(GRID_EXAMPLES) if output_dir else None
-    report = evaluate_on_dataset(
+    report = evaluate_robustness(
         model, entry.dataset, threat["epsilon"], threat["norm"], split=split, attacks=attacks,
         n_examples=n_examples, data_dir=data_dir, batch_size=batch_size, model_label=name,
         examples=examples, **options)

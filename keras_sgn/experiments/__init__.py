@@ -11,6 +11,9 @@ They sit on top of training, evaluation, methods, models and data, and show
 their numbers through `keras_sgn.reporting`.
 """
 
-from keras_sgn.experiments import analysis, benchmark, plots, progress, reproduce, runs, tables
+from keras_sgn.experiments import budgets, reproduce
 
-__all__ = ["analysis", "benchmark", "plots", "progress", "reproduce", "runs", "tables"]
+__all__ = [
+    "budgets",
+    "reproduce",
+]

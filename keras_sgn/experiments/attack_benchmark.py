@@ -4,7 +4,7 @@ Two measurements, both reported by `tools/benchmark.py --attacks=standard`:
 
 * `attack_costs`: per attack, the seconds of one iteration on a batch and that
   cost in forward+backward passes w.r.t. the input
-  (`keras_sgn.attacks.cost_per_iteration`), with the images per second one
+  (`keras_sgn.attacks.timing.cost_per_iteration`), with the images per second one
   iteration processes.
 * `time_suite`: the suite's wall time on the first N test images of a dataset,
   run as `tools/evaluate.py` runs it (the cascade: each attack only on the
@@ -24,6 +24,7 @@ import numpy as np
 
 from keras_sgn import attacks as attack_lib
 from keras_sgn import data, evaluation, models, recipes, reporting, zoo
+from keras_sgn.attacks import parse_attacks
 from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments import compute_floor
 
@@ -48,7 +49,7 @@ def load_model(name_or_path):
                             f"name. Received: {name_or_path!r}. {error}") from None
     defaults = dict(dataset=entry.dataset, **(entry.threat_model or {}))
     defaults.pop("epsilon_text", None)
-    return zoo.load_pretrained(name_or_path), defaults
+    return zoo.loading.load_pretrained(name_or_path), defaults
 
 
 def default_epsilon(dataset, norm="linf"):
@@ -61,18 +62,18 @@ def default_epsilon(dataset, norm="linf"):
 
 def attack_costs(model, x, y, attacks="standard", epsilon=8 / 255, norm="linf", repeats=3):
     """`{label: cost}` for each registered attack of the suite `attacks` on the batch
-    `(x, y)`: `keras_sgn.attacks.cost_per_iteration` (one run: one restart, one
+    `(x, y)`: `keras_sgn.attacks.timing.cost_per_iteration` (one run: one restart, one
     target class unless the spec says otherwise), plus `images_per_second` of
     one iteration (batch size over `seconds_per_iteration`; None if too small
     to measure)."""
     costs = {}
-    for spec in evaluation.parse_attacks(attacks):
+    for spec in parse_attacks(attacks):
         if spec.fn is not None:
             raise ArgumentError(f"attacks: {spec.label!r} is a custom attack with no iteration "
                                 "count to time; give registered attacks. Received: "
                                 f"{spec.label!r}.")
-        cost = attack_lib.cost_per_iteration(model, x, y, spec.name, epsilon, norm,
-                                             repeats=repeats, **dict(spec.options))
+        cost = attack_lib.timing.cost_per_iteration(model, x, y, spec.name, epsilon, norm,
+                                                    repeats=repeats, **dict(spec.options))
         seconds = cost["seconds_per_iteration"]
         cost["images_per_second"] = len(x) / seconds if seconds > 0 else None
         costs[spec.label] = cost
@@ -126,7 +127,7 @@ def time_suite(model, dataset, epsilon, norm="linf", attacks="standard", n_examp
     suite's forward and backward passes counted as it ran, this machine's pass
     throughput, and the suite's wall time over that compute floor
     (`keras_sgn.experiments.compute_floor`)."""
-    specs = evaluation.parse_attacks(attacks)
+    specs = parse_attacks(attacks)
     first = next(iter(data.load(dataset, "test", batch_size, data_dir=data_dir,
                                 n_examples=batch_size)))
     counter = compute_floor.PassCounter(model) if floor else None
@@ -136,7 +137,7 @@ def time_suite(model, dataset, epsilon, norm="linf", attacks="standard", n_examp
     if counter is not None:
         counter.reset()
     cpu_start = time.process_time()
-    report = evaluation.evaluate_on_dataset(
+    report = evaluation.evaluate_robustness(
         attacked, dataset, epsilon, norm, attacks=specs, n_examples=n_examples,
         data_dir=data_dir, batch_size=batch_size, run_sanity_checks=False, seed=seed,
         verbose=verbose, order=order, examples=examples)
@@ -180,7 +181,7 @@ def benchmark_attack_suite(model, dataset, attacks="standard", epsilon=None, nor
         model: a Keras model returning logits, or a `keras_sgn.models` name (built
             untrained, shaped for `dataset`: per-iteration costs only).
         dataset: the `keras_sgn.data` name whose test images are attacked.
-        attacks: a preset or attack list (`keras_sgn.evaluation.parse_attacks`).
+        attacks: a preset or attack list (`keras_sgn.attacks.parse_attacks`).
         epsilon, norm: the threat model; epsilon defaults to `default_epsilon`.
         n_examples, batch_size, data_dir: the images the suite is timed on (the
             first `n_examples` of the test split, in batches of `batch_size`);
@@ -230,7 +231,8 @@ def attack_suite_markdown(section):
                      _number(timed.get("images_per_second"), ".1f")])
     lines = [f"Attack suite `{section['attacks']}` on {section['model']} ({section['dataset']}, "
              f"{section['norm']} eps={section['epsilon']:.4g}); one iteration timed on a batch "
-             f"of {section['iteration_batch_size']}:", "", reporting.markdown_table(header, rows)]
+             f"of {section['iteration_batch_size']}:", "",
+              reporting.tables.markdown_table(header, rows)]
     if section["suite"] is None:
         lines.append("\nWhole-suite time: not measured (give a trained model: --zoo).")
         return "\n".join(lines)

@@ -92,7 +92,7 @@ def method_options(name, epsilon, attack_steps):
     """The options a method is benchmarked with: the threat model, and
     `attack_steps` where the cost grows with the number of attack steps."""
     options = {"epsilon": epsilon}
-    if sgn_methods.method_class(name).multi_step:
+    if sgn_methods.registry.method_class(name).multi_step:
         options["attack_steps"] = attack_steps
     return options
 
@@ -132,7 +132,7 @@ def _time_methods(model, names, x, y, epsilon, attack_steps, xla, warmup, repeat
                                             num_classes=num_classes)
         results[name] = {"seconds_per_step": seconds, "samples": samples,
                          "images_per_second": batch_size / seconds,
-                         "expected_ratio": sgn_methods.expected_cost(name, **options)}
+                         "expected_ratio": sgn_methods.registry.expected_cost(name, **options)}
         if verbose:
             print(f"{name:>9}{' (xla)' if xla else '':6} {batch_size / seconds:9.1f} img/s "
                   f"({seconds * 1000:.0f} ms/step)", flush=True)
@@ -250,7 +250,7 @@ def _methods_markdown(report):
             xla = report["methods_xla"].get(name)
             row.append(f"{xla['images_per_second']:.1f}" if xla else "-")
         rows.append(row)
-    lines = [reporting.markdown_table(header, rows)]
+    lines = [reporting.tables.markdown_table(header, rows)]
     for key, value in report["attack"].items():
         lines.append(f"\n{key}: {value:.1f}")
     lines.append(f"\npeak memory: {report['peak_memory_mb']:.0f} MB "

@@ -50,7 +50,7 @@ REFERENCE_METHOD = "pgd"
 WITHIN = 0.01
 CALIBRATION_FILE = "calibration.json"
 # Datasets whose test images have a known publication order (digits: stored so).
-_ORIGINAL_ORDER = tuple(sgn_data.LOCAL_FILE_DATASETS) + ("digits",)
+_ORIGINAL_ORDER = tuple(sgn_data.sources.LOCAL_FILE_DATASETS) + ("digits",)
 
 
 #: Study entries that are not a method alone: a method plus other `TrainConfig`

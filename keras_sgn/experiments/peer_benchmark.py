@@ -30,7 +30,8 @@ import warnings
 import numpy as np
 import tensorflow as tf
 
-from keras_sgn import data, evaluation, provenance, reporting
+from keras_sgn import data, provenance, reporting
+from keras_sgn.attacks import parse_attacks
 from keras_sgn.errors import ArgumentError
 from keras_sgn.evaluation import AdversarialExamples
 from keras_sgn.evaluation.outcomes import predict_labels
@@ -169,7 +170,7 @@ def run_peer(module, x, y, epsilon, setting="reference", batch_size=128, seed=0,
     import torch  # noqa: PLC0415
 
     attack, settings = peer_autoattack(module, epsilon, setting, n_classes, seed)
-    labels = [spec.label for spec in evaluation.parse_attacks(SUITE)]
+    labels = [spec.label for spec in parse_attacks(SUITE)]
     per_attack = {}
     for label, sub in zip(labels, attack._autoattack.attacks):
         per_attack[label] = {"seconds": 0.0, "process_cpu_seconds": 0.0, "images_attacked": 0}
@@ -390,7 +391,7 @@ def markdown(report):
     lines = [f"{report['model']} on the first {report['n_examples']} {report['dataset']} test "
              f"images (original file order), L-inf eps={report['epsilon']:.4g}; clean "
              f"accuracy {ours['clean_accuracy']:.4f}. Per-attack seconds are wall time.", "",
-             reporting.markdown_table(header, rows), ""]
+             reporting.tables.markdown_table(header, rows), ""]
     for setting, run in runs.items():
         ratio = report["speedup"][setting]
         lines.append(f"{setting}: {PEER_SETTINGS[setting]}. The peer's CPU time over ours: "

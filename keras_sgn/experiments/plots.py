@@ -53,7 +53,7 @@ def robust_figure(runs, x_key, target=None, title="", y_label="validation robust
     by_method = {}
     for run in runs:
         by_method.setdefault(run["method"], []).append(run)
-    fig, ax = reporting.new_figure(figsize=(8, 5))
+    fig, ax = reporting.plots.new_figure(figsize=(8, 5))
     bands = {method: method_band(method_runs, x_key) for method, method_runs in by_method.items()}
     shown = _on_the_axis(bands)
     for index, (method, (xs, means, lows, highs)) in enumerate(bands.items()):
@@ -91,5 +91,5 @@ def plot(runs, path_prefix, target=None, title="", y_label="validation robust ac
     for x_key, (suffix, _) in AXES.items():
         fig, _ = robust_figure(runs, x_key, target, title, y_label, reference)
         path = f"{path_prefix}robust_vs_{suffix}.png"
-        paths.append(reporting.save_figure(fig, path, dpi=110))
+        paths.append(reporting.plots.save_figure(fig, path, dpi=110))
     return paths

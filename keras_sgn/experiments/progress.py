@@ -4,7 +4,7 @@ numbers, and the time left for this run and for everything still to do.
 Time left is estimated from what was measured in this session: seconds per
 epoch (training + validation) of each method; a method not measured yet is
 scaled from the measured ones by its passes per step
-(`keras_sgn.methods.expected_cost`); test evaluations by the mean duration
+(`keras_sgn.methods.registry.expected_cost`); test evaluations by the mean duration
 of the evaluations of the same role so far (none measured: not counted, and
 the line says so).
 """

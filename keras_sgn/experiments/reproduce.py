@@ -5,7 +5,7 @@ least 10x faster than adversarial training and gain about 10 points of robust
 accuracy. `reproduce()` measures both:
 
 1. each method x seed trains through `keras_sgn.training` for the same budget
-   (`keras_sgn.methods.budget_epochs`: Free-AT trains epochs / replays), and
+   (`keras_sgn.methods.registry.budget_epochs`: Free-AT trains epochs / replays), and
    records after every epoch, on the VALIDATION split, clean accuracy and a
    cheap robust estimate with the cumulative training wall time (evaluation
    excluded); the best model by validation robust accuracy is kept;
@@ -30,8 +30,9 @@ import subprocess
 
 import keras
 
-from keras_sgn import __version__, evaluation, io_utils, training
+from keras_sgn import __version__, io_utils, training
 from keras_sgn import methods as sgn_methods
+from keras_sgn.attacks import parse_attacks
 from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments import analysis, plots, runs
 from keras_sgn.experiments.analysis import (
@@ -47,15 +48,15 @@ from keras_sgn.experiments.tables import markdown
 
 ALL_METHODS = tuple(sgn_methods.list_methods(variants=False))
 # Adversarial methods (more than one pass per step) whose attack takes one step.
-SINGLE_STEP = tuple(m for m in ALL_METHODS if not sgn_methods.method_class(m).multi_step
-                    and sgn_methods.expected_cost(m) > 1)
+SINGLE_STEP = tuple(m for m in ALL_METHODS if not sgn_methods.registry.method_class(m).multi_step
+                    and sgn_methods.registry.expected_cost(m) > 1)
 # The methods of the claims study (docs/reproduce/fashion_mnist-claims): the baselines,
 # PGD-AT and the reconstruction.
 CLAIMS_METHODS = ("standard", "fast", "pgd", "trades", "free", "sgn", "sgn-pgd")
 # The variants of the reconstruction aimed at faster convergence
 # (docs/reproduce/fashion_mnist-variants).
 VARIANT_METHODS = ("sgn",) + tuple(m for m in sgn_methods.list_methods()
-                                   if sgn_methods.method_class(m).variant)
+                                   if sgn_methods.registry.method_class(m).variant)
 STUDIES = {
     "claims": {"methods": CLAIMS_METHODS, "epsilon": None,
                "about": "every method at the dataset's threat radius: speed and robustness"},
@@ -76,7 +77,7 @@ __all__ = ["ALL_METHODS", "CLAIMS_METHODS", "DEFAULT_SEEDS", "DEFAULT_VAL_ATTACK
 
 def default_seeds(method):
     """3 seeds for methods whose cost does not grow with attack steps, 2 for the others."""
-    multi = sgn_methods.method_class(method).multi_step
+    multi = sgn_methods.registry.method_class(method).multi_step
     return DEFAULT_SEEDS["multi_step" if multi else "single_step"]
 
 
@@ -161,7 +162,8 @@ def _describe(configs, study, validation, final_attacks, best_attacks, n_test, s
 
 
 def _budget(config):
-    return sgn_methods.budget_epochs(config.method, config.epochs, **config.method_options())
+    return sgn_methods.registry.budget_epochs(config.method, config.epochs,
+                                              **config.method_options())
 
 
 def write_outputs(output_dir, finished_runs, settings):
@@ -191,7 +193,7 @@ class _Session:
                                       runs.identity(c, validation)) for c in configs]
         methods = list(dict.fromkeys(c.method for c in configs))
         self.progress = Progress(
-            [(c.method, c.seed, _budget(c), sgn_methods.expected_cost(
+            [(c.method, c.seed, _budget(c), sgn_methods.registry.expected_cost(
                 c.method, **c.method_options())) for c in configs],
             {"final": len(configs), "best_model": len(methods)}, enabled=bool(verbose),
             finished={i for i, result in enumerate(self.done) if result is not None})
@@ -204,7 +206,7 @@ class _Session:
         config = self.configs[index]
         folder = run_folder(self.output_dir, config.method, config.seed)
         os.makedirs(folder, exist_ok=True)  # for its lock
-        with training.RunLock(folder):
+        with training.run_folder.RunLock(folder):
             result = self.done[index] or runs.load_result(
                 folder, runs.identity(config, self.validation))
             self.progress.start_run(index, folder, skipped_result=result)
@@ -221,7 +223,7 @@ class _Session:
         folder = run_folder(self.output_dir, result["method"], result["seed"])
         settings = runs.evaluation_settings(result, attacks, self.options["n_test"], sanity)
         tag = (role, result["method"], result["seed"])
-        with training.RunLock(folder):  # another runner may be at work on this run
+        with training.run_folder.RunLock(folder):  # another runner may be at work on this run
             report = runs.stored_evaluation(folder, role, settings)
             if report is not None:
                 self.progress.evaluation_finished(tag[0], report, *tag[1:], skipped=True)
@@ -291,8 +293,8 @@ def reproduce(dataset="fashion_mnist", methods=None, seeds=None, epochs=None, ep
     configs = plan(dataset, methods, seeds, epochs=epochs, epsilon=epsilon, model=model,
                    n_train=n_train, attack_steps=attack_steps, data_dir=data_dir)
     for attacks in (final_attacks, best_attacks):
-        evaluation.parse_attacks(attacks)  # a misspelled attack fails before any training
-    validation = Validation(tuple(spec.label for spec in evaluation.parse_attacks(val_attacks)),
+        parse_attacks(attacks)  # a misspelled attack fails before any training
+    validation = Validation(tuple(spec.label for spec in attacks.parse_attacks(val_attacks)),
                             n_val)
     settings = _describe(configs, study, validation, final_attacks, best_attacks, n_test,
                          best_sanity_checks)

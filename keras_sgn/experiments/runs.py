@@ -27,6 +27,7 @@ import keras
 from keras_sgn import data as sgn_data
 from keras_sgn import evaluation, io_utils, training
 from keras_sgn import methods as sgn_methods
+from keras_sgn.attacks import parse_attacks
 from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments.analysis import best_point
 
@@ -40,12 +41,12 @@ def suite_name(attacks):
     """A short name for an attack list: the preset's name, or the attacks joined."""
     if isinstance(attacks, str):
         return attacks
-    return " + ".join(spec.label for spec in evaluation.parse_attacks(attacks))
+    return " + ".join(spec.label for spec in parse_attacks(attacks))
 
 
 def suite_text(attacks):
     """Every attack of the list with its options (presets expanded)."""
-    return "; ".join(spec.label for spec in evaluation.parse_attacks(attacks))
+    return "; ".join(spec.label for spec in parse_attacks(attacks))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -157,29 +158,30 @@ def _read_json(path):
 
 def train_run(config, folder, validation, on_epoch=None, verbose=0):
     """Train the run of `config` (a `TrainConfig`) for its method's budget of
-    `config.epochs` epochs (`keras_sgn.methods.budget_epochs`), with the
+    `config.epochs` epochs (`keras_sgn.methods.registry.budget_epochs`), with the
     per-epoch `validation`; keep `best.keras`; write and return `result.json`'s dict."""
     config = config.resolved()
     os.makedirs(folder, exist_ok=True)
     for stale in glob.glob(os.path.join(folder, "eval-*.json")):
         os.remove(stale)  # evaluations of an earlier model of this run
     keras.utils.set_random_seed(config.seed)
-    epochs = sgn_methods.budget_epochs(config.method, config.epochs, **config.method_options())
+    epochs = sgn_methods.registry.budget_epochs(config.method, config.epochs,
+                                                **config.method_options())
     train_ds = sgn_data.load(config.dataset, "train", config.batch_size,
                              data_dir=config.data_dir, seed=config.seed,
                              n_examples=config.n_train, drop_remainder=True,
-                             with_index=sgn_methods.method_class(config.method).keyed_by_example)
+                             with_index=sgn_methods.registry.method_class(config.method).keyed_by_example)
     steps_per_epoch = int(train_ds.cardinality())
     if steps_per_epoch < 1:
         raise ArgumentError(f"Fewer training examples than one batch (batch_size="
                             f"{config.batch_size}, n_train={config.n_train}): raise n_train.")
-    model = training.compile_for_training(
-        training.build_model(config, sgn_data.info(config.dataset)), config, steps_per_epoch,
-        epochs=epochs)
-    training.build_method_state(config, [model.method])
+    model = training.optimization.compile_for_training(
+        training.optimization.build_model(config, sgn_data.info(config.dataset)), config,
+        steps_per_epoch, epochs=epochs)
+    training.run.build_method_state(config, [model.method])
     recorder = EpochRecorder(validation, validation.dataset(config), config.epsilon,
                              config.norm, os.path.join(folder, PROGRESS_FILE), on_epoch)
-    checkpoint = training.SafeCheckpoint(os.path.join(folder, BEST_MODEL_FILE))
+    checkpoint = training.callbacks.SafeCheckpoint(os.path.join(folder, BEST_MODEL_FILE))
     model.fit(train_ds, epochs=epochs, callbacks=[recorder, checkpoint], verbose=verbose,
               shuffle=False)  # keras_sgn.data shuffles the training split
     best = best_point(recorder.curve)

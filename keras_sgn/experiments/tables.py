@@ -95,4 +95,4 @@ def markdown(analysis, settings=None):
     order += [m for m in analysis["methods"] if m not in order]
     rows = [row(method, analysis["methods"][method]) for method in order]
     return "\n".join([f"# {title}", "", *_protocol_lines(analysis, settings), "",
-                      reporting.markdown_table(columns, rows), ""])
+                      reporting.tables.markdown_table(columns, rows), ""])

@@ -47,7 +47,7 @@ def method_description(method):
     """The registered method's one-sentence description (None for a method this
     version does not know, e.g. in metadata written by another version)."""
     try:
-        return methods.method_class(method).description
+        return methods.registry.method_class(method).description
     except ValueError:
         return None
 

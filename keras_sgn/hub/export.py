@@ -27,8 +27,8 @@ from keras_sgn.training.run_folder import check_writable_folder
 
 def file_info(folder):
     """`{filename: {"sha256", "size"}}` of the model files of `folder`."""
-    return {f: {"sha256": zoo.sha256_file(os.path.join(folder, f)),
-                "size": os.path.getsize(os.path.join(folder, f))} for f in zoo.MODEL_FILES}
+    return {f: {"sha256": zoo.integrity.sha256_file(os.path.join(folder, f)),
+                "size": os.path.getsize(os.path.join(folder, f))} for f in zoo.catalog.MODEL_FILES}
 
 
 def check_reload(model, folder):
@@ -89,7 +89,7 @@ def _write_folder(model, folder, name, run, metrics, repo_id, distribution):
     assets = os.path.join(folder, "assets")
     if os.path.isdir(assets) and not os.listdir(assets):
         os.rmdir(assets)
-    extra = sorted(set(os.listdir(folder)) - set(zoo.MODEL_FILES))
+    extra = sorted(set(os.listdir(folder)) - set(zoo.catalog.MODEL_FILES))
     if extra:
         raise PublishError(f"the model saved extra files {extra}: not supported by the zoo.")
     metadata = build_metadata(name, model, run, metrics,
@@ -99,7 +99,7 @@ def _write_folder(model, folder, name, run, metrics, repo_id, distribution):
     atomic_write_text(os.path.join(folder, "README.md"), model_card(metadata))
     check_reload(model, folder)
     os.chmod(folder, 0o755)  # mkdtemp/mkstemp make them private; they ship and upload
-    for filename in zoo.MODEL_FILES:
+    for filename in zoo.catalog.MODEL_FILES:
         os.chmod(os.path.join(folder, filename), 0o644)
     return metadata
 
@@ -190,7 +190,7 @@ def export_folder(run_dir, output_dir, name, report, *, repo_id=None, overwrite=
 
 def read_folder(folder):
     """`{"folder", "files", "metadata"}` of an exported folder (to upload it as is)."""
-    missing = [f for f in zoo.MODEL_FILES if not os.path.exists(os.path.join(folder, f))]
+    missing = [f for f in zoo.catalog.MODEL_FILES if not os.path.exists(os.path.join(folder, f))]
     if missing:
         raise PublishError(f"{folder} is not an exported model folder: missing {missing}.")
     metadata = read_json(os.path.join(folder, "metadata.json"))

@@ -10,7 +10,9 @@ import shlex
 import numpy as np
 
 from keras_sgn import config as run_config
-from keras_sgn import evaluation, provenance, recipes
+from keras_sgn import provenance, recipes
+from keras_sgn.attacks import parse_attacks
+from keras_sgn.attacks import registry as attack_registry
 from keras_sgn.errors import UserError
 from keras_sgn.io_utils import read_json_object
 from keras_sgn.reporting.model_card import validation_label
@@ -135,11 +137,11 @@ def _given_attacks(protocol):
 
 
 def attack_suite(protocol):
-    """The name of the `keras_sgn.evaluation.PRESETS` suite whose attacks (with
+    """The name of the `keras_sgn.attacks.PRESETS` suite whose attacks (with
     their settings) a report's protocol lists, e.g. `quick`; None if none."""
     given = _given_attacks(protocol)
-    for preset, specs in evaluation.PRESETS.items():
-        parsed = [{**s.settings(), "name": s.name} for s in evaluation.parse_attacks(specs)]
+    for preset, specs in attack_registry.PRESETS.items():
+        parsed = [{**s.settings(), "name": s.name} for s in parse_attacks(specs)]
         if parsed == given:
             return preset
     return None

@@ -51,11 +51,11 @@ def upload_folder(folder, repo_id, *, private=False, revision=None, token=None, 
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     info = api.upload_folder(
         repo_id=repo_id, folder_path=folder, revision=revision,
-        allow_patterns=list(zoo.MODEL_FILES),
+        allow_patterns=list(zoo.catalog.MODEL_FILES),
         commit_message=commit_message or f"Upload {os.path.basename(folder.rstrip('/'))} "
                                           f"(keras-sgn {__version__})")
     commit = getattr(info, "oid", None)
-    if not zoo.is_commit_sha(commit):
+    if not zoo.catalog.is_commit_sha(commit):
         raise PublishError(f"the Hub did not return a commit sha for the upload (got {commit!r}).")
     return commit
 
@@ -69,7 +69,7 @@ def verify_remote(repo_id, revision, files, *, endpoint=None, token=None):
         for filename, expected in files.items():
             path = hf_hub_download(repo_id, filename, revision=revision, cache_dir=cache,
                                    endpoint=endpoint, token=token)
-            if zoo.sha256_file(path) != expected["sha256"]:
+            if zoo.integrity.sha256_file(path) != expected["sha256"]:
                 raise PublishError(f"{repo_id}@{revision}/{filename} differs from the export.")
 
 
@@ -79,7 +79,7 @@ def _still_shipped(existing, files):
     if not package_dir:
         return None
     try:
-        if file_info(os.path.join(zoo.PACKAGE_ROOT, package_dir)) == files:
+        if file_info(os.path.join(zoo.catalog.PACKAGE_ROOT, package_dir)) == files:
             return package_dir
     except OSError:
         pass
@@ -108,7 +108,7 @@ def record_entry(entry_path, metadata, files, *, status, repo_id=None, revision=
     if status == "published" and revision is None:
         raise PublishError("a published entry needs the pinned revision (commit sha).")
     entry = {
-        "schema_version": zoo.SCHEMA_VERSION,
+        "schema_version": zoo.catalog.SCHEMA_VERSION,
         "name": metadata["name"],
         "status": status,
         "description": (description or existing.get("description")
@@ -130,6 +130,6 @@ def record_entry(entry_path, metadata, files, *, status, repo_id=None, revision=
     if entry["revision"] is None and not entry["notes"]:
         entry["notes"] = ("Not uploaded to the Hub yet, so there is no commit to pin; "
                           "tools/publish.py records it when it uploads.")
-    zoo.check_entry(entry, entry_path)
+    zoo.catalog.check_entry(entry, entry_path)
     atomic_write_json(entry_path, entry)
     return entry

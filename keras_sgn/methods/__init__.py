@@ -39,56 +39,28 @@ and sliced per replica (`replica_random_start`). Reported losses are
 per-replica means, which metrics weighted by the batch size average correctly.
 """
 
+# Loaded so that `methods.<module>.<name>` works after importing the package.
+from keras_sgn.methods import replicas, variants  # noqa: F401
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
 from keras_sgn.methods.learned_start import SelfGradientLearnedStart
 from keras_sgn.methods.memory import SelfGradientMemory
-from keras_sgn.methods.registry import (
-    METHODS,
-    budget_epochs,
-    default_step_size,
-    deserialize,
-    expected_cost,
-    get,
-    list_methods,
-    method_class,
-    options_from_run,
-    serialize,
-)
-from keras_sgn.methods.replicas import replica_random_start, replica_share
+from keras_sgn.methods.registry import deserialize, get, list_methods, serialize
 from keras_sgn.methods.self_gradient import SelfGradientPGD, SelfGradientTraining
-from keras_sgn.methods.variants import (
-    SelfGradientAlign,
-    SelfGradientNoise,
-    SelfGradientRamp,
-    SelfGradientReuse,
-)
 
 __all__ = [
-    "METHODS",
-    "AdversarialTraining",
-    "Fast",
-    "Free",
-    "SelfGradientAlign",
-    "SelfGradientLearnedStart",
-    "SelfGradientMemory",
-    "SelfGradientNoise",
-    "SelfGradientPGD",
-    "SelfGradientRamp",
-    "SelfGradientReuse",
-    "SelfGradientTraining",
-    "Standard",
     "TrainingMethod",
+    "Standard",
+    "Fast",
+    "AdversarialTraining",
+    "Free",
     "Trades",
-    "budget_epochs",
-    "default_step_size",
-    "deserialize",
-    "expected_cost",
+    "SelfGradientTraining",
+    "SelfGradientPGD",
+    "SelfGradientMemory",
+    "SelfGradientLearnedStart",
     "get",
     "list_methods",
-    "method_class",
-    "options_from_run",
-    "replica_random_start",
-    "replica_share",
     "serialize",
+    "deserialize",
 ]

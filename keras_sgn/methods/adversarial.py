@@ -163,8 +163,8 @@ class Free(TrainingMethod):
             names = [site.name for site in sites if site.name in activations]
             grads = tape.gradient(scaled, variables + [x_adv] + [activations[n] for n in names])
             model.optimizer.apply_gradients(zip(grads[:len(variables)], variables))
-            x_adv = tf.stop_gradient(attacks.project(
-                attacks.ascent_step(x_adv, grads[len(variables)], self.step_size, self.norm),
+            x_adv = tf.stop_gradient(attacks.core.project(
+                attacks.core.ascent_step(x_adv, grads[len(variables)], self.step_size, self.norm),
                 x, self.epsilon, self.norm))
             if names and replay + 1 < self.replays:
                 # Gradients of the batch-mean loss, as feedback_deltas takes them.
@@ -204,12 +204,12 @@ class Trades(AttackingMethod):
         start = tf.clip_by_value(x + 0.001 * replica_normal(x, seed), 0.0, 1.0)
         x_adv = self.perturb(eval_forward(model), x, clean_probabilities, start,
                              step_size=self.step_size, steps=self.attack_steps,
-                             loss_fn=attacks.kl_loss)
+                             loss_fn=attacks.core.kl_loss)
         variables = model.trainable_variables
         with tf.GradientTape() as tape:
             logits = model(x, training=True)
             adv_logits = model(x_adv, training=True)
-            kl = attacks.kl_loss(tf.nn.softmax(tf.cast(logits, tf.float32)), adv_logits)
+            kl = attacks.core.kl_loss(tf.nn.softmax(tf.cast(logits, tf.float32)), adv_logits)
             robust = tf.math.divide_no_nan(tf.reduce_sum(kl), tf.cast(tf.size(kl), kl.dtype))
             loss = (mean_cross_entropy(y, logits) + self.trades_beta * robust
                     + regularization(model))

@@ -15,7 +15,7 @@ from keras_sgn.methods.replicas import global_weight
 def mean_cross_entropy(y, logits):
     """Mean cross-entropy of this replica's examples (0 if it got none)."""
     # divide_no_nan: a replica may receive no examples of an uneven last batch.
-    losses = attacks.cross_entropy_loss(y, logits)
+    losses = attacks.core.cross_entropy_loss(y, logits)
     return tf.math.divide_no_nan(tf.reduce_sum(losses), tf.cast(tf.size(losses), losses.dtype))
 
 
@@ -90,7 +90,7 @@ class TrainingMethod:
 
     def __init__(self, epsilon=8 / 255, norm="linf", step_size=None, attack_steps=None):
         attack_steps = self.default_attack_steps if attack_steps is None else attack_steps
-        attacks.check_attack_args(epsilon, attack_steps, norm, step_size=step_size)
+        attacks.core.check_attack_args(epsilon, attack_steps, norm, step_size=step_size)
         self.epsilon = float(epsilon)
         self.norm = norm
         self.attack_steps = int(attack_steps)
@@ -122,8 +122,8 @@ class TrainingMethod:
     def perturb(self, forward, x, target, start, **options):
         """`attacks.perturb` in this method's threat model (XLA-compiled if asked)."""
         def run(x, target, start):
-            return attacks.perturb(forward, x, target, start=start, epsilon=self.epsilon,
-                                   norm=self.norm, **options)
+            return attacks.core.perturb(forward, x, target, start=start, epsilon=self.epsilon,
+                                        norm=self.norm, **options)
 
         if self.jit_compile:
             run = tf.function(run, jit_compile=True)

@@ -203,13 +203,13 @@ class SelfGradientLearnedStart(SelfGradientTraining):
         """The generator's start for `(x, y)`: `proj(x + epsilon * G(...))`."""
         features = tf.cast(x, tf.float32)
         if self.generator_input != "none":
-            gradient, _ = attacks.input_gradient(eval_forward(model), x, y,
-                                                 attacks.cross_entropy_loss)
+            gradient, _ = attacks.core.input_gradient(eval_forward(model), x, y,
+                                                      attacks.core.cross_entropy_loss)
             features = tf.concat(
                 [features, fed_gradient(tf.cast(gradient, tf.float32), self.generator_input)],
                 axis=-1)
         direction = tf.cast(self.generator(features, training=True), x.dtype)
-        return attacks.project(x + self.epsilon * direction, x, self.epsilon, self.norm)
+        return attacks.core.project(x + self.epsilon * direction, x, self.epsilon, self.norm)
 
     def _check_ready(self, model):
         if not sgn_layers.has_input_site(model):

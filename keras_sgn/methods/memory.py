@@ -232,7 +232,7 @@ class SelfGradientMemory(SelfGradientTraining):
         if self.memory_decay < 1.0:
             remembered = (self.memory_decay * remembered
                           + (1.0 - self.memory_decay) * (random - x))
-        start = attacks.project(x + remembered, x, self.epsilon, self.norm)
+        start = attacks.core.project(x + remembered, x, self.epsilon, self.norm)
         fresh = tf.reshape(self._fresh(visits), [-1] + [1] * (len(x.shape) - 1))
         return tf.where(fresh, random, start)
 

@@ -68,7 +68,7 @@ def replica_random_start(x, epsilon, norm, seed):
     so replicas get distinct starts and the result does not depend on the
     number of replicas. With one replica it is exactly `attacks.random_start`.
     """
-    return _global_rows(x, lambda images: attacks.random_start(images, epsilon, norm, seed))
+    return _global_rows(x, lambda images: attacks.core.random_start(images, epsilon, norm, seed))
 
 
 def replica_normal(x, seed):

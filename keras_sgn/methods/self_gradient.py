@@ -106,8 +106,8 @@ class SelfGradientTraining(TrainingMethod):
 
     def _feedback_step(self, x, start, input_gradient):
         """One ascent step from `start`, projected (differentiable in `start`)."""
-        return attacks.project(
-            attacks.ascent_step(start, input_gradient, self.step_size, self.norm),
+        return attacks.core.project(
+            attacks.core.ascent_step(start, input_gradient, self.step_size, self.norm),
             x, self.epsilon, self.norm)
 
     def _feedback_input(self, x, start, input_gradient):

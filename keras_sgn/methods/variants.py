@@ -190,8 +190,8 @@ class SelfGradientAlign(_RandomStartFGSM):
             raise ArgumentError("sgn-align compares input gradients at x and at the random start, "
                                 "so the model needs an input site. Received: a model without "
                                 "one; build it with sites including 'input'.")
-        clean, _ = attacks.input_gradient(eval_forward(model), x, y,
-                                          attacks.cross_entropy_loss)
+        clean, _ = attacks.core.input_gradient(eval_forward(model), x, y,
+                                               attacks.core.cross_entropy_loss)
         cosine = tf.reduce_sum(tf.stop_gradient(_unit(clean)) * _unit(first["input_gradient"]),
                                axis=1)
         nonzero = tf.cast(cosine != 0.0, tf.float32)
@@ -236,4 +236,4 @@ class SelfGradientNoise(_RandomStartFGSM):
 
     def _feedback_input(self, x, start, input_gradient):
         return tf.stop_gradient(tf.clip_by_value(
-            attacks.ascent_step(start, input_gradient, self.step_size, self.norm), 0.0, 1.0))
+            attacks.core.ascent_step(start, input_gradient, self.step_size, self.norm), 0.0, 1.0))

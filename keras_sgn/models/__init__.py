@@ -15,48 +15,28 @@ model = keras_sgn.models.get("sgn_small_cnn")
 ```
 """
 
-from keras_sgn.models.blocks import BN_MOMENTUM
-from keras_sgn.models.presets import (
-    PRESETS,
-    sgn_preact_resnet18,
-    sgn_resnet18,
-    sgn_wrn_28_10,
-    sgn_wrn_34_10,
-)
+# Loaded so that `models.<module>.<name>` works after importing the package.
+from keras_sgn.models import blocks  # noqa: F401
+from keras_sgn.models.presets import sgn_preact_resnet18, sgn_resnet18, sgn_wrn_28_10, sgn_wrn_34_10
 from keras_sgn.models.registry import get, list_models, register
-from keras_sgn.models.resnet import CIFAR10_MEAN, CIFAR10_STD, sgn_resnet, sgn_wide_resnet
+from keras_sgn.models.resnet import sgn_resnet, sgn_wide_resnet
 from keras_sgn.models.sgn_model import SGNModel
-from keras_sgn.models.sites import (
-    DEFAULT_BETA,
-    SITE_PREFIX,
-    parse_beta,
-    parse_sites,
-    resolve_sites,
-    stage_names,
-)
+from keras_sgn.models.sites import parse_beta, parse_sites
 from keras_sgn.models.small_cnn import sgn_mnist_cnn, sgn_small_cnn
 
 __all__ = [
-    "BN_MOMENTUM",
-    "CIFAR10_MEAN",
-    "CIFAR10_STD",
-    "DEFAULT_BETA",
-    "PRESETS",
     "SGNModel",
-    "SITE_PREFIX",
     "get",
     "list_models",
-    "parse_beta",
-    "parse_sites",
     "register",
-    "resolve_sites",
     "sgn_mnist_cnn",
-    "sgn_preact_resnet18",
+    "sgn_small_cnn",
     "sgn_resnet",
     "sgn_resnet18",
-    "sgn_small_cnn",
+    "sgn_preact_resnet18",
     "sgn_wide_resnet",
     "sgn_wrn_28_10",
     "sgn_wrn_34_10",
-    "stage_names",
+    "parse_beta",
+    "parse_sites",
 ]

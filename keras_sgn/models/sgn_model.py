@@ -106,9 +106,9 @@ class SGNModel(keras.Model):
             sgn_layers.sites_of(self), first["activations"], first["site_gradients"],
             stop_gradient=False)
         if self.feedback_epsilon > 0 and sgn_layers.has_input_site(self):
-            x = attacks.project(
-                attacks.ascent_step(x, first["input_gradient"], self.feedback_step_size,
-                                    "linf"),
+            x = attacks.core.project(
+                attacks.core.ascent_step(x, first["input_gradient"], self.feedback_step_size,
+                                         "linf"),
                 x, self.feedback_epsilon, "linf")
         with sgn_layers.inject_sites(deltas):
             return super().call(x, training=False)
@@ -136,8 +136,8 @@ class SGNModel(keras.Model):
         """
         self.method = sgn_methods.get(method, **method_options)
         self.method.jit_compile = bool(jit_compile_attack)
-        attacks.check_attack_args(self.method.epsilon, eval_steps, self.method.norm,
-                                  restarts=eval_restarts)
+        attacks.core.check_attack_args(self.method.epsilon, eval_steps, self.method.norm,
+                                       restarts=eval_restarts)
         self.attack_seed = int(seed)
         self.eval_steps = int(eval_steps)
         self.eval_restarts = int(eval_restarts)
@@ -174,7 +174,7 @@ class SGNModel(keras.Model):
 
         By default it is the SAME on every replica: training methods draw a
         random start for the whole global batch from it and each replica keeps
-        its own rows (`keras_sgn.methods.replica_random_start`), so replicas
+        its own rows (`keras_sgn.methods.replicas.replica_random_start`), so replicas
         draw distinct starts and N replicas train exactly like one replica at
         the same global batch. `per_replica=True` folds the replica id in
         (`+ replica * 7919`) for draws that are not sliced from a global batch
@@ -215,7 +215,7 @@ class SGNModel(keras.Model):
         x_adv = self.attack(x, y)
         adv_logits = self(x_adv, training=False)
         # divide_no_nan: a replica may get no example from a small last batch.
-        per_example = attacks.cross_entropy_loss(y, logits)
+        per_example = attacks.core.cross_entropy_loss(y, logits)
         loss = tf.math.divide_no_nan(tf.reduce_sum(per_example),
                                      tf.cast(tf.size(per_example), per_example.dtype))
         self._loss_metric.update_state(loss, sample_weight=tf.shape(x)[0])
@@ -239,16 +239,16 @@ class SGNModel(keras.Model):
 
         if self.eval_restarts == 1:
             def run(x, y, start):
-                x_adv, _, _ = attacks.pgd_run(forward, x, y, start=start, epsilon=method.epsilon,
-                                              step_size=method.epsilon / 4,
-                                              steps=self.eval_steps, norm=method.norm)
+                x_adv, _, _ = attacks.core.pgd_run(
+                    forward, x, y, start=start, epsilon=method.epsilon,
+                    step_size=method.epsilon / 4, steps=self.eval_steps, norm=method.norm)
                 return x_adv
 
-            randomness = sgn_methods.replica_random_start(x, method.epsilon, method.norm,
-                                                          self._step_seed(1000))
+            randomness = sgn_methods.replicas.replica_random_start(x, method.epsilon, method.norm,
+                                                                   self._step_seed(1000))
         else:
             def run(x, y, seed):
-                return attacks.worst_case_pgd(
+                return attacks.core.worst_case_pgd(
                     forward, x, y, epsilon=method.epsilon, step_size=method.epsilon / 4,
                     steps=self.eval_steps, norm=method.norm, restarts=self.eval_restarts,
                     seed=seed)

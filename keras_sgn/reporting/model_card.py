@@ -316,7 +316,7 @@ def model_card(metadata, *, method_description=None, front_matter=None):
     """The model card: Markdown for the folder's `README.md`.
 
     Args:
-        metadata: the folder's `metadata.json` content (`keras_sgn.hub.build_metadata`),
+        metadata: the folder's `metadata.json` content (`keras_sgn.hub.metadata.build_metadata`),
             with its `repo_id` set (the card shows the `hf://` URI).
         method_description: one sentence on the training method (the methods
             registry's `description`); default: the method's name alone.

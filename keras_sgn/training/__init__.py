@@ -16,90 +16,31 @@ per-dataset defaults in `keras_sgn.recipes`; both are re-exported here.
 """
 
 from keras_sgn.config import OPTIMIZERS, SCHEDULES, STRATEGIES, ConfigError, TrainConfig
-from keras_sgn.io_utils import CorruptFileError, OutOfSpaceError
-from keras_sgn.models.sites import parse_beta, parse_sites
-from keras_sgn.recipes import DATASET_RECIPES, RECIPE_KEYS
-from keras_sgn.training.callbacks import (
-    PreemptionCheckpoint,
-    SafeCheckpoint,
-    TrainingDiverged,
-    TrainingPreempted,
-)
-from keras_sgn.training.distribute import (
-    StrategyError,
-    agree_with_chief,
-    check_global_batch_size,
-    describe_strategy,
-    get_strategy,
-    prepare_distributed_fit,
-    replica_sum,
-    resolve_strategy_name,
-    shard_by_example,
-    synchronize_batch_norm,
-    tf_config_task_count,
-    use_logical_cpus,
-    worker_info,
-)
+
+# Loaded so that `training.<module>.<name>` works after importing the package.
+from keras_sgn.training import callbacks, outputs  # noqa: F401
+from keras_sgn.training.distribute import describe_strategy, get_strategy
 from keras_sgn.training.optimization import (
     TriangularSchedule,
-    build_model,
-    check_model_fits,
-    compile_for_training,
     learning_rate_schedule,
     make_optimizer,
 )
-from keras_sgn.training.outputs import FINAL_TEST_SUITE, final_test_attacks, result_lines
-from keras_sgn.training.run import build_method_state, check_resumable, train
-from keras_sgn.training.run_folder import (
-    RunFolder,
-    RunFolderBusyError,
-    RunFolderError,
-    RunLock,
-)
+from keras_sgn.training.run import train
+from keras_sgn.training.run_folder import RunFolder, RunFolderBusyError, RunFolderError
 
 __all__ = [
-    "DATASET_RECIPES",
-    "FINAL_TEST_SUITE",
-    "OPTIMIZERS",
-    "ConfigError",
-    "CorruptFileError",
-    "OutOfSpaceError",
-    "PreemptionCheckpoint",
-    "RECIPE_KEYS",
-    "RunFolder",
-    "RunFolderBusyError",
-    "RunFolderError",
-    "RunLock",
-    "SCHEDULES",
-    "STRATEGIES",
-    "SafeCheckpoint",
-    "StrategyError",
     "TrainConfig",
-    "TrainingDiverged",
-    "TrainingPreempted",
-    "TriangularSchedule",
-    "agree_with_chief",
-    "build_method_state",
-    "build_model",
-    "check_global_batch_size",
-    "check_model_fits",
-    "check_resumable",
-    "compile_for_training",
-    "describe_strategy",
-    "final_test_attacks",
+    "train",
+    "ConfigError",
+    "RunFolder",
+    "RunFolderError",
+    "RunFolderBusyError",
     "get_strategy",
+    "describe_strategy",
     "learning_rate_schedule",
     "make_optimizer",
-    "parse_beta",
-    "parse_sites",
-    "prepare_distributed_fit",
-    "replica_sum",
-    "resolve_strategy_name",
-    "result_lines",
-    "shard_by_example",
-    "synchronize_batch_norm",
-    "tf_config_task_count",
-    "train",
-    "use_logical_cpus",
-    "worker_info",
+    "TriangularSchedule",
+    "STRATEGIES",
+    "SCHEDULES",
+    "OPTIMIZERS",
 ]

@@ -17,9 +17,11 @@ import threading
 
 from keras_sgn import data as sgn_data
 from keras_sgn import evaluation, provenance, reporting
+from keras_sgn.attacks import parse_attacks
 from keras_sgn.io_utils import atomic_write_json, load_model_file
 from keras_sgn.reporting.model_card import validation_label
-from keras_sgn.training.callbacks import TrainingPreempted, write_hparams
+from keras_sgn.training.callbacks import TrainingPreempted
+from keras_sgn.training.callbacks.hparams import write_hparams
 
 FINAL_TEST_SUITE = "quick"
 # The run's TensorBoard logs (epoch curves, then its HParams row), under output_dir.
@@ -35,7 +37,7 @@ def final_test_attacks(config):
     where given (and where the attack has that option)."""
     overrides = {"steps": config.test_steps, "restarts": config.test_restarts}
     specs = []
-    for spec in evaluation.parse_attacks(FINAL_TEST_SUITE):
+    for spec in parse_attacks(FINAL_TEST_SUITE):
         settings = spec.settings()
         options = dict(spec.options)
         options.update({k: v for k, v in overrides.items() if v is not None and k in settings})
@@ -149,7 +151,7 @@ def write_history(history, write_dir, best_epoch=None, title=None):
     from matplotlib.ticker import MaxNLocator  # after reporting picks the headless backend
 
     atomic_write_json(os.path.join(write_dir, "history.json"), history)
-    fig, (ax_loss, ax_acc) = reporting.new_figure(1, 2, figsize=(10, 4))
+    fig, (ax_loss, ax_acc) = reporting.plots.new_figure(1, 2, figsize=(10, 4))
     losses = sorted(key for key in history if key.endswith("loss"))
     for axis, keys in ((ax_loss, losses),
                        (ax_acc, sorted(key for key in history if key not in losses))):
@@ -169,7 +171,7 @@ def write_history(history, write_dir, best_epoch=None, title=None):
     ax_acc.set_title("accuracy per epoch\n(adv_: on the training attack's inputs)", fontsize=10)
     if title:
         fig.suptitle(f"Training curves: {title}")
-    reporting.save_figure(fig, os.path.join(write_dir, "training_curves.png"), dpi=100)
+    reporting.plots.save_figure(fig, os.path.join(write_dir, "training_curves.png"), dpi=100)
 
 
 def describe_protocol(protocol):

@@ -171,7 +171,7 @@ def _run(config, strategy, strategy_name, folder):
         check_free_space(write_dir, _MODEL_FILES_AT_ONCE * model_file_bytes(model),
                          flag="--output_dir")
         switch = _method_switch(config)
-        keyed = [sgn_methods.method_class(config.method)] + [s.finish for s in switch]
+        keyed = [sgn_methods.registry.method_class(config.method)] + [s.finish for s in switch]
         splits = _load_splits(config, strategy,
                               with_index=any(method.keyed_by_example for method in keyed))
         with strategy.scope():

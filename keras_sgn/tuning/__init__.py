@@ -57,54 +57,25 @@ Modules: `space` (the search space and its string form), `hypermodel`
 recipes, output files), `report` (the table and the plot).
 """
 
-from keras_sgn.tuning.hypermodel import METHODS, OBJECTIVE, SGNHyperModel, objective
-from keras_sgn.tuning.report import format_table, plot_trials, trial_label, trials_figure
-from keras_sgn.tuning.results import (
-    load_best,
-    recipe_flags,
-    trial_number,
-    trial_rows,
-    write_outputs,
-)
-from keras_sgn.tuning.search import TUNERS, make_tuner, role, search, tune
-from keras_sgn.tuning.space import (
-    BETA_PREFIX,
-    INPUT_SITE,
-    TUNABLE,
-    default_point,
-    default_space,
-    parse_space,
-    parse_spec,
-    site_choices,
-    space_from_strings,
-)
+from keras_sgn.errors import require_extra as _require_extra
+
+_require_extra("tune", "keras-tuner", "keras_tuner", "keras_sgn.tuning")
+
+# Loaded so that `tuning.<module>.<name>` works after importing the package.
+from keras_sgn.tuning import report  # noqa: F401
+from keras_sgn.tuning.hypermodel import SGNHyperModel
+from keras_sgn.tuning.results import load_best, write_outputs
+from keras_sgn.tuning.search import TUNERS, make_tuner, search, tune
+from keras_sgn.tuning.space import default_space, parse_space
 
 __all__ = [
-    "BETA_PREFIX",
-    "INPUT_SITE",
-    "METHODS",
-    "OBJECTIVE",
     "SGNHyperModel",
-    "TUNABLE",
     "TUNERS",
-    "default_point",
-    "default_space",
-    "format_table",
-    "load_best",
-    "make_tuner",
-    "objective",
-    "parse_space",
-    "parse_spec",
-    "plot_trials",
-    "recipe_flags",
-    "role",
-    "search",
-    "site_choices",
-    "space_from_strings",
-    "trial_label",
-    "trial_number",
-    "trial_rows",
-    "trials_figure",
     "tune",
+    "search",
+    "make_tuner",
+    "default_space",
+    "parse_space",
+    "load_best",
     "write_outputs",
 ]

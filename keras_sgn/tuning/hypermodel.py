@@ -22,7 +22,8 @@ OBJECTIVE = "val_robust_accuracy"
 # The methods whose feedback hyperparameters there are to search.
 # The variants under study (sgn-ramp, ...) are left out: their own options are not searched.
 METHODS = tuple(name for name in sgn_methods.list_methods(variants=False)
-                if issubclass(sgn_methods.method_class(name), sgn_methods.SelfGradientTraining))
+                if issubclass(sgn_methods.registry.method_class(name),
+                              sgn_methods.SelfGradientTraining))
 
 
 def objective():
@@ -64,7 +65,7 @@ class SGNHyperModel(keras_tuner.HyperModel):
         self._validation_data = validation_data
         self._steps_per_epoch = None
         probe = self._build_model(config, sites="default")
-        self.site_names = tuple(layer.name[len(sgn_models.SITE_PREFIX):]
+        self.site_names = tuple(layer.name[len(sgn_models.sites.SITE_PREFIX):]
                                 for layer in sgn_layers.sites_of(probe))
         del probe
         self.space = sgn_space.check_space(
@@ -98,7 +99,7 @@ class SGNHyperModel(keras_tuner.HyperModel):
             "weight_decay": config.weight_decay,
         }
         for site in self.hidden_sites:
-            values[BETA_PREFIX + site] = (beta.get(site, sgn_models.DEFAULT_BETA)
+            values[BETA_PREFIX + site] = (beta.get(site, sgn_models.sites.DEFAULT_BETA)
                                           if isinstance(beta, dict) else float(beta))
         return values
 
@@ -155,7 +156,7 @@ class SGNHyperModel(keras_tuner.HyperModel):
         config = self.config
         sites = values.get("sites", sgn_space.canonical_sites(config.sites, self.site_names))
         hidden = [s for s in sites.split(",") if s and s != INPUT_SITE]
-        beta = config.beta if "=" not in str(config.beta) else repr(sgn_models.DEFAULT_BETA)
+        beta = config.beta if "=" not in str(config.beta) else repr(sgn_models.sites.DEFAULT_BETA)
         if hidden:
             betas = self.default_values()
             beta = ",".join(f"{s}={float(values.get(BETA_PREFIX + s, betas[BETA_PREFIX + s]))!r}"
@@ -177,7 +178,7 @@ class SGNHyperModel(keras_tuner.HyperModel):
         if sites is not None:
             config = dataclasses.replace(config, sites=sites)
         # Exactly what train() builds (model_kwargs: builder-only options).
-        return training.build_model(config, self.info, **(self.model_kwargs or {}))
+        return training.optimization.build_model(config, self.info, **(self.model_kwargs or {}))
 
     def train_data(self):
         """The training split as `tools/train.py` reads it (full batches only).
@@ -222,12 +223,12 @@ class SGNHyperModel(keras_tuner.HyperModel):
         config = self.config_for(self.declare(hp))
         keras.utils.set_random_seed(config.seed)
         strategy = tf.distribute.get_strategy()
-        training.check_global_batch_size(config.batch_size, strategy)
+        training.distribute.check_global_batch_size(config.batch_size, strategy)
         model = self._build_model(config)
         if not model.built:  # subclassed backbones: create the weights (reloads need them)
             model(tf.zeros((1,) + tuple(self.info.image_shape)))
         # As train() compiles, so a trial (under a strategy too) trains like train.py.
-        training.compile_for_training(model, config, self.steps_per_epoch(), strategy)
+        training.optimization.compile_for_training(model, config, self.steps_per_epoch(), strategy)
         # Built now, a Hyperband continuation also reloads its parent's optimizer state.
         model.optimizer.build(model.trainable_variables)
         return model

@@ -61,7 +61,7 @@ def _table_row(row, epsilon):
 
 def format_table(rows, epsilon=None):
     """A Markdown table of `trial_rows` (`epsilon` turns step sizes into alpha/eps)."""
-    return reporting.markdown_table(TABLE_HEADER, [_table_row(r, epsilon) for r in rows])
+    return reporting.tables.markdown_table(TABLE_HEADER, [_table_row(r, epsilon) for r in rows])
 
 
 def _best_so_far(values):
@@ -76,7 +76,7 @@ def trials_figure(rows, title=""):
     """The figure of `plot_trials`: each trial's objective at its number (the
     table's and the log's), the best so far, the default setting circled."""
     ordered = sorted(rows, key=lambda r: r["trial"])
-    fig, ax = reporting.new_figure(figsize=(7, 4))
+    fig, ax = reporting.plots.new_figure(figsize=(7, 4))
     done = [(r["trial"], r[OBJECTIVE]) for r in ordered if r[OBJECTIVE] is not None]
     if done:
         ax.scatter([x for x, _ in done], [y for _, y in done], s=30, label="trial", zorder=3)
@@ -100,5 +100,5 @@ def trials_figure(rows, title=""):
 
 def plot_trials(rows, path, title=""):
     """Objective of each trial by trial number, with the best so far (a PNG at `path`)."""
-    reporting.save_figure(trials_figure(rows, title), path, dpi=100)
+    reporting.plots.save_figure(trials_figure(rows, title), path, dpi=100)
     return path

@@ -120,7 +120,8 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=10, directory="tuning",
                   overwrite=overwrite, distribution_strategy=distribution_strategy,
                   executions_per_trial=executions_per_trial)
     if distribution_strategy is not None:
-        training.check_global_batch_size(hypermodel.config.batch_size, distribution_strategy)
+        training.distribute.check_global_batch_size(hypermodel.config.batch_size,
+                                                    distribution_strategy)
     oracle_args = dict(objective=objective(), seed=seed,
                        max_retries_per_trial=max_retries_per_trial,
                        max_consecutive_failed_trials=max_consecutive_failed_trials)

@@ -40,7 +40,7 @@ def default_space(config, site_names):
     """The default search space for a resolved `TrainConfig` (see the
     `keras_sgn.tuning` docstring)."""
     # A single-step input attack wants a step near epsilon, a multi-step one a fraction of it.
-    multi_step = sgn_methods.method_class(config.method).multi_step
+    multi_step = sgn_methods.registry.method_class(config.method).multi_step
     steps = [0.1, 0.25, 0.5] if multi_step else [0.5, 0.75, 1.0, 1.25]
     return {
         "sites": site_choices(site_names),
@@ -56,7 +56,7 @@ def default_space(config, site_names):
 
 def default_input_step(method):
     """The input step of `method` when `step_size` is unset, as a fraction of epsilon."""
-    return sgn_methods.default_step_size(method, 1.0)
+    return sgn_methods.registry.default_step_size(method, 1.0)
 
 
 def default_point(space):
@@ -138,7 +138,7 @@ def space_from_strings(space="", **entries):
 
 def canonical_sites(sites, site_names):
     """A `sites` value as the comma list of the selected names, in network order."""
-    resolved = sgn_models.resolve_sites(parse_sites(sites), 0.0, len(site_names) - 1)
+    resolved = sgn_models.sites.resolve_sites(parse_sites(sites), 0.0, len(site_names) - 1)
     return ",".join(resolved)
 
 

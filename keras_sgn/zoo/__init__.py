@@ -22,23 +22,9 @@ the zoo imports only the standard library; huggingface_hub is imported when a
 model is downloaded.
 """
 
-from keras_sgn.zoo.catalog import (
-    ENTRIES_DIR,
-    LOAD_FILES,
-    MODEL_FILES,
-    PACKAGE_ROOT,
-    PRETRAINED_DIR,
-    SCHEMA_VERSION,
-    STATUSES,
-    ZooEntry,
-    check_entry,
-    entries,
-    format_table,
-    get_entry,
-    is_commit_sha,
-    list_pretrained,
-    read_entry,
-)
+# Loaded so that `zoo.<module>.<name>` works after importing the package.
+from keras_sgn.zoo import integrity, loading  # noqa: F401
+from keras_sgn.zoo.catalog import ZooEntry, entries, get_entry
 from keras_sgn.zoo.errors import (
     ChecksumMismatchError,
     DownloadError,
@@ -50,17 +36,11 @@ from keras_sgn.zoo.errors import (
     UnknownModelError,
     ZooError,
 )
-from keras_sgn.zoo.integrity import sha256_file
-from keras_sgn.zoo.loading import build_from_files, load_pretrained
 
 __all__ = [
-    "ENTRIES_DIR",
-    "LOAD_FILES",
-    "MODEL_FILES",
-    "PACKAGE_ROOT",
-    "PRETRAINED_DIR",
-    "SCHEMA_VERSION",
-    "STATUSES",
+    "ZooEntry",
+    "ZooError",
+    "UnknownModelError",
     "ChecksumMismatchError",
     "DownloadError",
     "FileMissingOnHubError",
@@ -68,17 +48,6 @@ __all__ = [
     "HubUnreachableError",
     "InvalidEntryError",
     "NotPublishedError",
-    "UnknownModelError",
-    "ZooEntry",
-    "ZooError",
-    "build_from_files",
-    "check_entry",
     "entries",
-    "format_table",
     "get_entry",
-    "is_commit_sha",
-    "list_pretrained",
-    "load_pretrained",
-    "read_entry",
-    "sha256_file",
 ]

@@ -230,7 +230,7 @@ def list_pretrained(entries_dir=None):
     Example:
 
     ```python
-    print(keras_sgn.zoo.format_table(keras_sgn.list_pretrained()))
+    print(keras_sgn.zoo.catalog.format_table(keras_sgn.list_pretrained()))
     ```
     """
     rows = []

@@ -18,9 +18,9 @@ def run_hparams(config):
     learning rate, epochs, batch size, feedback and method options...): the
     set fields of `config.recipe()`, without the options of other methods
     (e.g. `trades_beta` in an `sgn` run). Values are bool, int, float or str."""
-    own = set(sgn_methods.method_class(config.method).run_options)
+    own = set(sgn_methods.registry.method_class(config.method).run_options)
     others = {field for name in sgn_methods.list_methods()
-              for field in sgn_methods.method_class(name).run_options} - own
+              for field in sgn_methods.registry.method_class(name).run_options} - own
     return {name: value if isinstance(value, (bool, int, float, str)) else str(value)
             for name, value in config.recipe().items()
             if value is not None and name not in others}
