@@ -470,6 +470,15 @@ def test_benchmark_mistakes_are_one_line(args, expected):
     assert _error_line(_tool("benchmark.py", *args)).startswith(expected)
 
 
+@pytest.mark.parametrize("flag", ["--batch_size", "--attack_steps", "--repeats", "--n_examples",
+                                  "--eval_batch_size", "--threads"])
+def test_benchmark_refuses_a_zero_count_when_parsing_flags(flag):
+    # Refused before TensorFlow starts: --repeats=0 used to time nothing and then fail on an
+    # empty median, --n_examples=0 only after loading the model.
+    result = _tool("benchmark.py", f"{flag}=0", "--methods=standard")
+    assert _error_line(result).startswith(f"error: flag {flag}=0: 0 is not a positive integer")
+
+
 def test_zero_examples_are_refused_before_any_data_or_attack():
     # tools/benchmark.py --n_examples=0 reached the suite's own check only after loading
     # its model and warming the attacks up.
@@ -479,7 +488,7 @@ def test_zero_examples_are_refused_before_any_data_or_attack():
             r"n_examples must be an integer >= 1, or None for every example. Received: "
             r"n_examples=0")):
         evaluation.evaluate_robustness(_linear_digits_model(), "no-such-dataset", 0.1,
-                                            n_examples=0)
+                                       n_examples=0)
 
 
 # -- a truncated model file ----------------------------------------------------------------

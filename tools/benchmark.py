@@ -51,15 +51,15 @@ flags.DEFINE_string("model", None, "Model name of the method benchmark (syntheti
 flags.DEFINE_string("dataset", None, "Dataset name: the image shape and classes of the method "
                     "benchmark, and the test images --attacks runs on (default: the --zoo "
                     "entry's).")
-flags.DEFINE_integer("batch_size", 32, "Batch size of every step.")
+flags.DEFINE_integer("batch_size", 32, "Batch size of every step.", lower_bound=1)
 flags.DEFINE_list("methods", None, "Methods to time (empty: none). Default: standard (the cost "
                   "unit) and every method except the variants under study "
                   "(keras_sgn.experiments.benchmark.DEFAULT_METHODS).")
-flags.DEFINE_integer("attack_steps", 10, f"Inner attack steps ({MULTI_STEP}).")
+flags.DEFINE_integer("attack_steps", 10, f"Inner attack steps ({MULTI_STEP}).", lower_bound=1)
 flags.DEFINE_bool("xla", True, "Also time the XLA-compiled attack variant.")
-flags.DEFINE_integer("warmup", 2, "Untimed calls per method.")
+flags.DEFINE_integer("warmup", 2, "Untimed calls per method.", lower_bound=0)
 flags.DEFINE_integer("repeats", 5, "Timed calls per method (median reported); timings per "
-                     "attack iteration (best kept).")
+                     "attack iteration (best kept).", lower_bound=1)
 flags.DEFINE_string("attacks", None, "Also time an evaluation suite ('standard', 'quick' or "
                     "attacks separated by ';'): each attack's iteration against one "
                     "forward+backward pass, and the whole suite on --n_examples test images.")
@@ -67,8 +67,9 @@ flags.DEFINE_string("zoo", None, "The trained model --attacks times the suite on
                     "a saved .keras file. Without it only the iteration costs are measured, on "
                     "an untrained --model.")
 flags.DEFINE_integer("n_examples", 1000, "Test images the suite is timed on (the first N; the "
-                     "time on 10,000 is extrapolated from them).")
-flags.DEFINE_integer("eval_batch_size", 128, "Evaluation batch size of --attacks.")
+                     "time on 10,000 is extrapolated from them).", lower_bound=1)
+flags.DEFINE_integer("eval_batch_size", 128, "Evaluation batch size of --attacks.",
+                     lower_bound=1)
 flags.DEFINE_enum("norm", None, ["linf", "l2"], "Threat-model norm of --attacks (default: the "
                   "zoo entry's, else linf).")
 flags.DEFINE_float("epsilon", None, "Threat radius (pixel units; default: the zoo entry's, "
@@ -83,7 +84,7 @@ flags.DEFINE_list("peer_settings", ["reference", "default"], "The peer's setting
                   "'reference' (APGD-CE/APGD-T/FAB-T at the reference's 100 steps, Square "
                   "5,000 queries) and/or 'default' (the peer's AutoAttack as it comes).")
 flags.DEFINE_integer("threads", None, "Threads of TensorFlow (intra- and inter-op) and of "
-                     "torch; default: each framework's own choice.")
+                     "torch; default: each framework's own choice.", lower_bound=1)
 
 
 def attack_suite():
