@@ -64,7 +64,7 @@ def test_wrn_parameter_counts_build_only():
 def test_presets_state_their_trainable_parameters():
     for name in ("sgn_resnet18", "sgn_preact_resnet18"):
         model = M.get(name, input_shape=(8, 8, 3))
-        assert trainable_count(model) == M.PRESETS[name]["trainable_parameters"]
+        assert trainable_count(model) == M.presets.PRESETS[name]["trainable_parameters"]
 
 
 @pytest.mark.parametrize("depth, blocks", [(10, 1), (16, 2), (22, 3)])
@@ -151,7 +151,7 @@ def test_subset_sites_and_beta_dict():
     )
     assert site_summary(model) == [
         ("site_input", None),
-        ("site_stage1", M.DEFAULT_BETA),
+        ("site_stage1", M.sites.DEFAULT_BETA),
         ("site_stage3", 0.5),
     ]
     assert [s.normalization for s in keras_sgn.layers.hidden_sites_of(model)] == ["sign", "sign"]
@@ -162,7 +162,7 @@ def test_subset_sites_and_beta_dict():
 def test_hidden_only_sites_keep_normalisation_on_input():
     model = run_backbone_test(M.sgn_preact_resnet18, dict(input_shape=(8, 8, 3), sites=["stage4"]),
                               (8, 8, 3), (2, 10))
-    assert site_summary(model) == [("site_stage4", M.DEFAULT_BETA)]
+    assert site_summary(model) == [("site_stage4", M.sites.DEFAULT_BETA)]
     assert model.get_layer("input_normalization").input is model.inputs[0]
 
 
