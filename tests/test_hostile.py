@@ -464,7 +464,7 @@ def test_summarize_runs_refuses_a_damaged_run_in_one_line(damage, tmp_path):
     (["--methods=", "--attacks=bogus", "--dataset=digits", "--model=sgn_small_cnn"],
      "error: attacks: unknown attack 'bogus'"),
     (["--methods=", "--attacks=quick", "--zoo=no-such-model"],
-     "error: model: no saved model at 'no-such-model' and no zoo entry of that name."),
+     "error: --zoo: no saved model at 'no-such-model', and not a zoo name either."),
 ])
 def test_benchmark_mistakes_are_one_line(args, expected):
     assert _error_line(_tool("benchmark.py", *args)).startswith(expected)

@@ -63,9 +63,9 @@ flags.DEFINE_integer("repeats", 5, "Timed calls per method (median reported); ti
 flags.DEFINE_string("attacks", None, "Also time an evaluation suite ('standard', 'quick' or "
                     "attacks separated by ';'): each attack's iteration against one "
                     "forward+backward pass, and the whole suite on --n_examples test images.")
-flags.DEFINE_string("zoo", None, "The trained model --attacks times the suite on: a zoo name or "
-                    "a saved .keras file. Without it only the iteration costs are measured, on "
-                    "an untrained --model.")
+flags.DEFINE_string("zoo", None, "The trained model --attacks times the suite on: a zoo name, "
+                    "a saved .keras file or a tools/train.py run folder. Without it only the "
+                    "iteration costs are measured, on an untrained --model.")
 flags.DEFINE_integer("n_examples", 1000, "Test images the suite is timed on (the first N; the "
                      "time on 10,000 is extrapolated from them).", lower_bound=1)
 flags.DEFINE_integer("eval_batch_size", 128, "Evaluation batch size of --attacks.",
@@ -87,33 +87,41 @@ flags.DEFINE_integer("threads", None, "Threads of TensorFlow (intra- and inter-o
                      "torch; default: each framework's own choice.", lower_bound=1)
 
 
+def zoo_source():
+    """The --zoo model, resolved as tools/evaluate.py resolves --model (a zoo name, a saved
+    .keras file or a run folder; what its entry or run says)."""
+    from keras_sgn.evaluation import sources
+
+    return sources.resolve_model(FLAGS.zoo, reference_flag="--zoo")
+
+
 def attack_suite():
     """The `attack_suite` part of the report: the --zoo model (or an untrained
     --model) against --attacks on --dataset's test images."""
+    from keras_sgn.evaluation import sources
     from keras_sgn.experiments import benchmark
 
-    model, defaults = benchmark.default_model(FLAGS.dataset), {}
-    if FLAGS.model:
-        model = FLAGS.model
-    if FLAGS.zoo:
-        model, defaults = benchmark.load_model(FLAGS.zoo)
-    dataset = FLAGS.dataset or defaults.get("dataset")
-    if dataset is None:
+    source = zoo_source() if FLAGS.zoo else None
+    if not (FLAGS.dataset or (source and source.defaults.get("dataset"))):
         raise app.UsageError("--attacks: give --dataset=NAME (the test images the suite "
                              "attacks), or a --zoo model whose entry names its dataset.")
-    norm = FLAGS.norm or defaults.get("norm") or "linf"
-    epsilon = FLAGS.epsilon
-    if epsilon is None and defaults.get("norm", "linf") == norm:
-        epsilon = defaults.get("epsilon")
+    # The flags, else the zoo entry's (or run's), else the dataset's recipe: as evaluate.py.
+    dataset, norm, epsilon = sources.resolve_threat_model(
+        source, FLAGS.dataset, FLAGS.norm, FLAGS.epsilon, dataset_flag="--dataset")
+    if source is not None:
+        model, label = sources.load(source), source.label
+    else:
+        model, label = FLAGS.model or benchmark.default_model(dataset), None
     return benchmark.benchmark_attack_suite(
         model, dataset, FLAGS.attacks, epsilon, norm, n_examples=FLAGS.n_examples,
         batch_size=FLAGS.eval_batch_size, data_dir=FLAGS.data_dir, repeats=FLAGS.repeats,
-        time_whole_suite=bool(FLAGS.zoo), model_label=FLAGS.zoo, verbose=True)
+        time_whole_suite=source is not None, model_label=label, verbose=True)
 
 
 def peer_comparison():
     """The `peer` part of the report: our `standard` suite against --peer's AutoAttack."""
-    from keras_sgn.experiments import benchmark, peer_benchmark
+    from keras_sgn.evaluation import sources
+    from keras_sgn.experiments import peer_benchmark
 
     if not FLAGS.zoo:
         raise app.UsageError("--peer: give --zoo=NAME, the trained model both suites attack "
@@ -121,16 +129,18 @@ def peer_comparison():
     if FLAGS.norm not in (None, "linf"):
         raise app.UsageError(f"--peer compares the {peer_benchmark.SUITE} suite at L-inf. "
                              f"Received: --norm={FLAGS.norm}.")
-    model, defaults = benchmark.load_model(FLAGS.zoo)
-    dataset = FLAGS.dataset or defaults.get("dataset")
-    epsilon = FLAGS.epsilon if FLAGS.epsilon is not None else defaults.get("epsilon")
-    if dataset is None or epsilon is None or defaults.get("norm", "linf") != "linf":
+    source = zoo_source()
+    defaults = source.defaults
+    if (not (FLAGS.dataset or "dataset" in defaults) or defaults.get("norm", "linf") != "linf"
+            or (FLAGS.epsilon is None and "epsilon" not in defaults)):
         raise app.UsageError(f"--peer: give --dataset and --epsilon (L-inf), or a --zoo model "
                              f"whose entry names them. Received: --zoo={FLAGS.zoo}.")
+    dataset, _, epsilon = sources.resolve_threat_model(
+        source, FLAGS.dataset, "linf", FLAGS.epsilon, dataset_flag="--dataset")
     report = peer_benchmark.compare(
-        model, dataset, epsilon, n_examples=FLAGS.n_examples, batch_size=FLAGS.eval_batch_size,
-        settings=tuple(FLAGS.peer_settings), data_dir=FLAGS.data_dir, model_label=FLAGS.zoo,
-        verbose=True)
+        sources.load(source), dataset, epsilon, n_examples=FLAGS.n_examples,
+        batch_size=FLAGS.eval_batch_size, settings=tuple(FLAGS.peer_settings),
+        data_dir=FLAGS.data_dir, model_label=source.label, verbose=True)
     print(peer_benchmark.markdown(report))
     return report
 

@@ -16,14 +16,15 @@ Modules: `robustness` (the suite, cascade and worst case), `checks` (one
 attack), `outcomes` (predictions, who
 survives an attack), `examples` (a few adversarial examples kept to be shown),
 `progress` (the progress bars), `checkpoints` (one file per attacked batch, so a
-killed evaluation resumes), `runs` (a model on a named dataset, the report
-folder, `evaluate_pretrained`). The report a person reads is written by
-`keras_sgn.reporting.robustness_report` (`markdown_report` and `plot_accuracy_vs_epsilon` are
-public here).
+killed evaluation resumes), `sources` (which model, dataset and threat model: a saved
+file, a run folder or a zoo name, resolved once for the tools and `evaluate_pretrained`),
+`runs` (a model on a named dataset, the report folder, `evaluate_pretrained`). The
+report a person reads is written by `keras_sgn.reporting.robustness_report`
+(`markdown_report` and `plot_accuracy_vs_epsilon` are public here).
 """
 
 # Loaded so that `evaluation.<module>.<name>` works after importing the package.
-from keras_sgn.evaluation import checkpoints, inputs  # noqa: F401
+from keras_sgn.evaluation import checkpoints, inputs, sources  # noqa: F401
 from keras_sgn.evaluation.checks import accuracy_vs_epsilon, sanity_checks
 from keras_sgn.evaluation.examples import AdversarialExamples
 from keras_sgn.evaluation.robustness import evaluate_robustness

@@ -1,8 +1,9 @@
 """Evaluation as the one-liner runs it: a zoo model on its own dataset and threat model
-(`evaluate_pretrained`), and the report folder."""
+(`evaluate_pretrained`, resolved by `keras_sgn.evaluation.sources` as the tools resolve
+it), and the report folder."""
 
-from keras_sgn import zoo
 from keras_sgn.errors import ArgumentError
+from keras_sgn.evaluation import sources
 from keras_sgn.evaluation.examples import AdversarialExamples
 from keras_sgn.evaluation.robustness import evaluate_robustness
 from keras_sgn.reporting.robustness_report import write_report
@@ -71,15 +72,15 @@ def evaluate_pretrained(name, attacks="quick", n_examples=None, split="test", da
     ```
     """
     load_options = dict(load_options or {})
-    entry = zoo.get_entry(name, load_options.get("entries_dir"))
-    check_own_threat_model(entry, options)
-    model = zoo.loading.load_pretrained(entry, **load_options)
-    threat = entry.threat_model
+    source = sources.zoo_source(name, load_options.get("entries_dir"))
+    check_own_threat_model(source.entry, options)
+    model = sources.load(source, **load_options)
+    dataset, norm, epsilon = sources.resolve_threat_model(source)
     examples = AdversarialExamples(GRID_EXAMPLES) if output_dir else None
     report = evaluate_robustness(
-        model, entry.dataset, threat["epsilon"], threat["norm"], split=split, attacks=attacks,
-        n_examples=n_examples, data_dir=data_dir, batch_size=batch_size, model_label=name,
-        examples=examples, **options)
+        model, dataset, epsilon, norm, split=split, attacks=attacks, n_examples=n_examples,
+        data_dir=data_dir, batch_size=batch_size, model_label=source.label, examples=examples,
+        **options)
     if output_dir:
         save_evaluation(report, output_dir, examples)
     return report

@@ -16,16 +16,15 @@ Two measurements, both reported by `tools/benchmark.py --attacks=standard`:
 Speed is measured here, never in unit tests.
 """
 
-import os
 import time
 
-import keras
 import numpy as np
 
 from keras_sgn import attacks as attack_lib
-from keras_sgn import data, evaluation, models, recipes, reporting, zoo
+from keras_sgn import data, evaluation, models, reporting
 from keras_sgn.attacks import parse_attacks
 from keras_sgn.errors import ArgumentError
+from keras_sgn.evaluation.sources import default_epsilon
 from keras_sgn.experiments import compute_floor
 
 #: The target the suite's wall time is set against.
@@ -33,31 +32,7 @@ SUITE_TARGET = {"attacks": "standard", "dataset": "fashion_mnist", "n_examples":
                 "seconds": 20 * 60, "machine": "the project's 2-core CPU"}
 
 __all__ = ["SUITE_TARGET", "attack_costs", "attack_suite_markdown", "benchmark_attack_suite",
-           "default_epsilon", "load_model", "project_to_target", "time_suite"]
-
-
-def load_model(name_or_path):
-    """A trained model to evaluate: a saved `.keras` file or a zoo name
-    (`keras_sgn.list_pretrained()`). Returns `(model, defaults)`, `defaults`
-    holding what the zoo entry says (`dataset`, `norm`, `epsilon`), else `{}`."""
-    if os.path.exists(name_or_path):
-        return keras.saving.load_model(name_or_path, safe_mode=True), {}
-    try:
-        entry = zoo.get_entry(name_or_path)
-    except zoo.UnknownModelError as error:
-        raise ArgumentError(f"model: no saved model at {name_or_path!r} and no zoo entry of that "
-                            f"name. Received: {name_or_path!r}. {error}") from None
-    defaults = dict(dataset=entry.dataset, **(entry.threat_model or {}))
-    defaults.pop("epsilon_text", None)
-    return zoo.loading.load_pretrained(name_or_path), defaults
-
-
-def default_epsilon(dataset, norm="linf"):
-    """The radius a dataset is attacked at: its recipe's L-inf epsilon, 0.5 for L2,
-    8/255 for a dataset without a recipe."""
-    if norm == "l2":
-        return 0.5
-    return recipes.DATASET_RECIPES.get(dataset, {}).get("epsilon", 8 / 255)
+           "default_epsilon", "project_to_target", "time_suite"]
 
 
 def attack_costs(model, x, y, attacks="standard", epsilon=8 / 255, norm="linf", repeats=3):

@@ -26,7 +26,6 @@ from keras_sgn.experiments.attack_benchmark import (
     attack_suite_markdown,
     benchmark_attack_suite,
     default_epsilon,
-    load_model,
     project_to_target,
     time_suite,
 )
@@ -41,7 +40,7 @@ DEFAULT_MODEL = "sgn_resnet18"
 
 __all__ = ["BASELINE", "DEFAULT_METHODS", "DEFAULT_MODEL", "MODEL_SHAPES", "SUITE_TARGET",
            "attack_costs", "attack_suite_markdown", "benchmark_attack_suite",
-           "benchmark_methods", "default_epsilon", "default_model", "load_model",
+           "benchmark_methods", "default_epsilon", "default_model",
            "machine_info", "markdown_table", "method_options", "project_to_target",
            "time_calls", "time_method_step", "time_suite"]
 
