@@ -40,7 +40,6 @@ from absl import flags
 # None of these imports TensorFlow (`--help` stays quick); the evaluation is imported where
 # it runs.
 from keras_sgn import cli, names
-from keras_sgn.attacks import parse_attacks
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("run_dir", None, "A tools/train.py output dir: evaluate RUN_DIR/model.keras "
@@ -98,6 +97,7 @@ def result_line(report):
 def main(argv):
     del argv
     from keras_sgn import data
+    from keras_sgn.attacks import parse_attacks
     from keras_sgn.evaluation import sources
     from keras_sgn.training import run_folder
 
