@@ -13,6 +13,9 @@ sets several at once (`name=spec;name=spec`). Rerunning with the same
     python tools/train.py --flagfile=runs/tune-digits/best_recipe.flags \\
         --output_dir=runs/digits-best
 
+At equal training time instead of equal epochs (each trial's epochs from its own
+measured epoch time): --time_budget_minutes=5 (with --tuner=random or bayesian).
+
 Distributed: the same command with KERASTUNER_TUNER_ID=chief (serves the
 oracle, then writes the results) and KERASTUNER_TUNER_ID=tuner0, tuner1...
 (run trials), sharing KERASTUNER_ORACLE_IP/KERASTUNER_ORACLE_PORT and --directory.
@@ -40,6 +43,11 @@ flags.DEFINE_integer("max_trials", 20, "Maximum number of trials (a cap on Hyper
                      "own budget).")
 flags.DEFINE_integer("max_epochs", None, "Epochs of a full trial (Hyperband's max_epochs; "
                      "the learning-rate schedule spans them); default follows --dataset.")
+flags.DEFINE_float("time_budget_minutes", None, "Train every trial for this many minutes of "
+                   "training CPU time instead of --max_epochs: its epochs = the budget / its "
+                   "own measured epoch time (its schedule spans them), stopped at 1.25x the "
+                   "budget. With --tuner=random or bayesian. Pin the process to one core "
+                   "(taskset -c 0) for minutes of one core.")
 flags.DEFINE_integer("factor", 3, "Hyperband reduction factor.")
 flags.DEFINE_integer("hyperband_iterations", 1, "Hyperband iterations.")
 flags.DEFINE_integer("num_initial_points", None, "Bayesian: random trials before the "
@@ -98,7 +106,8 @@ def main(argv):
         distribution_strategy=strategy, factor=FLAGS.factor,
         hyperband_iterations=FLAGS.hyperband_iterations,
         num_initial_points=FLAGS.num_initial_points, include_default=FLAGS.include_default,
-        tensorboard=FLAGS.tensorboard, verbose=FLAGS.verbose)
+        tensorboard=FLAGS.tensorboard, verbose=FLAGS.verbose,
+        time_budget_minutes=FLAGS.time_budget_minutes)
     if result["role"] == "worker":
         print("Worker finished: the chief holds the results.")
         return

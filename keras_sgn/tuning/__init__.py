@@ -46,6 +46,21 @@ print(tuning.format_table(rows))
 tuning.write_outputs(tuner, hypermodel, "runs/tune-digits")
 ```
 
+At a fixed training time instead of a fixed number of epochs
+(`SGNHyperModel(config, time_budget_minutes=5)`, `tune(..., time_budget_minutes=5)`,
+`tools/tune.py --time_budget_minutes=5`; random or Bayesian tuners): a configuration
+slower per step (more feedback sites, `second_order`) would otherwise get more compute
+than a cheap one, and the objective would reward cost, not the recipe. Each trial
+first times a few training steps of its own compiled model (a discarded copy, after
+a warm-up) and extrapolates its epoch time; it then trains
+`max(1, floor(budget / epoch time))` epochs with its learning-rate schedule spread
+over them, as the budgets study (`keras_sgn.experiments.budgets`) gives each method
+its epochs; a safety stop ends it once its training CPU time passes the budget by
+25%. The budget is training CPU time, validation excluded (minutes of one core when
+the process is pinned to one). The trial table records each trial's epochs
+(`best/run`, `of planned` if stopped) and its training CPU seconds (`train s`);
+`trials.json` also its epoch time and wall seconds. Module `budget`.
+
 Distributed tuning uses KerasTuner's own environment variables: run the same
 program once with `KERASTUNER_TUNER_ID=chief` (it only serves the oracle) and
 once per worker with `KERASTUNER_TUNER_ID=tuner0, tuner1, ...`, all with the
@@ -54,7 +69,8 @@ same `KERASTUNER_ORACLE_IP` / `KERASTUNER_ORACLE_PORT` and the same
 
 Modules: `space` (the search space and its string form), `hypermodel`
 (`SGNHyperModel`), `search` (tuners, `search`, `tune`), `results` (trial rows,
-recipes, output files), `report` (the table and the plot).
+recipes, output files), `report` (the table and the plot), `budget` (trials at a
+fixed training time).
 """
 
 from keras_sgn.errors import require_extra as _require_extra

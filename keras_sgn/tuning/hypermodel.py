@@ -3,6 +3,7 @@ trained exactly as `tools/train.py` would run the trial's `TrainConfig`."""
 
 import contextlib
 import dataclasses
+import json
 
 import keras
 import keras_tuner
@@ -15,6 +16,7 @@ from keras_sgn import models as sgn_models
 from keras_sgn import training
 from keras_sgn.errors import ArgumentError
 from keras_sgn.models.sites import parse_beta
+from keras_sgn.tuning import budget as sgn_budget
 from keras_sgn.tuning import space as sgn_space
 from keras_sgn.tuning.space import BETA_PREFIX, INPUT_SITE
 
@@ -48,12 +50,21 @@ class SGNHyperModel(keras_tuner.HyperModel):
             so they do not reach the recipe.
         train_data, validation_data: datasets to use instead of loading
             `config.dataset` (`n_train` / `n_eval` first images).
+        time_budget_minutes: None (default): every trial trains `config.epochs`.
+            A number > 0: every trial trains for that many minutes of training
+            CPU time instead (`keras_sgn.tuning.budget`): its epochs are
+            `max(1, floor(budget / its measured epoch time))`, its schedule spans
+            them, and it stops if its clock passes the budget by 25%;
+            `config.epochs` is then unused. Not with Hyperband.
         name, tunable: as for `keras_tuner.HyperModel`.
     """
 
     def __init__(self, config=None, space=None, model_kwargs=None, train_data=None,
-                 validation_data=None, name=None, tunable=True):
+                 validation_data=None, name=None, tunable=True, time_budget_minutes=None):
         super().__init__(name=name, tunable=tunable)
+        # Checked first: a bad budget is refused before anything is built.
+        self.time_budget_minutes = sgn_budget.check_time_budget(time_budget_minutes)
+        self._plans = {}  # trial values -> (epochs, measured epoch seconds)
         config = (config or training.TrainConfig()).resolved()
         if config.method not in METHODS:
             raise ArgumentError(f"Tuning searches self-gradient feedback: method must be one of "
@@ -219,8 +230,17 @@ class SGNHyperModel(keras_tuner.HyperModel):
             self._steps_per_epoch = steps
         return self._steps_per_epoch
 
-    def build(self, hp):
-        config = self.config_for(self.declare(hp))
+    @property
+    def time_budget_seconds(self):
+        return None if self.time_budget_minutes is None else self.time_budget_minutes * 60.0
+
+    @staticmethod
+    def _trial_key(hp):
+        values = hp.values if isinstance(hp, keras_tuner.HyperParameters) else hp
+        return json.dumps({k: v for k, v in values.items() if not k.startswith("tuner/")},
+                          sort_keys=True, default=str)
+
+    def _compiled(self, config):
         keras.utils.set_random_seed(config.seed)
         strategy = tf.distribute.get_strategy()
         training.distribute.check_global_batch_size(config.batch_size, strategy)
@@ -229,6 +249,30 @@ class SGNHyperModel(keras_tuner.HyperModel):
             model(tf.zeros((1,) + tuple(self.info.image_shape)))
         # As train() compiles, so a trial (under a strategy too) trains like train.py.
         training.optimization.compile_for_training(model, config, self.steps_per_epoch(), strategy)
+        return model
+
+    def plan(self, hp, config=None):
+        """`(epochs, epoch_seconds)` of a trial under the time budget: its epoch
+        time measured on a copy of its compiled model (once per setting), and the
+        epochs that fit the budget."""
+        key = self._trial_key(hp)
+        if key not in self._plans:
+            config = config or self.config_for(hp)
+            timed = self._compiled(config)
+            seconds = sgn_budget.measure_epoch_seconds(timed, self.train_data(),
+                                                       self.steps_per_epoch())
+            del timed
+            self._plans[key] = (sgn_budget.budget_epochs(self.time_budget_seconds, seconds),
+                                seconds)
+        return self._plans[key]
+
+    def build(self, hp):
+        config = self.config_for(self.declare(hp))
+        if self.time_budget_minutes is not None:
+            # Timed before the trial's own model: its seed and data order stay train.py's.
+            epochs, _ = self.plan(hp, config)
+            config = dataclasses.replace(config, epochs=epochs)
+        model = self._compiled(config)
         # Built now, a Hyperband continuation also reloads its parent's optimizer state.
         model.optimizer.build(model.trainable_variables)
         return model
@@ -236,15 +280,27 @@ class SGNHyperModel(keras_tuner.HyperModel):
     def fit(self, hp, model, *args, **kwargs):
         """`model.fit` on the training data with the validation subset (unless
         given). A Hyperband continuation (`initial_epoch > 0`) resumes the
-        learning-rate schedule where its parent trial stopped."""
+        learning-rate schedule where its parent trial stopped. Under a time
+        budget the trial trains its planned epochs (`plan`), with a
+        `budget.BudgetStop`, and its history carries the budget metrics."""
         if not args and kwargs.get("x") is None:
             kwargs["x"] = self.train_data()
         if kwargs.get("validation_data") is None:
             kwargs["validation_data"] = self.validation_data()
+        clock = None
+        if self.time_budget_minutes is not None:
+            epochs, epoch_seconds = self.plan(hp)
+            kwargs["epochs"] = epochs
+            clock = sgn_budget.BudgetStop(sgn_budget.OVERRUN * self.time_budget_seconds)
+            # First, so the tuner's callbacks see its train_seconds in the logs.
+            kwargs["callbacks"] = [clock, *(kwargs.get("callbacks") or [])]
         kwargs.setdefault("epochs", self.config.epochs)
         kwargs.setdefault("verbose", self.config.verbose)
         kwargs.setdefault("shuffle", False)  # keras_sgn.data shuffles the training split
         initial_epoch = int(kwargs.get("initial_epoch", 0) or 0)
         if initial_epoch:
             model.optimizer.iterations.assign(initial_epoch * self.steps_per_epoch())
-        return model.fit(*args, **kwargs)
+        history = model.fit(*args, **kwargs)
+        if clock is not None:
+            sgn_budget.record(history, epochs, epoch_seconds, clock)
+        return history

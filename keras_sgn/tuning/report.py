@@ -33,6 +33,18 @@ def trial_label(row):
     return f"{row['trial']}" + (f" ({', '.join(notes)})" if notes else "")
 
 
+BUDGET_COLUMN = "train s"
+
+
+def _epochs(row):
+    """best/trained epochs; a time-budget trial cut short: of its planned, stopped."""
+    cell = f"{row['best_epoch'] or MISSING}/{row['epochs']}"
+    planned = row.get("planned_epochs")
+    if planned is not None and planned != row["epochs"]:
+        cell += f" of {planned}"
+    return cell + (" (stopped)" if row.get("budget_stopped") else "")
+
+
 def _table_row(row, epsilon):
     config = row["config"]
     selected = config["sites"].split(",")
@@ -46,7 +58,7 @@ def _table_row(row, epsilon):
         trial_label(row),
         _accuracy(row[OBJECTIVE]),
         _accuracy(row["val_accuracy"]),
-        f"{row['best_epoch'] or MISSING}/{row['epochs']}",
+        _epochs(row),
         config["sites"],
         beta,
         config["normalization"] if hidden else MISSING,
@@ -60,8 +72,17 @@ def _table_row(row, epsilon):
 
 
 def format_table(rows, epsilon=None):
-    """A Markdown table of `trial_rows` (`epsilon` turns step sizes into alpha/eps)."""
-    return reporting.tables.markdown_table(TABLE_HEADER, [_table_row(r, epsilon) for r in rows])
+    """A Markdown table of `trial_rows` (`epsilon` turns step sizes into alpha/eps).
+    A time-budget search adds `train s`, each trial's training CPU seconds."""
+    cells = [_table_row(r, epsilon) for r in rows]
+    header = TABLE_HEADER
+    if any("train_cpu_seconds" in r for r in rows):
+        at = TABLE_HEADER.index("epochs") + 1
+        header = TABLE_HEADER[:at] + (BUDGET_COLUMN,) + TABLE_HEADER[at:]
+        for row, cell in zip(rows, cells):
+            seconds = row.get("train_cpu_seconds")
+            cell.insert(at, MISSING if seconds is None else f"{seconds:.0f}")
+    return reporting.tables.markdown_table(header, cells)
 
 
 def _best_so_far(values):

@@ -6,6 +6,7 @@ import math
 import os
 
 from keras_sgn.io_utils import atomic_write_json, atomic_write_text
+from keras_sgn.tuning import budget as sgn_budget
 from keras_sgn.tuning.hypermodel import OBJECTIVE
 from keras_sgn.tuning.report import format_table, plot_trials
 from keras_sgn.tuning.space import default_point
@@ -52,6 +53,25 @@ def _trial_row(trial, hypermodel, default):
                        if trial.best_step is not None else None),
         "hyperparameters": values,
         "config": {k: getattr(config, k) for k in SEARCHED_FIELDS},
+        **_budget_fields(trial),
+    }
+
+
+def _budget_fields(trial):
+    """A time-budget trial's spending (`keras_sgn.tuning.budget`): epochs run
+    (`epochs`) and planned, its measured epoch time, training CPU and wall
+    seconds, and whether the safety stop ended it; {} for an epoch-budget trial."""
+    run = _metric(trial, sgn_budget.EPOCHS_RUN)
+    if run is None:
+        return {}
+    planned = _metric(trial, sgn_budget.PLANNED_EPOCHS)
+    return {
+        "epochs": int(run),
+        "planned_epochs": None if planned is None else int(planned),
+        "epoch_seconds": _metric(trial, sgn_budget.EPOCH_SECONDS),
+        "train_cpu_seconds": _metric(trial, sgn_budget.TRAIN_CPU_SECONDS),
+        "train_seconds": _metric(trial, sgn_budget.TRAIN_SECONDS),
+        "budget_stopped": bool(_metric(trial, sgn_budget.STOPPED)),
     }
 
 
@@ -61,7 +81,9 @@ def trial_rows(tuner, hypermodel):
     (the base setting, the baseline), `continues` (the trial a Hyperband
     round continues, or None), score (`val_robust_accuracy` of the best
     epoch), `val_accuracy` of that epoch, epochs, the hyperparameter values and
-    the trial's `TrainConfig` fields that the space sets."""
+    the trial's `TrainConfig` fields that the space sets; under a time budget
+    also what the trial spent (`planned_epochs`, `epoch_seconds`,
+    `train_cpu_seconds`, `train_seconds`, `budget_stopped`)."""
     oracle = tuner.oracle
     default = hypermodel.config_for(default_point(oracle.get_space()))
     rows = [_trial_row(trial, hypermodel, default) for trial in oracle.trials.values()]
@@ -126,6 +148,10 @@ def noise_note(rows, n_val):
 
 
 def _best_summary(best, best_config, hypermodel, completed, source, recipe_path):
+    budget = ({} if hypermodel.time_budget_minutes is None else
+              {"time_budget_minutes": hypermodel.time_budget_minutes,
+               **{k: best.get(k) for k in ("epochs", "planned_epochs", "train_cpu_seconds",
+                                           "train_seconds")}})
     return {
         "objective": OBJECTIVE,
         "direction": "max",
@@ -140,6 +166,7 @@ def _best_summary(best, best_config, hypermodel, completed, source, recipe_path)
         "trials_completed": len(completed),
         "search": source,
         "recipe": recipe_path,
+        **budget,
     }
 
 
@@ -166,13 +193,24 @@ def validation_size(hypermodel):
     return min(n_val, hypermodel.config.n_eval) if hypermodel.config.n_eval else n_val
 
 
+def _budget_markdown(hypermodel):
+    if hypermodel.time_budget_minutes is None:
+        return ""
+    return (f" Every trial had the same training time, {hypermodel.time_budget_minutes:g} "
+            "min of CPU time (validation excluded): its epochs = the budget / its own "
+            "measured epoch time, its learning-rate schedule over them, a safety stop at "
+            f"{sgn_budget.OVERRUN:g}x the budget; `train s` is its measured training CPU "
+            "seconds.")
+
+
 def _results_markdown(source, table, hypermodel, noise):
     config = hypermodel.config
     return (f"# {source}\n\nObjective: {OBJECTIVE} (PGD-{config.eval_steps}, "
             f"eps={config.epsilon:g} {config.norm}, on {validation_size(hypermodel)} fixed "
             "validation images), maximised; each trial's best epoch (best/trained epochs). "
             "Trials are numbered from 1 in start order, as in the log and the plot; `default` "
-            "marks the base setting (the baseline the others have to beat).\n\n"
+            "marks the base setting (the baseline the others have to beat)."
+            f"{_budget_markdown(hypermodel)}\n\n"
             f"{table}\n" + (f"\n**Noise:** {noise}\n" if noise else ""))
 
 

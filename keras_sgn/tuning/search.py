@@ -8,6 +8,7 @@ import keras_tuner
 
 from keras_sgn import training
 from keras_sgn.errors import ArgumentError
+from keras_sgn.tuning.budget import check_time_budget
 from keras_sgn.tuning.hypermodel import SGNHyperModel, objective
 from keras_sgn.tuning.results import write_outputs
 from keras_sgn.tuning.space import default_point
@@ -75,6 +76,15 @@ def _sampling_oracle(tuner, max_trials, num_initial_points, include_default, **o
     return oracle
 
 
+def _check_budget_tuner(tuner, time_budget_minutes):
+    if tuner == "hyperband" and time_budget_minutes is not None:
+        raise ArgumentError(
+            "A time budget per trial (time_budget_minutes, --time_budget_minutes) sets each "
+            "trial's epochs from its measured epoch time; Hyperband sets them itself. Use "
+            "tuner 'random' or 'bayesian' (--tuner=random). Received: tuner='hyperband', "
+            f"time_budget_minutes={time_budget_minutes!r}.")
+
+
 def make_tuner(hypermodel, tuner="hyperband", max_trials=10, directory="tuning",
                project_name="sgn", overwrite=False, seed=1, distribution_strategy=None,
                factor=3, hyperband_iterations=1, num_initial_points=None,
@@ -113,6 +123,7 @@ def make_tuner(hypermodel, tuner="hyperband", max_trials=10, directory="tuning",
     """
     if tuner not in TUNERS:
         raise ArgumentError(f"tuner must be one of {TUNERS}. Received: {tuner!r}.")
+    _check_budget_tuner(tuner, getattr(hypermodel, "time_budget_minutes", None))
     if max_trials is not None and (int(max_trials) != max_trials or max_trials < 1):
         raise ArgumentError("max_trials must be an integer >= 1 (or None for no cap). "
                             f"Received: {max_trials}.")
@@ -163,11 +174,13 @@ def tune(config, space=None, tuner="hyperband", max_trials=10, directory="tuning
          project_name=None, output_dir=None, overwrite=False, seed=1,
          distribution_strategy=None, factor=3, hyperband_iterations=1,
          num_initial_points=None, include_default=True, tensorboard=True,
-         model_kwargs=None, verbose=1):
+         model_kwargs=None, verbose=1, time_budget_minutes=None):
     """Run (or resume) a search and, unless this process is a distributed
     worker, write its results (`write_outputs`) to `output_dir`.
 
-    `config.epochs` is the per-trial epoch budget (`max_epochs`); the project
+    `config.epochs` is the per-trial epoch budget (`max_epochs`), unless
+    `time_budget_minutes` gives every trial that much training time instead
+    (`SGNHyperModel`; random or Bayesian tuners only); the project
     is `directory/project_name` (default `"{dataset}-{model}-{tuner}"`) and
     `output_dir` defaults to its `results` folder. See `SGNHyperModel` and
     `make_tuner` for the other arguments.
@@ -175,7 +188,9 @@ def tune(config, space=None, tuner="hyperband", max_trials=10, directory="tuning
     Returns `write_outputs`'s dict plus `"role"`, or `{"role": "worker"}` on a
     worker (the chief holds the results).
     """
-    hypermodel = SGNHyperModel(config, space=space, model_kwargs=model_kwargs)
+    _check_budget_tuner(tuner, check_time_budget(time_budget_minutes))
+    hypermodel = SGNHyperModel(config, space=space, model_kwargs=model_kwargs,
+                               time_budget_minutes=time_budget_minutes)
     if project_name is None:
         project_name = f"{hypermodel.config.dataset}-{hypermodel.config.model}-{tuner}"
     instance = make_tuner(hypermodel, tuner, max_trials=max_trials, directory=directory,
