@@ -153,9 +153,11 @@ def _report(only_peer_valid=True):
                                         {"wall": clock, "cpu": clock}, 4.0, 2.0)
     return {"model": "tiny", "dataset": "digits", "n_examples": 8, "epsilon": 0.1,
             "ours": {"robust_accuracy": 0.7, "clean_accuracy": 0.9, "seconds": 5.0,
-                     "process_cpu_seconds": 4.0, "per_attack": per_attack, "floor": floor},
+                     "process_cpu_seconds": 4.0, "warmup_process_cpu_seconds": 1.0,
+                     "per_attack": per_attack, "floor": floor},
             "peer": {"name": "torchattacks", "version": "3.5.1", "runs": {"reference": run}},
-            "speedup": {"reference": 2.0}, "threads": {"tensorflow_intra_op": 1},
+            "speedup": {"reference": 2.0}, "speedup_with_warmup": {"reference": 1.6},
+            "threads": {"tensorflow_intra_op": 1},
             "port": {"max_abs_logit_difference": 2e-6, "n_images": 8, "tolerance": 1e-4}}
 
 
@@ -163,10 +165,10 @@ def test_report_text():
     text = peer_benchmark.markdown(_report(only_peer_valid=False))
     lines = text.splitlines()
     ours = next(line for line in lines if line.startswith("| ours"))
-    assert [c.strip() for c in ours.split("|")[2:5]] == ["0.7000", "5.0", "4.0"]
-    assert any(line.startswith("| torchattacks 3.5.1 AA standard, reference | 0.7500")
-               for line in lines)
-    assert "The peer's CPU time over ours: 2.00x." in text
+    assert [c.strip() for c in ours.split("|")[2:6]] == ["0.7000", "5.0", "4.0", "1.0"]
+    peer_row = next(line for line in lines if line.startswith("| torchattacks 3.5.1 AA"))
+    assert [c.strip() for c in peer_row.split("|")[2:6]] == ["0.7500", "9.0", "8.0", "-"]
+    assert "The peer's CPU time over ours: 2.00x (1.60x with our warm-up counted)." in text
     assert "- only ours fooled: 1 images (2); re-checked in Keras: 1 valid" in text
     assert "- only the peer fooled: 1 images (7); re-checked in Keras: 0 valid" in text
     assert "1 FAIL the re-check" in text and "image 7: label 3, Keras predicts 5" in text
@@ -329,6 +331,12 @@ def test_tool_compares_with_the_peer_end_to_end(tmp_path):
     floor = report["ours"]["floor"]
     assert floor["backward_images"] > 0 and floor["forward_images"] >= floor["backward_images"]
     assert floor["floor_seconds"] > 0 and floor["ratio"] > 0
+    ours = report["ours"]
+    assert ours["warmup_process_cpu_seconds"] > 0  # tracing happened, and is reported
+    for setting, run in report["peer"]["runs"].items():
+        assert report["speedup_with_warmup"][setting] == pytest.approx(
+            run["process_cpu_seconds"]
+            / (ours["process_cpu_seconds"] + ours["warmup_process_cpu_seconds"]))
     for run in report["peer"]["runs"].values():
         assert 0 <= run["robust_accuracy"] <= report["ours"]["clean_accuracy"]
         for row in run["only_ours_fooled"] + run["only_peer_fooled"]:
