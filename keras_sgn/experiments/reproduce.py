@@ -294,7 +294,7 @@ def reproduce(dataset="fashion_mnist", methods=None, seeds=None, epochs=None, ep
                    n_train=n_train, attack_steps=attack_steps, data_dir=data_dir)
     for attacks in (final_attacks, best_attacks):
         parse_attacks(attacks)  # a misspelled attack fails before any training
-    validation = Validation(tuple(spec.label for spec in attacks.parse_attacks(val_attacks)),
+    validation = Validation(tuple(spec.label for spec in parse_attacks(val_attacks)),
                             n_val)
     settings = _describe(configs, study, validation, final_attacks, best_attacks, n_test,
                          best_sanity_checks)
