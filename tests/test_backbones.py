@@ -310,6 +310,7 @@ def test_list_models_and_get():
     assert M.list_models() == sorted([
         "sgn_lenet_small",
         "sgn_mnist_cnn",
+        "sgn_mnist_cnn_wide",
         "sgn_preact_resnet18",
         "sgn_resnet18",
         "sgn_small_cnn",

@@ -1,5 +1,7 @@
 """Tests of `sgn_mnist_cnn`, the CNN for 28x28 grey images (MNIST, Fashion-MNIST)."""
 
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -105,3 +107,11 @@ def test_sgn_training_steps_learn_a_batch():
 ])
 def test_bad_arguments(kwargs, param):
     run_bad_argument_test(M.sgn_mnist_cnn, kwargs, param)
+
+
+def test_wide_network_doubles_every_stage():
+    model = run_backbone_test(functools.partial(M.get, "sgn_mnist_cnn_wide"), {}, SHAPE, (2, 10),
+                              expected_params=839_114)
+    assert [model.get_layer(f"site_stage{i}").output.shape[1:] for i in (1, 2, 3)] == [
+        (14, 14, 32), (7, 7, 64), (256,)]
+    assert M.get("sgn_mnist_cnn_wide", sites=()).name == "sgn_mnist_cnn_wide"

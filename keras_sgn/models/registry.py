@@ -9,6 +9,7 @@ _BUILDERS = Registry("model", {
     "sgn_wide_resnet": resnet.sgn_wide_resnet,
     "sgn_small_cnn": small_cnn.sgn_small_cnn,
     "sgn_mnist_cnn": small_cnn.sgn_mnist_cnn,
+    "sgn_mnist_cnn_wide": small_cnn.sgn_mnist_cnn_wide,
     "sgn_lenet_small": small_cnn.sgn_lenet_small,
 }, param="model")
 
