@@ -42,5 +42,5 @@ STUDIES = {
                  "epsilon": None,
                  "about": "variants of the reconstruction against sgn and PGD-AT: time to target"},
 }
-#: The per-epoch robust estimate of a study (``keras_sgn.experiments.reproduce``).
-DEFAULT_VAL_ATTACKS = ("pgd-ce:steps=20",)
+#: Steps of a study's per-epoch PGD robust estimate (``keras_sgn.experiments.reproduce``).
+DEFAULT_VAL_STEPS = 20

@@ -352,7 +352,7 @@ def test_the_names_the_flags_offer_are_the_registries():
     from keras_sgn.experiments import reproduce
 
     assert names.STUDIES == reproduce.STUDIES
-    assert names.DEFAULT_VAL_ATTACKS == reproduce.DEFAULT_VAL_ATTACKS
+    assert names.DEFAULT_VAL_STEPS == reproduce.DEFAULT_VAL_STEPS
 
 
 def test_importing_keras_sgn_still_registers_everything_with_keras():

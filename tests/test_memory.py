@@ -305,12 +305,12 @@ def test_two_workers_train_like_one_process(tmp_path, monkeypatch):
 
 
 def test_the_studies_train_it_too(tmp_path):
-    """The reproduction and the budgets study train through
-    `experiments.runs.train_run`, which also keys the batches and builds the memory."""
+    """The reproduction trains through `experiments.runs.train_run` (a training
+    run, `training.train`, which keys the batches and builds the memory)."""
     from keras_sgn.experiments import reproduce
 
     config = reproduce.plan("digits", ["sgn-memory"], seeds=[0], epochs=2, n_train=64)[0]
-    result = reproduce.run_method(config, str(tmp_path), reproduce.Validation(
-        ("pgd-ce:steps=1",), n_examples=16))
+    result = reproduce.run_method(config, str(tmp_path), reproduce.Validation(1, n_examples=16),
+                                  n_test=16)
     assert result["method"] == "sgn-memory" and result["epochs"] == 2
     assert [p["epoch"] for p in result["curve"]] == [1, 2]

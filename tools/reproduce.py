@@ -14,7 +14,7 @@
         --n_test=100 --best_attacks=quick --output_dir=runs/reproduce-demo
 
 Rerun the same command to continue after an interruption: finished runs and
-evaluations are skipped, a run killed midway trains again. Writes
+evaluations are skipped, a run killed midway resumes from its last backup. Writes
 RESULTS_DIR/results.json, results.md, robust_vs_time.png, robust_vs_epochs.png
 (after every method) and OUTPUT_DIR/runs/<method>-seed<k>/.
 """
@@ -64,10 +64,10 @@ flags.DEFINE_integer("n_val", None, "Per-epoch validation on the first N validat
                      "(default: all).")
 flags.DEFINE_integer("n_test", None, "Final evaluations on the first N test images "
                      "(default: all).")
-flags.DEFINE_string("val_attacks", ";".join(names.DEFAULT_VAL_ATTACKS),
-                    "The per-epoch robust estimate: attacks separated by ';'.")
-flags.DEFINE_string("final_attacks", "quick", "Suite run on every run's best model (a preset "
-                    "or attacks separated by ';').")
+flags.DEFINE_integer("val_steps", names.DEFAULT_VAL_STEPS, "Steps of the per-epoch robust "
+                     "estimate (PGD, step epsilon/4, random start) on the validation images.")
+flags.DEFINE_integer("test_steps", None, "Iterations of each attack of every run's final test "
+                     "(the quick suite: APGD-CE, APGD-T; default: their 100).")
 flags.DEFINE_string("best_attacks", "standard", "Suite run on each method's best seed.")
 flags.DEFINE_bool("best_sanity_checks", True, "Run the sanity checks with --best_attacks.")
 flags.DEFINE_string("output_dir", None, "Where the runs go: curves, best models, evaluations "
@@ -124,7 +124,7 @@ def main(argv):
         epochs=FLAGS.epochs, epsilon=FLAGS.epsilon, output_dir=output_dir,
         results_dir=FLAGS.results_dir,
         data_dir=FLAGS.data_dir, model=FLAGS.model, n_train=FLAGS.n_train, n_val=FLAGS.n_val,
-        n_test=FLAGS.n_test, val_attacks=FLAGS.val_attacks, final_attacks=FLAGS.final_attacks,
+        n_test=FLAGS.n_test, val_steps=FLAGS.val_steps, test_steps=FLAGS.test_steps,
         best_attacks=FLAGS.best_attacks, best_sanity_checks=FLAGS.best_sanity_checks,
         attack_steps=FLAGS.attack_steps, verbose=FLAGS.verbose)
     with open(os.path.join(FLAGS.results_dir or output_dir, "results.md")) as f:

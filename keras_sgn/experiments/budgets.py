@@ -38,6 +38,7 @@ import numpy as np
 from keras_sgn import data as sgn_data
 from keras_sgn import io_utils, training
 from keras_sgn.errors import ArgumentError
+from keras_sgn.experiments import runs
 
 #: Budgets of every method, in minutes of one core.
 BUDGET_MINUTES = (5, 10, 20, 40)
@@ -168,15 +169,13 @@ def run_config(dataset, output_dir, method, minutes, seed, epochs, n_test, **fie
 
 
 def read_run(folder):
-    """`{summary, cpu_seconds, wall_seconds}` of a finished run folder (None if
-    unfinished); the seconds are the run's measured training time."""
-    summary_path = os.path.join(folder, "summary.json")
-    if not os.path.exists(summary_path):
+    """`{summary, cpu_seconds, wall_seconds, val_robust_accuracy}` of a finished
+    run folder (None if unfinished); the seconds are the run's measured
+    training time (`keras_sgn.experiments.runs.read_run` reads the folder)."""
+    run = runs.read_run(folder)
+    if run is None:
         return None
-    with open(summary_path, encoding="utf-8") as f:
-        summary = json.load(f)
-    with open(os.path.join(folder, "history.json"), encoding="utf-8") as f:
-        history = json.load(f)
+    summary, history = run["summary"], run["history"]
     cpu = history.get("train_cpu_seconds") or [None]
     wall = history.get("train_seconds") or [summary["train_seconds"]]
     return {"summary": summary, "cpu_seconds": cpu[-1], "wall_seconds": float(wall[-1]),

@@ -115,6 +115,12 @@ class Progress:
             f"{point['clean_accuracy']:.3f} robust {point['robust_accuracy']:.3f} | run ETA "
             f"{format_duration(run_left)} | all ETA {all_left}")
 
+    def run_finished(self, report):
+        """One line with the final test of the run just trained."""
+        self._print(f"{self._tag()}: final test ({report.get('suite', 'quick')}) clean "
+                    f"{report['clean_accuracy']:.3f} robust {report['robust_accuracy']:.3f} on "
+                    f"{report['n_examples']} test images")
+
     def evaluation_started(self, role, suite, n_test, method, seed):
         """Announce a test evaluation of the best model of the run (method, seed)."""
         images = "all" if n_test is None else f"the first {n_test}"

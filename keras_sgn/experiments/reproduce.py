@@ -4,20 +4,23 @@ The seed paper claims that self-gradient networks reach a robust solution at
 least 10x faster than adversarial training and gain about 10 points of robust
 accuracy. `reproduce()` measures both:
 
-1. each method x seed trains through `keras_sgn.training` for the same budget
-   (`keras_sgn.methods.registry.budget_epochs`: Free-AT trains epochs / replays), and
-   records after every epoch, on the VALIDATION split, clean accuracy and a
-   cheap robust estimate with the cumulative training wall time (evaluation
-   excluded); the best model by validation robust accuracy is kept;
+1. each method x seed is a `tools/train.py` run (`keras_sgn.training.train`)
+   of the same budget (`keras_sgn.methods.registry.budget_epochs`: Free-AT
+   trains epochs / replays), whose per-epoch validation on the VALIDATION
+   split (clean accuracy and a PGD robust estimate, with the cumulative
+   training wall time, evaluation excluded) is the study's curve; the best
+   model by validation robust accuracy is kept;
 2. time to target and collapse come from those validation curves
    (`keras_sgn.experiments.analysis`, whose `RULES` are written in the outputs);
 3. the final numbers are test-split evaluations of every run's best model
-   (`final_attacks`, `quick` by default) and of each method's best seed
-   (`best_attacks`, `standard` by default), their protocol beside them.
+   (the run's own final test: `quick`, `test_steps` iterations if given) and
+   of each method's best seed (`best_attacks`, `standard` by default), their
+   protocol beside them.
 
-Resumable across sessions: every run and every evaluation writes its files
-atomically when done (`keras_sgn.experiments.runs`), so rerunning the same call
-skips them; a run killed midway trains again. Results are rewritten after each
+Resumable across sessions: runs resume like any training run (a killed run
+continues from its last backup) and evaluations write their files atomically
+when done (`keras_sgn.experiments.runs`), so rerunning the same call skips
+what is finished. Results are rewritten after each
 method: `results.json`, `results.md`, `robust_vs_time.png`, `robust_vs_epochs.png`.
 
 Studies (`STUDIES`): `claims` (every method at the dataset's radius) and
@@ -25,12 +28,10 @@ Studies (`STUDIES`): `claims` (every method at the dataset's radius) and
 """
 
 import os
-import platform
-import subprocess
 
 import keras
 
-from keras_sgn import __version__, io_utils, training
+from keras_sgn import io_utils, names, provenance, training
 from keras_sgn import methods as sgn_methods
 from keras_sgn.attacks import parse_attacks
 from keras_sgn.errors import ArgumentError
@@ -67,12 +68,12 @@ STUDIES = {
 }
 # Seeds per method when none are given: the cheap methods get one more.
 DEFAULT_SEEDS = {"single_step": (0, 1, 2), "multi_step": (0, 1)}
-DEFAULT_VAL_ATTACKS = ("pgd-ce:steps=20",)
+DEFAULT_VAL_STEPS = names.DEFAULT_VAL_STEPS
 
-__all__ = ["ALL_METHODS", "CLAIMS_METHODS", "DEFAULT_SEEDS", "DEFAULT_VAL_ATTACKS", "REFERENCE",
+__all__ = ["ALL_METHODS", "CLAIMS_METHODS", "DEFAULT_SEEDS", "DEFAULT_VAL_STEPS", "REFERENCE",
            "SINGLE_STEP", "STUDIES", "VARIANT_METHODS", "Validation", "analyse",
            "catastrophic_overfitting", "default_output_dir", "default_seeds", "markdown", "plan",
-           "plot", "provenance", "reproduce", "run_method", "time_to_target", "write_outputs"]
+           "plot", "reproduce", "run_method", "time_to_target", "write_outputs"]
 
 
 def default_seeds(method):
@@ -102,35 +103,15 @@ def plan(dataset, methods, seeds=None, **fields):
             for method in methods for seed in _seeds_of(method, seeds)]
 
 
-def provenance():
-    """keras_sgn's version, the git commit (in a git checkout) and library versions."""
-    import tensorflow as tf
-
-    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    commit = dirty = None
-    if os.path.isdir(os.path.join(root, ".git")):
-        try:
-            git = ["git", "-C", root]
-            commit = subprocess.run(git + ["rev-parse", "HEAD"], capture_output=True,
-                                    text=True, timeout=20, check=True).stdout.strip()
-            dirty = bool(subprocess.run(git + ["status", "--porcelain", "--untracked-files=no"],
-                                        capture_output=True, text=True, timeout=20,
-                                        check=True).stdout.strip())
-        except (OSError, subprocess.SubprocessError):
-            commit = dirty = None
-    return {"keras_sgn": __version__, "commit": commit, "uncommitted_changes": dirty,
-            "tensorflow": tf.__version__, "keras": keras.__version__,
-            "python": platform.python_version()}
-
-
-def _describe(configs, study, validation, final_attacks, best_attacks, n_test, sanity):
+def _describe(configs, study, validation, best_attacks, n_test, sanity):
     """The settings block of the outputs: what was run and measured, in words too."""
     first = configs[0]
     budgets = sorted({(c.method, _budget(c)) for c in configs if _budget(c) != first.epochs})
-    versions = provenance()
-    commit = versions["commit"] or "no git checkout"
-    dirty = " with uncommitted changes" if versions["uncommitted_changes"] else ""
-    val_name = runs.suite_name(list(validation.attacks))
+    versions = provenance.provenance()
+    commit = versions["git_commit"] or "no git checkout"
+    dirty = " with uncommitted changes" if versions["git_dirty"] else ""
+    val_name = f"PGD-{validation.steps}"
+    final = training.outputs.final_test_attacks(first)
     val_images = validation.images(first.dataset)
     return {
         "study": study, "dataset": first.dataset, "model": first.model,
@@ -140,8 +121,8 @@ def _describe(configs, study, validation, final_attacks, best_attacks, n_test, s
                   for m in dict.fromkeys(c.method for c in configs)},
         "n_test": n_test, "validation_settings": validation.settings(),
         "validation": validation.describe(first.dataset),
-        "final_suite": runs.suite_name(final_attacks),
-        "final_suite_text": runs.suite_text(final_attacks),
+        "final_suite": "quick" + (f" ({first.test_steps} steps)" if first.test_steps else ""),
+        "final_suite_text": "; ".join(spec.label for spec in final),
         "best_suite": runs.suite_name(best_attacks),
         "best_suite_text": runs.suite_text(best_attacks)
         + (", with the sanity checks" if sanity else ""),
@@ -161,9 +142,7 @@ def _describe(configs, study, validation, final_attacks, best_attacks, n_test, s
     }
 
 
-def _budget(config):
-    return sgn_methods.registry.budget_epochs(config.method, config.epochs,
-                                              **config.method_options())
+_budget = runs.budget_epochs
 
 
 def write_outputs(output_dir, finished_runs, settings):
@@ -182,48 +161,56 @@ def write_outputs(output_dir, finished_runs, settings):
 
 
 class _Session:
-    """One call of `reproduce`: trains or loads runs, evaluates their best
-    models, and reports progress."""
+    """One call of `reproduce`: trains (or resumes, or reads back) runs,
+    evaluates their best models, and reports progress."""
 
     def __init__(self, output_dir, configs, validation, suites, options, verbose):
         self.output_dir, self.configs, self.validation = output_dir, configs, validation
         self.suites, self.options = suites, options  # suites: {role: (attacks, sanity)}
-        # Finished runs are read (and their settings checked) before any training.
-        self.done = [runs.load_result(run_folder(output_dir, c.method, c.seed),
-                                      runs.identity(c, validation)) for c in configs]
+        # Finished runs are read (and every folder's settings checked) before any training.
+        self.done = [self._read(config) for config in configs]
         methods = list(dict.fromkeys(c.method for c in configs))
         self.progress = Progress(
             [(c.method, c.seed, _budget(c), sgn_methods.registry.expected_cost(
                 c.method, **c.method_options())) for c in configs],
-            {"final": len(configs), "best_model": len(methods)}, enabled=bool(verbose),
+            {"best_model": len(methods)}, enabled=bool(verbose),
             finished={i for i, result in enumerate(self.done) if result is not None})
 
+    def _folder(self, config):
+        return run_folder(self.output_dir, config.method, config.seed)
+
+    def _read(self, config):
+        folder = self._folder(config)
+        result = runs.read_run(folder, runs.run_config(config, folder, self.validation,
+                                                       self.options["n_test"]))
+        if result is not None:
+            result["budget_epochs"] = config.epochs
+        return result
+
     def train_or_load(self, index):
-        """The finished result of run `index`, training it unless done earlier.
-        The run's folder is locked meanwhile: two runners sharing an output_dir
-        (one per core, say) never write the same run, and one that finds a run
-        finished by the other since it started takes it instead of training again."""
+        """The finished result of run `index`, training (or resuming) it unless
+        done earlier. `keras_sgn.training.train` locks the run's folder: two
+        runners sharing an output_dir never train the same run at once."""
         config = self.configs[index]
-        folder = run_folder(self.output_dir, config.method, config.seed)
-        os.makedirs(folder, exist_ok=True)  # for its lock
-        with training.run_folder.RunLock(folder):
-            result = self.done[index] or runs.load_result(
-                folder, runs.identity(config, self.validation))
-            self.progress.start_run(index, folder, skipped_result=result)
-            if result is None:
-                epochs = _budget(config)
-                result = runs.train_run(config, folder, self.validation,
-                                        on_epoch=lambda point: self.progress.epoch(point, epochs))
-                keras.backend.clear_session()  # the next run starts from a clean graph
+        folder = self._folder(config)
+        result = self.done[index] or self._read(config)
+        self.progress.start_run(index, folder, skipped_result=result)
+        if result is None:
+            epochs = _budget(config)
+            result = runs.train_run(config, folder, self.validation,
+                                    on_epoch=lambda point: self.progress.epoch(point, epochs),
+                                    n_test=self.options["n_test"])
+            self.progress.run_finished(result["final"])
+            keras.backend.clear_session()  # the next run starts from a clean graph
         return result
 
     def evaluate(self, result, role):
         """The stored test evaluation `role` of the run's best model, or a new one."""
         attacks, sanity = self.suites[role]
         folder = run_folder(self.output_dir, result["method"], result["seed"])
-        settings = runs.evaluation_settings(result, attacks, self.options["n_test"], sanity)
         tag = (role, result["method"], result["seed"])
         with training.run_folder.RunLock(folder):  # another runner may be at work on this run
+            settings = runs.evaluation_settings(folder, attacks, self.options["n_test"], sanity)
             report = runs.stored_evaluation(folder, role, settings)
             if report is not None:
                 self.progress.evaluation_finished(tag[0], report, *tag[1:], skipped=True)
@@ -236,17 +223,18 @@ class _Session:
         return report
 
     def method(self, method):
-        """Every run of `method` with its `final` evaluation, and the
+        """Every run of `method` (with its own final test), and the
         `best_model` evaluation on its best seed."""
-        method_runs = []
-        for index, config in enumerate(self.configs):
-            if config.method == method:
-                result = self.train_or_load(index)
-                result["final"] = self.evaluate(result, "final")
-                method_runs.append(result)
+        method_runs = [self.train_or_load(index) for index, config in enumerate(self.configs)
+                       if config.method == method]
         best = analysis.best_run(method_runs)
         best["best_model_test"] = self.evaluate(best, "best_model")
-        return method_runs
+        return [_without_raw_files(run) for run in method_runs]
+
+
+def _without_raw_files(result):
+    """A run's result as `results.json` keeps it (its folder holds the raw files)."""
+    return {k: v for k, v in result.items() if k not in ("summary", "history")}
 
 
 def default_output_dir(dataset, study="claims"):
@@ -256,10 +244,9 @@ def default_output_dir(dataset, study="claims"):
 
 def reproduce(dataset="fashion_mnist", methods=None, seeds=None, epochs=None, epsilon=None,
               output_dir=None, study="claims", data_dir=None, model=None, n_train=None,
-              results_dir=None,
-              n_val=None, n_test=None, val_attacks=DEFAULT_VAL_ATTACKS, final_attacks="quick",
-              best_attacks="standard", best_sanity_checks=True, attack_steps=None,
-              verbose=True):
+              results_dir=None, n_val=None, n_test=None, val_steps=DEFAULT_VAL_STEPS,
+              test_steps=None, best_attacks="standard", best_sanity_checks=True,
+              attack_steps=None, verbose=True):
     """Train every method with every seed, evaluate, and write the results.
 
     Args:
@@ -269,17 +256,18 @@ def reproduce(dataset="fashion_mnist", methods=None, seeds=None, epochs=None, ep
         seeds: None (`default_seeds`: 3 for single-step methods, 2 for
             multi-step ones), a count, a list for every method, or {method: list}.
         epochs: the budget in epochs (default: the recipe's).
-        output_dir: where the runs go (`runs/<method>-seed<k>/`: curves, best
-            models, evaluations); default `runs/reproduce/<dataset>-<study>`.
+        output_dir: where the runs go (`runs/<method>-seed<k>/`: training run
+            folders plus the evaluations); default `runs/reproduce/<dataset>-<study>`.
         results_dir: where `results.json`, `results.md` and the plots go
             (default: `output_dir`), e.g. a folder of `docs/` that should not
             hold the models.
         model, n_train, attack_steps, data_dir: `TrainConfig` fields.
-        n_val, val_attacks: the per-epoch validation (`Validation`; attacks as
-            a list or separated by ';').
+        n_val, val_steps: the per-epoch validation (`Validation`: PGD-`val_steps`
+            on the first `n_val` validation images).
         n_test: test images of the final evaluations (None: all).
-        final_attacks: the suite run on every run's best model;
-            best_attacks (with the sanity checks if `best_sanity_checks`): the
+        test_steps: iterations of each attack of every run's final test (the
+            `quick` suite; None: its own 100).
+        best_attacks (with the sanity checks if `best_sanity_checks`): the
             suite run on each method's best seed.
         verbose: progress lines (one per epoch, run and evaluation).
 
@@ -290,18 +278,15 @@ def reproduce(dataset="fashion_mnist", methods=None, seeds=None, epochs=None, ep
     methods = tuple(methods or STUDIES[study]["methods"])
     epsilon = STUDIES[study]["epsilon"] if epsilon is None else epsilon
     output_dir = output_dir or default_output_dir(dataset, study)
+    validation = Validation(val_steps, n_val)
     configs = plan(dataset, methods, seeds, epochs=epochs, epsilon=epsilon, model=model,
-                   n_train=n_train, attack_steps=attack_steps, data_dir=data_dir)
-    for attacks in (final_attacks, best_attacks):
-        parse_attacks(attacks)  # a misspelled attack fails before any training
-    validation = Validation(tuple(spec.label for spec in parse_attacks(val_attacks)),
-                            n_val)
-    settings = _describe(configs, study, validation, final_attacks, best_attacks, n_test,
-                         best_sanity_checks)
+                   n_train=n_train, attack_steps=attack_steps, data_dir=data_dir,
+                   test_steps=test_steps)
+    parse_attacks(best_attacks)  # a misspelled attack fails before any training
+    settings = _describe(configs, study, validation, best_attacks, n_test, best_sanity_checks)
     os.makedirs(output_dir, exist_ok=True)
     session = _Session(output_dir, configs, validation,
-                       {"final": (final_attacks, False), "best_model": (best_attacks,
-                                                                        best_sanity_checks)},
+                       {"best_model": (best_attacks, best_sanity_checks)},
                        {"n_test": n_test, "data_dir": data_dir, "verbose": bool(verbose)},
                        verbose)
     finished = []
@@ -315,10 +300,10 @@ def reproduce(dataset="fashion_mnist", methods=None, seeds=None, epochs=None, ep
     return outcome
 
 
-def run_method(config, folder=None, validation=None, verbose=0):
+def run_method(config, folder=None, validation=None, n_test=None):
     """Train one run of `config` (see `keras_sgn.experiments.runs.train_run`)
     into `folder` (default: a new temporary folder); returns its result."""
     import tempfile
 
     folder = folder or tempfile.mkdtemp(prefix=f"keras_sgn-{config.method}-")
-    return runs.train_run(config, folder, validation or Validation(), verbose=verbose)
+    return runs.train_run(config, folder, validation or Validation(), n_test=n_test)

@@ -30,7 +30,7 @@ Splits = collections.namedtuple("Splits", "train validation test steps_per_epoch
 _MODEL_FILES_AT_ONCE = 5
 
 
-def train(config, strategy=None):
+def train(config, strategy=None, callbacks=()):
     """Train, keep the best model by validation robust accuracy, evaluate it on
     the test split, and write `output_dir/{model.keras, summary.json, ...}`.
 
@@ -71,6 +71,10 @@ def train(config, strategy=None):
         config: a `TrainConfig`.
         strategy: a `tf.distribute.Strategy` to use instead of creating one
             from `config.strategy` (create `multi_worker` ones at program start).
+        callbacks: more Keras callbacks (e.g. a study's per-epoch hook). Each
+            epoch's logs hold the training metrics, `val_accuracy`,
+            `val_robust_accuracy`, `train_seconds` and `train_cpu_seconds`;
+            they run after the run's clock and before its checkpoint and backup.
 
     Returns the summary dict (`clean_accuracy`, `robust_accuracy`, `epochs`,
     `method`, `train_seconds`, ...).
@@ -86,7 +90,7 @@ def train(config, strategy=None):
         state = _open_folder(config, folder, strategy)
         if state.status == "complete":
             return _already_complete(config, folder, strategy)
-        return _run(config, strategy, strategy_name, folder)
+        return _run(config, strategy, strategy_name, folder, list(callbacks))
     finally:
         if folder is not None:
             folder.close()
@@ -159,7 +163,7 @@ def _already_complete(config, folder, strategy):
     return {**folder.summary(), "already_complete": True}
 
 
-def _run(config, strategy, strategy_name, folder):
+def _run(config, strategy, strategy_name, folder, extra_callbacks=()):
     """Build, train, test and write: the run proper, in a folder already taken."""
     task_type, task_id, num_workers, chief = distribute.worker_info(strategy)
     info = sgn_data.info(config.dataset)
@@ -187,7 +191,8 @@ def _run(config, strategy, strategy_name, folder):
                                        f"(--method={config.method}, --optimizer="
                                        f"{config.optimizer})")
         train_seconds = _fit(config, model, splits, backup,
-                             [diverged, clock] + switch + [checkpoint, backup, logs])
+                             [diverged, clock, *extra_callbacks] + switch
+                             + [checkpoint, backup, logs])
         if chief:
             execution = {"strategy": strategy_name, "workers": num_workers,
                          "replicas": strategy.num_replicas_in_sync,

@@ -1,5 +1,6 @@
-"""Throwaway: the study's training path (keras_sgn.experiments.runs.train_run, the
-EpochRecorder the variants study timed with) for sgn and sgn-align, 4 short epochs each,
+"""Throwaway: the study's training path (keras_sgn.experiments.runs.train_run; when
+epoch_times.json was measured, its own loop with the EpochRecorder the variants study
+timed with, today a training.train run) for sgn and sgn-align, 4 short epochs each,
 wall and CPU seconds per epoch, on one core."""
 
 import json
@@ -36,7 +37,8 @@ for method in sys.argv[1:]:
 
     keras.Model.fit = fit
     config = TrainConfig(dataset="fashion_mnist", method=method, epochs=4, n_train=25600, seed=0)
-    result = runs.train_run(config, tempfile.mkdtemp(), runs.Validation(n_examples=200))
+    result = runs.train_run(config, tempfile.mkdtemp(), runs.Validation(n_examples=200),
+                            n_test=200)
     keras.Model.fit = orig_fit
     c = [p["train_seconds"] for p in result["curve"]]
     out[method] = {
