@@ -148,3 +148,49 @@ def test_the_reference_is_measured_on_the_runs_test_images(tmp_path):
         with pytest.raises(ValueError, match=f"'{what}'.*--reference_run="):
             budgets.reference_level(other, "fashion_mnist", 2000)
     assert budgets.reference_level(None, "fashion_mnist", 2000) == (None, None)
+
+
+def test_recalibrating_an_entry_rescales_it_by_epochs_and_sets_its_runs_aside(tmp_path,
+                                                                            monkeypatch):
+    """An entry whose step timing missed part of its cost is measured again by training
+    epochs beside the yardstick (the cheapest other entry); its runs planned with the old
+    time move to superseded/ (kept), the others' stay."""
+    results, output = tmp_path / "results", tmp_path / "runs"
+    results.mkdir()
+    (results / budgets.CALIBRATION_FILE).write_text(json.dumps(
+        {"epoch_seconds": {"fast": 10.0, "sgn": 12.0, "pgd": 60.0}}))
+    for name in ("sgn-5min-seed0", "sgn-10min-seed1", "sgn-memory-5min-seed0", "fast-5min-seed0"):
+        (output / "runs" / name).mkdir(parents=True)
+    cpu_per_epoch = {"fast": 2.0, "sgn": 3.0}  # sgn costs 1.5x fast over real epochs
+    trained = []
+
+    def train(config):
+        label = "fast" if config.method == "fast" else "sgn"
+        trained.append((label, config.epochs, config.n_train))
+        history = {"train_cpu_seconds": [7.0 + cpu_per_epoch[label] * e
+                                         for e in range(config.epochs)],
+                   "train_seconds": [1.0] * config.epochs}
+        import os as os_
+        for name, value in (("history.json", history), ("summary.json", {}),
+                            ("config.json", {"seed": 0})):
+            with open(os_.path.join(config.output_dir, name), "w") as f:
+                json.dump(value, f)
+
+    monkeypatch.setattr(budgets.training, "train", train)
+    monkeypatch.setattr(budgets.runs, "read_run", lambda folder: {"history": json.load(
+        open(f"{folder}/history.json"))})
+    seconds = budgets.recalibrate(str(results), "digits", ["sgn"], str(output), epochs=3)
+    assert seconds == {"sgn": 15.0}  # fast's stored 10 s x 3/2 (the first epoch left out)
+    assert trained == [("fast", 3, None), ("sgn", 3, None)]  # the full training split
+    stored = json.loads((results / budgets.CALIBRATION_FILE).read_text())
+    assert stored["epoch_seconds"] == {"fast": 10.0, "sgn": 15.0, "pgd": 60.0}
+    assert stored["rescaled"]["sgn"]["previous"] == 12.0
+    assert stored["rescaled"]["sgn"]["to"] == "fast"
+    assert sorted(p.name for p in (output / "runs").iterdir()) == [
+        "fast-5min-seed0", "sgn-memory-5min-seed0"]  # only exactly this entry's runs moved
+    (superseded,) = (output / "superseded").iterdir()
+    assert sorted(p.name for p in superseded.iterdir()) == ["sgn-10min-seed1", "sgn-5min-seed0"]
+    with pytest.raises(ValueError, match="entries already calibrated"):
+        budgets.recalibrate(str(results), "digits", ["nope"], str(output))
+    with pytest.raises(ValueError, match="epochs >= 2"):
+        budgets.recalibrate(str(results), "digits", ["sgn"], str(output), epochs=1)

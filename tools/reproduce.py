@@ -43,6 +43,10 @@ flags.DEFINE_enum("study", "claims", list(names.STUDIES) + ["budgets"],
                   "robust accuracy against time; keras_sgn.experiments.budgets)")
 flags.DEFINE_list("budgets", None, "--study=budgets: minutes of training of every method "
                   "(default: 5,10,20,40; PGD-AT also 80,160).")
+flags.DEFINE_list("recalibrate", None, "--study=budgets: measure these entries' epoch time "
+                  "again by training epochs beside the cheapest other entry, and move their runs "
+                  "planned with the old time to OUTPUT_DIR/superseded/ (the study then trains "
+                  "those cells again), e.g. --recalibrate=sgn-memory.")
 flags.DEFINE_string("reference_run", None, "--study=budgets: converged PGD-AT (e.g. the "
                     "anchor's recipe), the level 'within 1 point' refers to: a tools/evaluate.py "
                     "report (folder or report.json) measured like the runs (--attacks=quick, "
@@ -103,6 +107,13 @@ def main(argv):
 
         minutes = (budgets.BUDGET_MINUTES if FLAGS.budgets is None
                    else tuple(float(m) for m in FLAGS.budgets))
+        if FLAGS.recalibrate:
+            seconds = budgets.recalibrate(FLAGS.results_dir or output_dir, FLAGS.dataset,
+                                          FLAGS.recalibrate, output_dir,
+                                          model=FLAGS.model, epsilon=FLAGS.epsilon,
+                                          data_dir=FLAGS.data_dir)
+            print("Recalibrated (seconds per epoch): " + ", ".join(
+                f"{label} {value:g}" for label, value in seconds.items()), flush=True)
         try:
             budgets.study(
                 dataset=FLAGS.dataset, methods=tuple(FLAGS.methods or budgets.DEFAULT_ENTRIES),

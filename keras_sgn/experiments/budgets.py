@@ -32,6 +32,7 @@ against its training time; the reference level is that of converged PGD-AT
 
 import json
 import os
+import re
 
 import numpy as np
 
@@ -132,6 +133,83 @@ def load_or_calibrate(results_dir, dataset, methods, steps_per_epoch, **fields):
         os.makedirs(results_dir, exist_ok=True)
         io_utils.atomic_write_json(path, stored)
     return stored["epoch_seconds"]
+
+
+def recalibrate(results_dir, dataset, labels, output_dir, epochs=3, **fields):
+    """Measure the epoch time of the entries `labels` again, by training epochs
+    rather than by one step, and archive their runs planned with the old time.
+
+    A step timed alone can miss what an entry costs over a real epoch (e.g. a
+    per-example memory of the whole training split). Each entry and the
+    cheapest other stored entry (the yardstick) train `epochs` epochs of the
+    full training split side by side in this process; the ratio of their CPU
+    seconds per epoch (the first epoch, which traces, left out) scales the
+    yardstick's stored time. The entry's run folders under `output_dir/runs`
+    move to `output_dir/superseded/<time>/` (kept, never deleted): their epochs
+    came from the old time, so the study trains those cells again.
+
+    Returns `{label: new epoch seconds}`; `calibration.json` records how."""
+    import datetime
+    import shutil
+    import tempfile
+
+    if int(epochs) != epochs or epochs < 2:
+        raise ArgumentError("recalibrate needs epochs >= 2 (the first one, which traces, is "
+                            f"left out). Received: epochs={epochs!r}.")
+    path = os.path.join(results_dir, CALIBRATION_FILE)
+    if not os.path.exists(path):
+        raise ArgumentError(f"Nothing to recalibrate: {path} does not exist yet (the study "
+                            "calibrates every entry when it first runs). Received: "
+                            f"--recalibrate={','.join(labels)}.")
+    with open(path, encoding="utf-8") as f:
+        stored = json.load(f)
+    known = stored["epoch_seconds"]
+    unknown = [label for label in labels if label not in known]
+    others = {m: s for m, s in known.items() if m not in labels}
+    if unknown or not others:
+        raise ArgumentError(f"recalibrate takes entries already calibrated, with another one "
+                            f"left as the yardstick. Received: {list(labels)} (calibrated: "
+                            f"{sorted(known)}).")
+    yardstick = min(others, key=others.get)
+    cpu = {}
+    for label in (yardstick, *labels):
+        with tempfile.TemporaryDirectory(prefix="keras_sgn-recalibrate-") as folder:
+            given = {k: v for k, v in fields.items() if v is not None}
+            config = training.TrainConfig(
+                dataset=dataset, **entry_fields(label), epochs=int(epochs), n_eval=100,
+                n_test=100, test_steps=1, seed=0, verbose=0, output_dir=folder,
+                **{k: v for k, v in given.items() if k not in ("n_eval", "n_test")})
+            training.train(config)
+            seconds = runs.read_run(folder)["history"]["train_cpu_seconds"]
+            per_epoch = np.diff([0.0] + list(seconds))[1:]
+            cpu[label] = round(float(np.mean(per_epoch)), 3)
+    moved = os.path.join(output_dir, "superseded",
+                         datetime.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    for label in labels:
+        new = round(known[yardstick] * cpu[label] / cpu[yardstick], 2)
+        stored.setdefault("rescaled", {})[label] = {
+            "to": yardstick, "previous": known[label], "cpu_seconds_per_epoch": {
+                yardstick: cpu[yardstick], label: cpu[label]},
+            "how": (f"{epochs} training epochs of the full training split each, side by side "
+                    "in one process, CPU seconds per epoch after the first; the yardstick's "
+                    "stored time scaled by the ratio"),
+            "measured_at": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                timespec="seconds")}
+        known[label] = new
+        for run in _entry_runs(output_dir, label):
+            os.makedirs(moved, exist_ok=True)
+            shutil.move(os.path.join(output_dir, "runs", run), os.path.join(moved, run))
+    io_utils.atomic_write_json(path, stored)
+    return {label: known[label] for label in labels}
+
+
+def _entry_runs(output_dir, label):
+    """The names of the run folders of entry `label` under `output_dir/runs`
+    (`<label>-<minutes>min-seed<k>`, exactly that label)."""
+    folder = os.path.join(output_dir, "runs")
+    pattern = re.compile(rf"{re.escape(label)}-[0-9.]+min-seed[0-9]+")
+    return sorted(name for name in (os.listdir(folder) if os.path.isdir(folder) else ())
+                  if pattern.fullmatch(name))
 
 
 def budget_epochs(minutes, epoch_seconds):
