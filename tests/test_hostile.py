@@ -268,6 +268,27 @@ def test_publish_refuses_a_name_that_escapes_before_writing(evaluated_run, tmp_p
     assert not (tmp_path / "out").exists()
 
 
+# -- 6b. a boolean flag with a separate value; a stray positional argument ---------------
+
+@pytest.mark.parametrize("args, expected", [
+    (["--second_order", "false"],
+     "error: --second_order false: a boolean flag takes no separate value"),
+    (["--nosecond_order", "true"],
+     "error: --nosecond_order true: a boolean flag takes no separate value"),
+    (["runs/elsewhere"], "error: unexpected argument 'runs/elsewhere'"),
+])
+def test_train_refuses_a_separate_boolean_value_and_a_stray_argument(args, expected, tmp_path):
+    # absl read `--second_order false` as --second_order (true) and left `false` over, and
+    # ignored a leftover word: the run trained with settings the user did not write.
+    out = tmp_path / "run"
+    result = _tool("train.py", f"--output_dir={out}", "--epochs=1",
+                   *(f"--{k}={v}" for k, v in {**TINY_TRAINING, "method": "sgn"}.items()),
+                   *args)
+    line = _error_line(result)
+    assert line.startswith(expected), line
+    assert not out.exists()
+
+
 # -- 7. summarize_runs over copies of one run ---------------------------------------------
 
 def test_summarize_runs_refuses_copies_of_one_run(tmp_path):
