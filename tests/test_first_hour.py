@@ -9,6 +9,7 @@ without a network.
 import errno
 import gzip
 import hashlib
+import json
 import os
 import shutil
 import socket
@@ -378,3 +379,31 @@ def test_summarize_runs_refuses_a_stray_argument_before_importing_tensorflow(tmp
                                                                          PYTHONPATH=ROOT))
     assert result.returncode == cli.USAGE_EXIT_CODE
     assert result.stderr.startswith("error: unexpected argument 'runs/other'")
+
+
+def test_make_demo_prints_its_number_beside_a_measured_reference():
+    """`make demo` ends with the reference line: the same network and recipe trained
+    without an adversary, measured by the demo's own final test (a real training run's
+    summary.json, not a number typed in)."""
+    from keras_sgn import training
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    folder = os.path.join(root, "docs", "reproduce", "digits-demo-reference")
+    with open(os.path.join(folder, "summary.json")) as f:
+        summary = json.load(f)
+    with open(os.path.join(folder, "config.json")) as f:
+        reference = training.TrainConfig.from_dict(json.load(f))
+    demo = training.TrainConfig(dataset="digits", method="sgn").resolved()
+    assert (summary["method"], summary["dataset"]) == ("standard", "digits")
+    for field in ("model", "epochs", "batch_size", "learning_rate", "lr_schedule", "optimizer",
+                  "epsilon", "norm", "seed", "eval_steps", "n_eval", "n_test", "test_order"):
+        assert getattr(reference, field) == getattr(demo, field), field  # the demo's recipe
+    assert summary["protocol"]["suite"] == "quick" and summary["n_test_examples"] == 360
+    assert 0 <= summary["robust_accuracy"] < summary["clean_accuracy"] <= 1
+    dry_run = subprocess.run(["make", "-n", "demo"], cwd=root, capture_output=True, text=True,
+                             check=True).stdout
+    assert "digits-demo-reference/summary.json" in dry_run and "reference:" in dry_run
+    with open(os.path.join(root, "README.md")) as f:  # the README quotes the same numbers
+        readme = f.read()
+    assert (f"{summary['clean_accuracy']:.4f}, robust **{summary['robust_accuracy']:.4f}**"
+            in readme)
