@@ -25,6 +25,15 @@ Every field says once, in its metadata, what it is (`field_specs()` reads it):
 `recipe_fields()`, `runtime_fields()` and `resumable_fields()` list the names;
 `TrainConfig.recipe()` gives the values of the recipe fields.
 
+The fields are what every run shares. A setting only some methods take
+(`free_replays`, `trades_beta`, `clean_weight`...) is no field: the methods
+declare it in `keras_sgn.method_options`, and the field `options` (a recipe
+field) holds the values of the run's method and finish method by name.
+`resolved()` fills their declared defaults (so equal runs have equal configs)
+and refuses an option neither takes. `from_dict` reads a `config.json` of the
+earlier layout (each option a key of its own), and `saved_settings` puts a saved
+one in today's form before a rerun compares itself with it.
+
 Importing this module imports no TensorFlow (the choices come from `keras_sgn.names`), so
 the tools' `--help` is quick; the checks import the parts they use when they run.
 
@@ -43,7 +52,7 @@ import dataclasses
 import importlib
 import math
 
-from keras_sgn import names, recipes
+from keras_sgn import method_options, names, recipes
 from keras_sgn.errors import ArgumentError
 from keras_sgn.registry import close_matches
 
@@ -86,19 +95,36 @@ def _about(field):
         raise ConfigError(field, str(error)) from error
 
 
-def _field(default, group, help, recipe=True, choices=None):
+def _field(default, group, help, recipe=True, choices=None, factory=False):
     """A dataclass field with its metadata. `choices` is a tuple or a function
-    returning one (for registries that may grow after import)."""
-    return dataclasses.field(default=default, metadata={
-        "group": group, "recipe": recipe, "resumable": not recipe, "help": help,
-        "choices": choices})
+    returning one (for registries that may grow after import); `factory`: `default`
+    makes the default (a mutable one)."""
+    metadata = {"group": group, "recipe": recipe, "resumable": not recipe, "help": help,
+                "choices": choices}
+    if factory:
+        return dataclasses.field(default_factory=default, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
 
 
-@dataclasses.dataclass
+def _default(field):
+    """The default value of the dataclass field `field`."""
+    if field.default_factory is not dataclasses.MISSING:
+        return field.default_factory()
+    return field.default
+
+
+# Its own __init__: it also takes the declared method options by name.
+@dataclasses.dataclass(init=False)
 class TrainConfig:
     """Everything a training run needs. `None` fields follow the dataset recipe
     (`keras_sgn.recipes`) or the method's own default (`step_size`,
-    `attack_steps`). The defaults are the CIFAR10 SGN ResNet-18 recipe."""
+    `attack_steps`). The defaults are the CIFAR10 SGN ResNet-18 recipe.
+
+    The fields are what every run shares; `options` holds the chosen method's
+    own options (declared in `keras_sgn.method_options`), by name. They may be
+    given as keyword arguments: `TrainConfig(method="free", free_replays=4)` is
+    `TrainConfig(method="free", options={"free_replays": 4})`.
+    """
 
     dataset: str = _field("cifar10", "data", "cifar10, cifar100, svhn_cropped, mnist, "
                           "fashion_mnist or digits (offline).")
@@ -141,15 +167,9 @@ class TrainConfig:
                        "'stage1=0.05,stage2=0.1'.")
     normalization: str = _field("l2_relative", "model", "Normalisation N(g) of hidden-site "
                                 "gradients.", choices=names.NORMALIZATIONS)
-    clean_weight: float = _field(0.0, "method", "Weight of the self-gradient pass loss "
-                                 "(sgn methods).")
-    second_order: bool = _field(False, "method", "Backpropagate through the deltas.")
     feedback_at_inference: bool = _field(False, "model", "Research option: self-feedback at "
                                          "test time (evaluate it with gradient-free attacks "
                                          "too).")
-    adversarial_fraction: float = _field(1.0, "method", "Share of each batch that is attacked "
-                                         "by --method=pgd or fast (its first rows; the rest "
-                                         "trains clean); Croce et al.'s anchor uses 0.5.")
     finish_method: str = _field(None, "method", "Cheap, then strong: train the last "
                                 "--finish_fraction of the epochs with this method instead "
                                 "(e.g. --method=sgn --finish_method=pgd --finish_attack_steps=3).",
@@ -158,21 +178,10 @@ class TrainConfig:
                                     "trained with --finish_method.")
     finish_attack_steps: int = _field(None, "method", "Attack steps of --finish_method "
                                       "(default: its own).")
-    free_replays: int = _field(8, "method", "Replays m of --method=free.")
-    trades_beta: float = _field(6.0, "method", "Beta of --method=trades.")
-    memory_decay: float = _field(1.0, "method", "--method=sgn-memory: weight in [0, 1] of "
-                                 "each example's perturbation of the previous epoch in its "
-                                 "next start (the rest is a fresh random start; 0 is sgn).")
-    memory_reset_every: int = _field(0, "method", "--method=sgn-memory: forget each "
-                                     "example's perturbation every N epochs (0: never).")
-    generator_width: int = _field(16, "method", "--method=sgn-learned-start: channels of the "
-                                  "hidden layers of the generator that proposes the start.")
-    generator_learning_rate: float = _field(1e-3, "method", "--method=sgn-learned-start: Adam "
-                                            "learning rate of the generator's ascent.")
-    generator_input: str = _field("sign", "method", "--method=sgn-learned-start: what the "
-                                  "generator sees besides the image: the sign of its input "
-                                  "gradient, the gradient scaled to a largest magnitude of 1, "
-                                  "or none (saves a pass).", choices=names.GENERATOR_INPUTS)
+    options: dict = _field(dict, "method", "The options of --method (and of --finish_method) "
+                           "by name, e.g. {'free_replays': 4}: each is declared for the methods "
+                           "that take it in keras_sgn.method_options, and is a flag of its own.",
+                           factory=True)
     # Validation (it picks the best epoch) and the final test.
     eval_steps: int = _field(10, "evaluation", "PGD steps of validation.")
     test_steps: int = _field(None, "evaluation", "Steps of each attack of the final test (the "
@@ -214,8 +223,25 @@ class TrainConfig:
     verbose: int = _field(1, "runtime", "Keras verbosity (0 silent, 1 progress bar, 2 "
                           "lines).", recipe=False)
 
+    def __init__(self, **values):
+        fields = {field.name: field for field in dataclasses.fields(self)}
+        options = dict(values.pop("options", None) or {})
+        declared = {option.field for option in method_options.declared()}
+        for name in [name for name in values if name not in fields and name in declared]:
+            options[name] = values.pop(name)
+        unknown = sorted(set(values) - set(fields))
+        if unknown:
+            raise TypeError(f"TrainConfig got unknown setting(s) {unknown}. "
+                            f"{_unknown_hints(unknown, set(fields) | declared)}Valid: the "
+                            "fields of keras_sgn.config.field_specs() and the method options "
+                            "of keras_sgn.method_options.declared().")
+        for name, field in fields.items():
+            setattr(self, name, values[name] if name in values else _default(field))
+        self.options = options
+
     def resolved(self):
-        """A copy with dataset-dependent defaults filled in, validated."""
+        """A copy with dataset-dependent defaults filled in, and the declared
+        defaults of the options the method (and finish method) takes, validated."""
         with _about("dataset"):
             if self.dataset not in recipes.DATASET_RECIPES:
                 _part("data").info(self.dataset)  # raises the clear unknown-dataset error
@@ -224,6 +250,8 @@ class TrainConfig:
         for key in recipes.RECIPE_KEYS:
             if values[key] is None:
                 values[key] = recipe[key]
+        values["options"] = {**method_options.defaults_of(self.method, self.finish_method),
+                             **self.options}
         config = TrainConfig(**values)
         config.validate()
         return config
@@ -234,11 +262,19 @@ class TrainConfig:
         sgn_methods = _part("methods")
         with _about("method"):
             sgn_methods.registry.method_class(self.method)  # close matches in the error
+        if self.finish_method is not None and self.finish_method not in \
+                sgn_methods.registry.METHODS:
+            raise ConfigError("finish_method", "finish_method must be one of "
+                              f"{tuple(sgn_methods.list_methods())}. Received: "
+                              f"{self.finish_method!r}.")
+        self._check_options()
         with _about("model"):
             if self.model not in _part("models").list_models():
                 _part("models").get(self.model)
         for spec in field_specs():
             value = getattr(self, spec.name)
+            if spec.name in ("method", "finish_method"):
+                continue  # the method registry (checked above) may have grown since import
             if spec.choices is not None and value is not None and value not in spec.choices:
                 raise ConfigError(spec.name, f"{spec.name} must be one of {spec.choices}. "
                                   f"Received: {value!r}.")
@@ -278,13 +314,26 @@ class TrainConfig:
                               f"{self.finish_fraction!r}.")
         self.finish_options()
 
+    def _check_options(self):
+        """Refuse an option that neither the method nor the finish method takes (it
+        would be ignored) and an option value outside its choices."""
+        taken = {option.field for option in
+                 method_options.options_of(self.method, self.finish_method)}
+        for field, value in self.options.items():
+            if field not in taken:
+                raise foreign_option_error(field, value, self.method, self.finish_method)
+            choices = method_options.get(field).choices
+            if choices is not None and value not in choices:
+                raise ConfigError(field, f"{field} must be one of {choices}. "
+                                  f"Received: {value!r}.")
+
     def finish_options(self):
         """`(method options, first epoch)` of `finish_method`, validated (None
         without one). It takes the run's threat model and its own default step."""
         if self.finish_method is None:
             return None
         sgn_methods = _part("methods")
-        values = {**self.to_dict(), "attack_steps": self.finish_attack_steps,
+        values = {**flat_settings(self.to_dict()), "attack_steps": self.finish_attack_steps,
                   "step_size": None}
         options = sgn_methods.registry.options_from_run(self.finish_method, values)
         with _about("finish_method"):
@@ -296,8 +345,9 @@ class TrainConfig:
         """The constructor options of `self.method` this config sets (the
         registry decides which fields a method takes), validated."""
         sgn_methods = _part("methods")
-        run_options = sgn_methods.registry.method_class(self.method).run_options
-        options = sgn_methods.registry.options_from_run(self.method, self.to_dict())
+        run_options = sgn_methods.registry.run_options(self.method)
+        options = sgn_methods.registry.options_from_run(self.method,
+                                                        flat_settings(self.to_dict()))
         if self.epsilon == 0 and self.step_size is None and "step_size" in run_options:
             options["step_size"] = _STEP_SIZE_AT_EPSILON_ZERO
         try:
@@ -316,22 +366,85 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, values):
         """The config of `values` (e.g. a run's `config.json`); fields not given
-        keep their defaults, unknown keys are refused."""
+        keep their defaults, unknown keys are refused.
+
+        A method option given as a key of its own (as `config.json` files written
+        before `options` existed hold every one) moves into `options` if the
+        method or the finish method takes it, and is dropped otherwise: such a
+        run ignored it."""
+        values = dict(values)
         known = {spec.name for spec in field_specs()}
-        unknown = sorted(set(values) - known)
+        declared = {option.field for option in method_options.declared()}
+        unknown = sorted(set(values) - known - declared)
         if unknown:
-            close = {key: close_matches(key, known, n=1, cutoff=0.6) for key in unknown}
-            hints = "; ".join(f"{key!r}: did you mean {match[0]!r}?"
-                              for key, match in close.items() if match)
             raise ArgumentError(f"TrainConfig has no field(s) {unknown}. "
-                                + (f"{hints} " if hints else "")
-                                + f"Valid fields: {', '.join(sorted(known))}.")
-        return cls(**values)
+                                f"{_unknown_hints(unknown, known | declared)}"
+                                f"Valid fields: {', '.join(sorted(known))}; method options: "
+                                f"{', '.join(sorted(declared))}.")
+        flat = {key: values.pop(key) for key in sorted(set(values) - known)}
+        method = values.get("method", cls.method)
+        taken = {option.field for option in
+                 method_options.options_of(method, values.get("finish_method"))}
+        options = {**{key: value for key, value in flat.items() if key in taken},
+                   **(values.pop("options", None) or {})}
+        return cls(**values, options=options)
 
     def recipe(self):
         """`{field: value}` of the recipe fields (what makes the trained model);
         call it on a `resolved()` config to have the dataset defaults filled in."""
         return {name: getattr(self, name) for name in recipe_fields()}
+
+
+def _unknown_hints(unknown, valid):
+    """`'epoch': did you mean 'epochs'? ` for the names of `unknown` close to one of `valid`."""
+    close = {key: close_matches(key, valid, n=1, cutoff=0.6) for key in unknown}
+    hints = "; ".join(f"{key!r}: did you mean {match[0]!r}?"
+                      for key, match in close.items() if match)
+    return f"{hints} " if hints else ""
+
+
+def foreign_option_error(field, value, method, finish_method=None, flags=False):
+    """The `ConfigError` refusing the method option `field` (set to `value`) in a
+    run of `method` (and `finish_method`) that does not take it: it would be
+    ignored. `flags`: name the command-line flags."""
+    try:
+        taking = method_options.get(field).methods
+    except ArgumentError as error:
+        return ConfigError(field, str(error))
+    dash = "--" if flags else ""
+    run = f"method {method!r}" + (f" or finish method {finish_method!r}"
+                                  if finish_method else "")
+    return ConfigError(field, (
+        f"{dash}{field} is an option of {', '.join(taking)} only, not of {run} (it would "
+        f"be ignored). Received: {dash}{field}={value!r} with {dash}method={method}"
+        f"{f' {dash}finish_method={finish_method}' if finish_method else ''}. Remove "
+        f"{dash}{field}, or train with a method that takes it ({dash}method={taking[0]})."))
+
+
+def flat_settings(values):
+    """`values` (a `TrainConfig.to_dict()` or a run's `config.json`) with each
+    method option as a setting of its own, as the flags name them:
+    `{..., "method": "free", "free_replays": 4}`."""
+    flat = {key: value for key, value in values.items() if key != "options"}
+    flat.update(values.get("options") or {})
+    return flat
+
+
+def saved_settings(saved):
+    """A run's saved `config.json` (a dict) in the form of `TrainConfig.to_dict()`,
+    to compare with a new run's: method options that older files hold as keys of
+    their own move into `options` (`TrainConfig.from_dict`), and an option
+    declared for the method since then counts at its default (what the run used).
+    Only the keys `saved` has are kept (a field added later is not compared), and
+    a dict that is no `TrainConfig` (a damaged file) is returned as it is."""
+    try:
+        config = TrainConfig.from_dict(saved)
+    except (ValueError, TypeError, AttributeError):
+        return saved
+    values = config.to_dict()
+    values["options"] = {**method_options.defaults_of(config.method, config.finish_method),
+                         **config.options}
+    return {key: value for key, value in values.items() if key in saved or key == "options"}
 
 
 def parse_decay_fractions(text):
@@ -366,7 +479,7 @@ def _check_epsilon(config):
                           f"in pixel units, e.g. 8/255 = 0.0314). Received: {config.epsilon!r}.")
     if epsilon == 0:
         options = {k: v for k, v in sgn_methods.registry.options_from_run(
-            config.method, config.to_dict()).items() if k != "step_size"}
+            config.method, flat_settings(config.to_dict())).items() if k != "step_size"}
         cost = sgn_methods.registry.expected_cost(config.method, **{**options, "epsilon": 0.0})
         if cost > 1:
             raise ConfigError("epsilon", (
@@ -427,7 +540,7 @@ def field_specs(group=None):
         meta = field.metadata
         choices = meta["choices"]() if callable(meta["choices"]) else meta["choices"]
         specs.append(FieldSpec(
-            name=field.name, type=field.type, default=field.default, group=meta["group"],
+            name=field.name, type=field.type, default=_default(field), group=meta["group"],
             recipe=meta["recipe"], resumable=meta["resumable"], help=meta["help"],
             choices=None if choices is None else tuple(choices)))
     return tuple(s for s in specs if group is None or s.group == group)

@@ -175,9 +175,10 @@ def test_each_method_keeps_its_contract(name):
     config = method.get_config()
     assert cls(**config).get_config() == config
     assert methods.deserialize(methods.serialize(method)).get_config() == config
-    # Every run-configuration field maps onto a constructor argument.
-    assert set(cls.run_options.values()) <= set(config)
-    run = {field: 0.3 if field == "epsilon" else None for field in cls.run_options}
+    # Every run-configuration field and declared option maps onto a constructor argument.
+    run_options = methods.registry.run_options(name)
+    assert set(run_options.values()) <= set(config)
+    run = {field: 0.3 if field == "epsilon" else None for field in run_options}
     assert methods.registry.options_from_run(name, {**run, "unrelated": 1}) == {"epsilon": 0.3}
 
 

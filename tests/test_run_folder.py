@@ -2,8 +2,10 @@
 a lock naming its owner, stale locks and temporaries cleaned, finished runs
 never overwritten by accident, a full disk named before it costs anything."""
 
+import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -12,8 +14,12 @@ import zipfile
 
 import pytest
 
-from keras_sgn import io_utils, training
+from keras_sgn import io_utils, method_options, training
+from keras_sgn.config import resumable_fields
 from keras_sgn.training import run_folder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FIELDS = tuple(f.name for f in dataclasses.fields(training.TrainConfig))
 
 SETTINGS = {"dataset": "digits", "method": "sgn", "seed": 0, "verbose": 1}
 MAY_DIFFER = ("verbose", "output_dir")
@@ -210,6 +216,66 @@ def test_train_on_a_finished_folder(tmp_path):
     archived = list((out / "previous").iterdir())
     assert len(archived) == 1 and json.loads(
         (archived[0] / "summary.json").read_text()) == first
+
+
+# -- run folders whose config.json has the earlier layout ----------------------------------
+
+def _earlier_layout(config):
+    """`config.to_dict()` as config.json was written before `options` existed: every
+    declared method option a key of its own (the method's at their values)."""
+    values = {k: v for k, v in config.to_dict().items() if k != "options"}
+    values.update({o.field: o.default for o in method_options.declared()})
+    values.update(config.options)
+    return values
+
+
+def test_a_run_folder_of_the_earlier_config_layout_is_complete_or_resumed(tmp_path):
+    """The anchor's committed run folder (config.json of the earlier layout) is the same
+    run as today's config of it: complete when finished, resumed when not, refused when
+    an option differs; the study's own settings check agrees."""
+    from keras_sgn.experiments import runs
+
+    path = tmp_path / "seed0"
+    shutil.copytree(os.path.join(ROOT, "docs", "reproduce", "fashion_mnist-anchor", "state",
+                                 "seed0"), path)
+    saved = json.loads((path / "config.json").read_text())
+    assert "options" not in saved and saved["adversarial_fraction"] == 0.5  # earlier layout
+    today = training.TrainConfig(**{k: v for k, v in saved.items() if k in FIELDS},
+                                 adversarial_fraction=0.5).resolved()
+    assert today.options == {"adversarial_fraction": 0.5}
+    folder = run_folder.RunFolder(str(path))
+    assert folder.open(today.to_dict(), resumable_fields()).status == "complete"
+    folder.close()
+    assert runs.read_run(str(path), today)["method"] == "pgd"
+    other = dataclasses.replace(today, adversarial_fraction=1.0)
+    with pytest.raises(run_folder.RunFolderError, match=r"\(adversarial_fraction: 0\.5 -> 1\.0\)"):
+        run_folder.RunFolder(str(path)).open(other.to_dict(), resumable_fields())
+    with pytest.raises(ValueError, match="adversarial_fraction"):
+        runs.read_run(str(path), other)
+    # Unfinished (a backup, no summary): resumed.
+    (path / "summary.json").unlink()
+    (path / "backup").mkdir()
+    (path / "backup" / "state.json").write_text("{}")
+    folder = run_folder.RunFolder(str(path))
+    assert folder.open(today.to_dict(), resumable_fields()).status == "resume"
+    folder.close()
+    training.run.check_resumable(saved, today)
+    with pytest.raises(run_folder.RunFolderError, match="adversarial_fraction"):
+        training.run.check_resumable(saved, other)
+
+
+def test_train_on_a_finished_folder_of_the_earlier_config_layout(tmp_path):
+    out = tmp_path / "run"
+    config = training.TrainConfig(**{**TINY, "method": "sgn"}, clean_weight=0.25,
+                                  output_dir=str(out))
+    first = training.train(config)
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["options"] == {"clean_weight": 0.25, "second_order": False}
+    (out / "config.json").write_text(json.dumps(_earlier_layout(config.resolved())))
+    again = training.train(config)
+    assert again["already_complete"] and again["robust_accuracy"] == first["robust_accuracy"]
+    with pytest.raises(training.RunFolderError, match=r"\(clean_weight: 0\.25 -> 0\.5\)"):
+        training.train(dataclasses.replace(config, clean_weight=0.5))
 
 
 def test_a_full_disk_is_a_clear_error_and_the_run_resumes_after(tmp_path, monkeypatch):

@@ -128,8 +128,11 @@ def test_a_trial_is_a_train_config_and_its_recipe_is_train_py_flags():
     flags = tuning.results.recipe_flags(config, comment="winner\nline two").splitlines()
     assert flags[:2] == ["# winner", "# line two"]
     parsed = dict(line[2:].split("=", 1) for line in flags[2:])
-    # Every set recipe field, no runtime one (where and how to run is the user's).
-    assert set(parsed) == {k for k, v in config.recipe().items() if v is not None}
+    # Every set recipe field (each method option a flag), no runtime one (where and how
+    # to run is the user's).
+    assert set(parsed) == {k for k, v in sgn_config.flat_settings(config.recipe()).items()
+                           if v is not None}
+    assert {"clean_weight", "second_order"} <= set(parsed) and "options" not in parsed
     assert not set(parsed) & set(sgn_config.runtime_fields())
     assert {"output_dir", "verbose", "data_dir", "strategy", "jit_compile"} <= set(
         sgn_config.runtime_fields())
@@ -165,7 +168,7 @@ def test_tiny_hyperband_runs_the_default_first_continues_trials_and_writes_resul
         model_kwargs={"width": 8},
         space={"second_order": False, "sites": ["input", "input,stage2"]})
     recipe = hypermodel.config_for(hypermodel.default_values())
-    assert (recipe.sites, recipe.beta, recipe.normalization, recipe.clean_weight) == (
+    assert (recipe.sites, recipe.beta, recipe.normalization, recipe.options["clean_weight"]) == (
         "input,stage2", "stage2=0.01", "l2_relative", 0.0)
     assert recipe.step_size == pytest.approx(1.25 * 0.1) and recipe.learning_rate == 2e-3
     # max_trials=3: the first bracket (two 1-epoch trials, then the better one continued).
@@ -295,10 +298,12 @@ def test_training_from_the_recipe_runs_and_reproduces_the_trial(cli_search, tmp_
                    "--n_eval=64", "--test_steps=3", "--verbose=0",
                    f"--output_dir={tmp_path / 'winner'}"])
     assert result.returncode == 0, result.stderr[-3000:]
-    config = json.loads((tmp_path / "winner" / "config.json").read_text())
+    config = sgn_config.flat_settings(
+        json.loads((tmp_path / "winner" / "config.json").read_text()))
+    winner = sgn_config.flat_settings(best["train_config"])
     for name in ("sites", "beta", "normalization", "clean_weight", "second_order",
                  "learning_rate", "weight_decay", "step_size"):
-        assert config[name] == best["train_config"][name], name
+        assert config[name] == winner[name], name
     # Same recipe, same seed, same data: the run measures what the trial measured.
     history = json.loads((tmp_path / "winner" / "history.json").read_text())
     assert history["val_robust_accuracy"][0] == pytest.approx(best["score"])

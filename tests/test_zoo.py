@@ -196,6 +196,7 @@ def test_the_zoo_needs_huggingface_hub_only_to_download():
 
 def test_train_command_writes_only_recipe_fields():
     from keras_sgn import config as run_config
+    from keras_sgn import method_options
 
     train_config = dataclasses.asdict(training.TrainConfig(
         dataset="digits", method="sgn", epochs=3, strategy="mirrored", verbose=2,
@@ -204,7 +205,8 @@ def test_train_command_writes_only_recipe_fields():
     assert command.startswith("python tools/train.py --dataset=digits ")
     assert "--epochs=3" in command and command.endswith(" --output_dir=runs/x")
     written = {flag[2:].partition("=")[0] for flag in command.split()[2:-1]}
-    assert written <= set(run_config.recipe_fields())
+    options = {option.field for option in method_options.declared()}
+    assert written <= set(run_config.recipe_fields()) | options
     assert not {"strategy", "verbose", "output_dir", "data_dir"} & written
 
 

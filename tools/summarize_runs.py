@@ -94,13 +94,15 @@ def main(argv):
     # hides TensorFlow's start-up logs unless --verbose=2 (tools/quiet_start.py).
     import quiet_start  # noqa: F401
     # isort: split
-    from keras_sgn import config
+    from keras_sgn import config, method_options
 
-    recipe_fields = set(config.recipe_fields())
+    # Each method option is a setting of its own (a run's config.json of any layout).
+    recipe_fields = set(config.recipe_fields()) | {o.field for o in method_options.declared()}
     runs = collections.defaultdict(list)
     for path in sorted(glob.glob(os.path.join(FLAGS.runs, "summary.json"))):
         folder = os.path.dirname(path)
         summary, settings = read_run(folder)
+        settings = config.flat_settings(config.saved_settings(settings)) if settings else {}
         summary["seed"] = settings.get("seed")
         summary["_folder"] = folder
         runs[_group_key(summary, settings, recipe_fields)].append(summary)

@@ -37,7 +37,7 @@ from flags import (  # tools/flags.py: the flags of keras_sgn.config
 from keras_sgn import cli, names
 
 FLAGS = flags.FLAGS
-define_config_flags()  # one flag per TrainConfig field (keras_sgn/config.py)
+define_config_flags()  # a flag per TrainConfig field and declared method option
 define_logical_cpus_flag()
 flags.DEFINE_integer("preemption_exit_code", names.PREEMPTION_EXIT_CODE,
                      "Exit code after a SIGTERM-triggered save (the job should be restarted "

@@ -23,7 +23,7 @@ from keras_sgn import data as sgn_data
 from keras_sgn import evaluation, io_utils, training
 from keras_sgn import methods as sgn_methods
 from keras_sgn.attacks import parse_attacks
-from keras_sgn.config import resumable_fields
+from keras_sgn.config import resumable_fields, saved_settings
 from keras_sgn.errors import ArgumentError
 
 BEST_MODEL_FILE = "model.keras"
@@ -146,8 +146,9 @@ def _check_settings(folder, expected):
     if expected is None or not os.path.exists(path):
         return
     ignore = set(resumable_fields()) - set(_TEST_FIELDS)
-    changed = training.run_folder.differences(_read_json(path), expected.to_dict(),
-                                              ignore=ignore)
+    # A config.json of an older layout compares as today's (unfinished runs resume).
+    changed = training.run_folder.differences(saved_settings(_read_json(path)),
+                                              expected.to_dict(), ignore=ignore)
     if changed:
         raise ArgumentError(
             f"{folder} holds a run made with other settings (changed: "

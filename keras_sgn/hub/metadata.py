@@ -10,7 +10,7 @@ import shlex
 import numpy as np
 
 from keras_sgn import config as run_config
-from keras_sgn import provenance, recipes
+from keras_sgn import method_options, provenance, recipes
 from keras_sgn.attacks import parse_attacks
 from keras_sgn.attacks import registry as attack_registry
 from keras_sgn.errors import UserError
@@ -21,7 +21,9 @@ FORMAT = "keras-sgn-model-folder/1"
 DEFAULT_NAMESPACE = "keras-sgn"
 # Flags every train command writes even at their default: they name the run.
 _ALWAYS_WRITTEN = ("dataset", "method", "seed")
-# The config fields that describe the feedback, shown in the architecture block.
+# The settings that describe the feedback, shown in the architecture block (the
+# method options among them read from `options`, or from a key of their own in an
+# older config).
 _FEEDBACK_FIELDS = ("method", "sites", "beta", "normalization", "clean_weight", "second_order",
                     "feedback_at_inference", "step_size", "attack_steps")
 # What the `training` block copies from the run's summary.json, as it is at export
@@ -118,15 +120,21 @@ def _flag(name, value):
 def train_command(train_config, output_dir):
     """The one `tools/train.py` command that reproduces a run's recipe: every
     recipe field (`keras_sgn.config.recipe_fields()`) that is set, left out
-    where it equals the default (dataset-recipe fields are always written)."""
+    where it equals the default (dataset-recipe fields are always written), and
+    every method option (a flag of its own) that differs from its default."""
+    train_config = run_config.saved_settings(train_config)
     defaults = run_config.TrainConfig()
     flags = []
     for key in run_config.recipe_fields():
         value = train_config.get(key)
-        if value is None:
+        if value is None or key == "options":
             continue
         if key in _ALWAYS_WRITTEN or key in recipes.RECIPE_KEYS or \
                 value != getattr(defaults, key):
+            flags.append(_flag(key, value))
+    declared = {option.field: option.default for option in method_options.declared()}
+    for key, value in (train_config.get("options") or {}).items():
+        if value is not None and value != declared.get(key, object()):
             flags.append(_flag(key, value))
     return " ".join(["python tools/train.py", *flags, _flag("output_dir", output_dir)])
 
@@ -238,7 +246,8 @@ def describe_model(model, train_config):
         "num_classes": int(model.output_shape[-1]),
         "parameters": int(model.count_params()),
         "sites": sites,
-        "feedback": {k: train_config.get(k) for k in _FEEDBACK_FIELDS},
+        "feedback": {k: run_config.flat_settings(train_config).get(k)
+                     for k in _FEEDBACK_FIELDS},
     }
 
 
@@ -252,6 +261,7 @@ def _recipe(name, train_config, metrics, output_dir=None):
     `output_dir`, default `runs/NAME`)."""
     output_dir = output_dir or f"runs/{name}"
     recipe_fields = set(run_config.recipe_fields())
+    train_config = run_config.saved_settings(train_config)  # an older config.json too
     return {
         "train_config": {k: v for k, v in train_config.items() if k in recipe_fields},
         "train_command": train_command(train_config, output_dir),

@@ -67,8 +67,6 @@ class AdversarialTraining(AttackingMethod):
     description = "PGD adversarial training (Madry et al. 2018)"
     multi_step = True
     options = ("random_start", "adversarial_fraction")
-    run_options = {**AttackingMethod.run_options,
-                   "adversarial_fraction": "adversarial_fraction"}
 
     def __init__(self, random_start=True, adversarial_fraction=1.0, **kwargs):
         super().__init__(**kwargs)
@@ -126,7 +124,6 @@ class Free(TrainingMethod):
     description = "Free adversarial training (Shafahi et al. 2019)"
     default_step_size = 1.0
     options = ("replays",)
-    run_options = {**TrainingMethod.run_options, "free_replays": "replays"}
 
     def __init__(self, replays=8, **kwargs):
         super().__init__(**kwargs)
@@ -190,7 +187,6 @@ class Trades(AttackingMethod):
     description = "TRADES (Zhang et al. 2019)"
     multi_step = True
     options = ("trades_beta",)
-    run_options = {**TrainingMethod.run_options, "trades_beta": "trades_beta"}
 
     def __init__(self, trades_beta=6.0, **kwargs):
         super().__init__(**kwargs)

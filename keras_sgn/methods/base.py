@@ -76,8 +76,10 @@ class TrainingMethod:
     # Constructor arguments beyond the four above: `get_config` returns them
     # from the attributes of the same names.
     options = ()
-    # Run-configuration fields (keras_sgn.config) this method takes, mapped to
-    # its constructor arguments.
+    # The shared run-configuration fields (keras_sgn.config) this method takes,
+    # mapped to its constructor arguments. Its own options (Free-AT's replays...)
+    # are declared in keras_sgn.method_options, TF-free, so the tools make flags
+    # of them; `registry.run_options(name)` joins both.
     run_options = {"epsilon": "epsilon", "norm": "norm", "step_size": "step_size",
                    "attack_steps": "attack_steps"}
     # Set by SGNModel.compile(jit_compile_attack=...): XLA-compile the inner

@@ -127,9 +127,6 @@ class SelfGradientLearnedStart(SelfGradientTraining):
     differentiates_feedback_input = True
     options = ("clean_weight", "second_order", "generator_width", "generator_learning_rate",
                "generator_input")
-    run_options = {**SelfGradientTraining.run_options, "generator_width": "generator_width",
-                   "generator_learning_rate": "generator_learning_rate",
-                   "generator_input": "generator_input"}
 
     def __init__(self, generator_width=16, generator_learning_rate=1e-3, generator_input="sign",
                  clean_weight=0.0, second_order=False, **kwargs):

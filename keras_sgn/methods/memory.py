@@ -109,8 +109,6 @@ class SelfGradientMemory(SelfGradientTraining):
     keyed_by_example = True
     options = ("clean_weight", "second_order", "memory_decay", "memory_reset_every",
                "memory_dtype")
-    run_options = {**SelfGradientTraining.run_options, "memory_decay": "memory_decay",
-                   "memory_reset_every": "memory_reset_every"}
 
     def __init__(self, memory_decay=1.0, memory_reset_every=0, memory_dtype="int8",
                  clean_weight=0.0, second_order=False, **kwargs):

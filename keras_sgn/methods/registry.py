@@ -2,6 +2,7 @@
 method by name (its options in a run configuration, cost, compute budget,
 default step), so no caller switches on method names."""
 
+from keras_sgn import method_options
 from keras_sgn.errors import ArgumentError
 from keras_sgn.methods.adversarial import AdversarialTraining, Fast, Free, Standard, Trades
 from keras_sgn.methods.base import TrainingMethod
@@ -82,12 +83,19 @@ def method_class(name):
     return METHODS.get(name)
 
 
+def run_options(name):
+    """`{run-configuration field: constructor argument}` of every setting method
+    `name` takes: the shared fields its class lists (`run_options`: epsilon,
+    norm...) and the options declared for it in `keras_sgn.method_options`."""
+    return {**method_class(name).run_options, **method_options.arguments_of(name)}
+
+
 def options_from_run(name, values):
     """Constructor arguments of method `name` from run-configuration `values`
-    (a mapping such as `dataclasses.asdict(TrainConfig)`): only the fields the
+    (a mapping of fields and method options by name, such as
+    `keras_sgn.config.flat_settings(config.to_dict())`): only the ones the
     method takes; `None` means the method's default."""
-    cls = method_class(name)
-    return {arg: values[field] for field, arg in cls.run_options.items()
+    return {arg: values[field] for field, arg in run_options(name).items()
             if field in values and values[field] is not None}
 
 

@@ -59,8 +59,6 @@ class SelfGradientTraining(TrainingMethod):
     INPUT_ATTACKS = tuple(INPUT_ATTACK_DEFAULTS)
     default_step_size, default_attack_steps = INPUT_ATTACK_DEFAULTS["fgsm"]
     options = ("input_attack", "clean_weight", "second_order", "random_start")
-    run_options = {**TrainingMethod.run_options, "clean_weight": "clean_weight",
-                   "second_order": "second_order"}
     # Whether the weight tape records pass 1 even at first order (for an
     # `_extra_loss` that differentiates pass 1's gradients).
     records_pass_one = False

@@ -90,9 +90,6 @@ class SelfGradientRamp(SelfGradientTraining):
     variant = True
     RAMPS = ("up", "down")
     options = SelfGradientTraining.options + ("ramp", "ramp_steps")
-    # `ramp` and `ramp_steps` are not TrainConfig fields yet: mapped for when they are.
-    run_options = {**SelfGradientTraining.run_options, "ramp": "ramp",
-                   "ramp_steps": "ramp_steps"}
 
     def __init__(self, ramp="up", ramp_steps=1000, **kwargs):
         check_option("ramp", ramp in self.RAMPS, f"one of {self.RAMPS}", ramp)
@@ -123,13 +120,6 @@ class _RandomStartFGSM(SelfGradientTraining):
     fixed, the other options of `sgn` kept."""
 
     options = ("clean_weight", "second_order")
-
-    def __init_subclass__(cls, **kwargs):
-        super().__init_subclass__(**kwargs)
-        # A variant's own options map to run-configuration fields of the same
-        # names: not TrainConfig fields yet, they are taken once they are.
-        cls.run_options = {**SelfGradientTraining.run_options,
-                           **{option: option for option in cls.options}}
 
     def __init__(self, clean_weight=0.0, second_order=False, **kwargs):
         super().__init__(input_attack="fgsm", clean_weight=clean_weight,

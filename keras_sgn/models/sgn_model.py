@@ -131,8 +131,10 @@ class SGNModel(keras.Model):
                 whole step is never XLA-compiled: that fails under multi-device
                 `MirroredStrategy`.
             run_eagerly, steps_per_execution: as in `keras.Model.compile`.
-            **method_options: options of the method (`epsilon`, `norm`,
-                `step_size`, `attack_steps`, `clean_weight`...).
+            **method_options: the constructor arguments of the method: the
+                shared `epsilon`, `norm`, `step_size`, `attack_steps`, and its
+                own (`clean_weight`, `replays`...; `keras_sgn.method_options`
+                declares which run settings set them).
         """
         self.method = sgn_methods.get(method, **method_options)
         self.method.jit_compile = bool(jit_compile_attack)

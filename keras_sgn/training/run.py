@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from keras_sgn import data as sgn_data
 from keras_sgn import methods as sgn_methods
-from keras_sgn.config import ConfigError, resumable_fields
+from keras_sgn.config import ConfigError, resumable_fields, saved_settings
 from keras_sgn.io_utils import check_free_space, model_file_bytes
 from keras_sgn.training import distribute, keras_compat, outputs, run_folder
 from keras_sgn.training.callbacks import (
@@ -288,10 +288,11 @@ def check_resumable(saved_config, config):
     """Refuse to resume the backup of a run of `saved_config` (a dict, from its
     `config.json`; None: nothing to check) with `config` if a field outside
     `keras_sgn.config.resumable_fields()` differs (`train` checks it through
-    `RunFolder.open`)."""
+    `RunFolder.open`). A `config.json` of an older layout (each method option a key
+    of its own) compares as today's (`keras_sgn.config.saved_settings`)."""
     if saved_config is None:
         return
-    changed = run_folder.differences(saved_config, config.to_dict(),
+    changed = run_folder.differences(saved_settings(saved_config), config.to_dict(),
                                      ignore=resumable_fields())
     if changed:
         raise run_folder.RunFolderError(

@@ -36,6 +36,7 @@ import threading
 import time
 import zipfile
 
+from keras_sgn.config import saved_settings
 from keras_sgn.errors import UserError
 from keras_sgn.io_utils import TEMPORARY_PREFIX, atomic_write_json, read_json_object
 
@@ -266,9 +267,21 @@ def keras_archive_problem(path):
 
 
 def differences(saved, current, ignore=()):
-    """`{field: (saved, current)}` of the settings both have that differ."""
-    return {k: (saved[k], current[k]) for k in sorted(saved)
-            if k in current and k not in ignore and saved[k] != current[k]}
+    """`{field: (saved, current)}` of the settings both have that differ. A setting
+    that holds settings (a config's method `options`) differs by its entries, each
+    under its own name (None where one side has none)."""
+    changed = {}
+    for key in sorted(saved):
+        if key not in current or key in ignore or saved[key] == current[key]:
+            continue
+        old, new = saved[key], current[key]
+        if isinstance(old, dict) and isinstance(new, dict):
+            changed.update({name: (old.get(name), new.get(name)) for name in sorted(
+                set(old) | set(new)) if name not in old or name not in new
+                or old[name] != new[name]})
+        else:
+            changed[key] = (old, new)
+    return changed
 
 
 def describe_differences(changed):
@@ -338,7 +351,9 @@ class RunFolder:
         finished = os.path.exists(self._file("summary.json"))
         unfinished = os.path.exists(self._file(os.path.join("backup", "state.json")))
         foreign = saved is None and (finished or os.path.exists(self._file("model.keras")))
-        changed = {} if saved is None else differences(saved, settings, ignore=may_differ)
+        # saved_settings: a config.json of an older layout compares as today's.
+        changed = {} if saved is None else differences(saved_settings(saved), settings,
+                                                        ignore=may_differ)
         if overwrite and (foreign or finished or (unfinished and changed)):
             return FolderState("new", None, archive_outputs(self.path))
         if foreign:

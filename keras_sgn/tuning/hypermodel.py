@@ -104,8 +104,8 @@ class SGNHyperModel(keras_tuner.HyperModel):
             "input_step": (config.step_size / config.epsilon
                            if config.step_size is not None and config.epsilon > 0
                            else sgn_space.default_input_step(config.method)),
-            "clean_weight": config.clean_weight,
-            "second_order": config.second_order,
+            "clean_weight": config.options["clean_weight"],
+            "second_order": config.options["second_order"],
             "learning_rate": config.learning_rate,
             "weight_decay": config.weight_decay,
         }
@@ -172,14 +172,16 @@ class SGNHyperModel(keras_tuner.HyperModel):
             betas = self.default_values()
             beta = ",".join(f"{s}={float(values.get(BETA_PREFIX + s, betas[BETA_PREFIX + s]))!r}"
                             for s in hidden)
-        changes = dict(sites=sites, beta=beta)
+        changes = dict(sites=sites, beta=beta, options=dict(config.options))
         if "input_step" in values:
             changes["step_size"] = float(values["input_step"]) * config.epsilon
         if "normalization" in values:
             changes["normalization"] = values["normalization"]
         if "second_order" in values:
-            changes["second_order"] = bool(values["second_order"])
-        for name in ("clean_weight", "learning_rate", "weight_decay"):
+            changes["options"]["second_order"] = bool(values["second_order"])
+        if "clean_weight" in values:
+            changes["options"]["clean_weight"] = float(values["clean_weight"])
+        for name in ("learning_rate", "weight_decay"):
             if name in values:
                 changes[name] = float(values[name])
         return dataclasses.replace(config, **changes).resolved()

@@ -5,13 +5,15 @@ import json
 import math
 import os
 
+from keras_sgn.config import flat_settings
 from keras_sgn.io_utils import atomic_write_json, atomic_write_text
 from keras_sgn.tuning import budget as sgn_budget
 from keras_sgn.tuning.hypermodel import OBJECTIVE
 from keras_sgn.tuning.report import format_table, plot_trials
 from keras_sgn.tuning.space import default_point
 
-# The TrainConfig fields a trial's row reports: the ones the space sets.
+# The settings a trial's row reports: the ones the space sets (`clean_weight` and
+# `second_order` are options of the searched methods).
 SEARCHED_FIELDS = ("sites", "beta", "normalization", "step_size", "clean_weight",
                    "second_order", "learning_rate", "weight_decay")
 OUTPUT_FILES = ("best_hyperparameters.json", "best_recipe.flags", "default_recipe.flags",
@@ -52,7 +54,7 @@ def _trial_row(trial, hypermodel, default):
         "best_epoch": (initial_epoch + trial.best_step + 1
                        if trial.best_step is not None else None),
         "hyperparameters": values,
-        "config": {k: getattr(config, k) for k in SEARCHED_FIELDS},
+        "config": {k: flat_settings(config.to_dict()).get(k) for k in SEARCHED_FIELDS},
         **_budget_fields(trial),
     }
 
@@ -114,7 +116,8 @@ def recipe_flags(config, comment=None, exclude=()):
     (`keras_sgn.config.runtime_fields()`: where and how to run) are left out:
     append e.g. `--output_dir=...` after it."""
     lines = [f"# {line}" for line in (comment or "").splitlines()]
-    lines += [f"--{name}={_flag_value(value)}" for name, value in config.recipe().items()
+    lines += [f"--{name}={_flag_value(value)}"
+              for name, value in flat_settings(config.recipe()).items()
               if value is not None and name not in exclude]
     return "\n".join(lines) + "\n"
 

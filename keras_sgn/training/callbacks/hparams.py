@@ -3,7 +3,7 @@ dashboard (`tensorboard --logdir runs/`: one row per run, to compare runs)."""
 
 import tensorflow as tf
 
-from keras_sgn import methods as sgn_methods
+from keras_sgn.config import flat_settings
 
 # summary.json key -> the scalar tag of the final metric in TensorBoard.
 FINAL_METRICS = {
@@ -16,14 +16,12 @@ FINAL_METRICS = {
 def run_hparams(config):
     """`{name: value}` of a run's recipe (method, model, dataset, epsilon,
     learning rate, epochs, batch size, feedback and method options...): the
-    set fields of `config.recipe()`, without the options of other methods
-    (e.g. `trades_beta` in an `sgn` run). Values are bool, int, float or str."""
-    own = set(sgn_methods.registry.method_class(config.method).run_options)
-    others = {field for name in sgn_methods.list_methods()
-              for field in sgn_methods.registry.method_class(name).run_options} - own
+    set fields of `config.recipe()`, each option of the run's method a
+    hyperparameter of its own (`config.options` holds only those). Values are
+    bool, int, float or str."""
     return {name: value if isinstance(value, (bool, int, float, str)) else str(value)
-            for name, value in config.recipe().items()
-            if value is not None and name not in others}
+            for name, value in flat_settings(config.recipe()).items()
+            if value is not None}
 
 
 def write_hparams(log_dir, config, summary):
