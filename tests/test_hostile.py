@@ -173,6 +173,25 @@ def test_publish_refuses_another_models_report_and_an_unfinished_run(evaluated_r
     assert exported["metadata"]["metrics"]["n_examples"] == 16
 
 
+def test_evaluating_an_unfinished_run_folder_is_refused_naming_the_file_override(tmp_path):
+    """A run still training (or killed) has a model.keras: its best epoch so far. Evaluated
+    by --run_dir it passed for the run's result without a word; now refused in one line,
+    before any attack, naming the way to evaluate that file as it is."""
+    run_dir = tmp_path / "run"
+    _write_run(run_dir)
+    (run_dir / "summary.json").unlink()
+    result = _tool("evaluate.py", f"--run_dir={run_dir}", "--attacks=pgd-ce:steps=1",
+                   "--n_examples=8", "--nosanity_checks")
+    line = _error_line(result)
+    assert "holds no summary.json: its training has not finished" in line
+    assert f"--model={run_dir / 'model.keras'}" in line
+    assert not (run_dir / "eval").exists()
+    with pytest.raises(evaluation.sources.UnfinishedRunError, match="best epoch so far"):
+        evaluation.sources.resolve_model(str(run_dir))  # a folder given as --model too
+    source = evaluation.sources.resolve_model(str(run_dir / "model.keras"))  # the override
+    assert source.path == str(run_dir / "model.keras")
+
+
 # -- 4. a diverged run (NaN loss) ended with exit 0 and numbers ---------------------------
 
 TINY_TRAINING = dict(dataset="digits", method="standard", batch_size=16, n_train=32, n_eval=16,

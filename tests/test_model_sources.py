@@ -24,10 +24,12 @@ def _save_dense(path):
 
 
 def _run_folder(folder, config=None, model=True):
-    """A tools/train.py-like run folder; its model.keras is a stand-in unless loaded."""
+    """A finished tools/train.py-like run folder; its model.keras is a stand-in unless
+    loaded (`model=False`: a run that has not written one yet, nor its summary)."""
     folder.mkdir(parents=True, exist_ok=True)
     if model:
         (folder / "model.keras").write_bytes(b"not loaded by the resolver")
+        (folder / "summary.json").write_text("{}")
     if config is not None:
         (folder / "config.json").write_text(json.dumps(config))
     return folder
@@ -91,6 +93,11 @@ def test_an_unfinished_run_says_so(tmp_path):
     (run / "backup").mkdir()
     with pytest.raises(sources.UnfinishedRunError, match="Training has not finished"):
         sources.resolve_model(str(run), **TOOL_FLAGS)
+    # Its best epoch so far, written before the run finished: not the run's result.
+    (run / "model.keras").write_bytes(b"not loaded by the resolver")
+    with pytest.raises(sources.UnfinishedRunError, match=(
+            r"holds no summary.json: its training has not finished.*--model=")):
+        sources.resolve_model(run_dir=str(run), **TOOL_FLAGS)
 
 
 def test_a_damaged_run_config_is_refused_naming_the_argument(tmp_path):

@@ -29,6 +29,8 @@ from keras_sgn import attacks, data, io_utils, recipes, zoo
 from keras_sgn.errors import ArgumentError, MissingFileError, checked_arguments
 from keras_sgn.evaluation.inputs import check_epsilon
 
+#: The file a `tools/train.py` run writes once it has finished (its final test).
+RUN_SUMMARY_FILE = "summary.json"
 #: The file a finished `tools/train.py` run leaves its model in.
 RUN_MODEL_FILE = "model.keras"
 #: What a run's `config.json` or a zoo entry says that the evaluation uses.
@@ -47,7 +49,8 @@ class UnknownModelSourceError(ModelSourceError, zoo.UnknownModelError):
 
 
 class UnfinishedRunError(MissingFileError):
-    """A run folder holds no `model.keras` (training has not finished, or another folder)."""
+    """A run folder holds no `model.keras` or no `summary.json` (training has not
+    finished, or another folder)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,6 +108,14 @@ def _run_source(run_dir, flag):
                 " Give the --output_dir of a finished tools/train.py run.")
         raise UnfinishedRunError(errno.ENOENT,
                                  f"{flag}: no {RUN_MODEL_FILE} in {run_dir!r}.{hint}")
+    if not os.path.exists(os.path.join(run_dir, RUN_SUMMARY_FILE)):
+        # model.keras of a run still training (or killed) is its best epoch so far: a
+        # report of it must not pass for the run's result.
+        raise UnfinishedRunError(
+            errno.ENOENT, f"{flag}: {run_dir!r} holds no {RUN_SUMMARY_FILE}: its training has "
+            f"not finished, and its {RUN_MODEL_FILE} is only the best epoch so far. Rerun its "
+            "tools/train.py command to finish it (it resumes), or evaluate that file as it is "
+            f"with --model={os.path.join(run_dir, RUN_MODEL_FILE)}. Received: {flag}={run_dir}.")
     return ModelSource(label=model_path, path=model_path, run_dir=run_dir,
                        defaults=_read_run_config(run_dir, f"{flag}={run_dir}"),
                        default_output_dir=os.path.join(run_dir, EVAL_FOLDER))
@@ -144,7 +155,8 @@ def resolve_model(reference=None, *, run_dir=None, entries_dir=None,
     Raises:
         ModelSourceError: both or neither given.
         UnknownModelSourceError: `reference` is no file and no zoo name.
-        UnfinishedRunError: the run folder holds no `model.keras`.
+        UnfinishedRunError: the run folder holds no `model.keras`, or no `summary.json`
+            (its training has not finished).
         CorruptFileError: the run's `config.json` is damaged.
     """
     if run_dir and reference:
