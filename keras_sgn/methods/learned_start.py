@@ -99,10 +99,15 @@ class SelfGradientLearnedStart(SelfGradientTraining):
     weights of the same step (simultaneous ascent and descent), at the cost of
     the generator's own backward pass only. The generator has no BatchNorm.
 
-    Expected cost: 3 forward+backward passes of the classifier per step (the
-    clean gradient, pass 1, the feedback pass), 2 with
-    `generator_input="none"`, plus the generator's forward and backward pass
-    (small next to the classifier's at the default width).
+    Expected cost (`cost`): 3 forward+backward passes of the classifier per
+    step (the clean gradient, pass 1, the feedback pass), 2 with
+    `generator_input="none"`, plus the generator's forward and backward pass,
+    which `cost` leaves out and which is not small on small classifiers: its
+    four 3x3 convolutions run at the image's full resolution (about 3.9M
+    multiply-adds per 28x28 image at width 16, six times `sgn_mnist_cnn`'s
+    0.6M). Measured on `sgn_mnist_cnn`, one core: a step costs 8-14x
+    `standard`'s (5.5x at `generator_width=4`), against `sgn`'s 1.5-2x. On a
+    ResNet-18 the generator is the small part.
 
     The generator must be created before training: `build_state(num_examples,
     example_shape)` under the strategy's scope (`keras_sgn.training.train`
