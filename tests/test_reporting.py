@@ -118,6 +118,8 @@ def test_model_card_offers_the_loaders_that_work_where_the_folder_goes():
     assert 'keras.saving.load_model("export/m", safe_mode=True)' in local
     assert "hf://" not in local and 'load_pretrained("' not in local.split("## Use")[1].split(
         "This folder is in no zoo")[0]
+    # Its upload hint names a repository of the reader's: the default namespace is not theirs.
+    assert f"--repo_id=YOUR_NAMESPACE/{metadata['name']}" in local
     metadata["distribution"]["destination"] = "package"
     shipped = card.model_card(metadata)
     assert f'keras_sgn.load_pretrained("{metadata["name"]}")' in shipped

@@ -94,8 +94,9 @@ logits = model.predict(images)
 ```
 
 This folder is in no zoo and on no Hub repository yet: `keras_sgn.load_pretrained("{name}")`
-works once it is published (`python tools/publish.py --folder={folder} --name={name}`
-uploads it and records its zoo entry)."""
+works once it is published (`python tools/publish.py --folder={folder} --name={name}
+--repo_id=YOUR_NAMESPACE/{name}` uploads it to a Hub repository of yours and records its
+zoo entry)."""
     by_name = f"""```python
 import keras_sgn
 
