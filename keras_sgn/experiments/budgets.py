@@ -171,14 +171,14 @@ def recalibrate(results_dir, dataset, labels, output_dir, epochs=3, **fields):
                             f"left as the yardstick. Received: {list(labels)} (calibrated: "
                             f"{sorted(known)}).")
     yardstick = min(others, key=others.get)
+    # The timed runs' own small validation and test: given ones are not theirs.
+    given = {k: v for k, v in fields.items() if v is not None and k not in ("n_eval", "n_test")}
     cpu = {}
     for label in (yardstick, *labels):
         with tempfile.TemporaryDirectory(prefix="keras_sgn-recalibrate-") as folder:
-            given = {k: v for k, v in fields.items() if v is not None}
             config = training.TrainConfig(
                 dataset=dataset, **entry_fields(label), epochs=int(epochs), n_eval=100,
-                n_test=100, test_steps=1, seed=0, verbose=0, output_dir=folder,
-                **{k: v for k, v in given.items() if k not in ("n_eval", "n_test")})
+                n_test=100, test_steps=1, seed=0, verbose=0, output_dir=folder, **given)
             training.train(config)
             seconds = runs.read_run(folder)["history"]["train_cpu_seconds"]
             per_epoch = np.diff([0.0] + list(seconds))[1:]
