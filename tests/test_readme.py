@@ -381,6 +381,42 @@ def test_each_study_table_is_the_committed_one(study):
                                 "committed results.md")
 
 
+_BUDGETS = os.path.join(ROOT, "docs", "reproduce", "fashion_mnist-budgets")
+
+
+def test_the_budgets_front_in_the_readme_is_the_committed_one():
+    """Each cell: the mean robust accuracy of results.json at that budget, and its seed
+    count when more than one; every method of the study has a row."""
+    with open(os.path.join(_BUDGETS, "results.json")) as f:
+        fronts = json.load(f)["fronts"]
+    readme = _readme()
+    rows = _table_after(readme, "<!-- budgets-front")
+    header = readme[readme.index("<!-- budgets-front"):].splitlines()[1]
+    budgets = [int(cell.split()[0]) for cell in header.strip().strip("|").split("|")[1:]]
+    methods = {row[0].split()[0].strip("`"): row[1:] for row in rows}
+    assert set(methods) == set(fronts), "one row per method of the study"
+    for method, cells in methods.items():
+        by_budget = {point["budget_minutes"]: point for point in fronts[method]}
+        for minutes, cell in zip(budgets, cells, strict=True):
+            point = by_budget[minutes]
+            seeds = len(point["seeds"])
+            expected = (f"{point['robust_accuracy']:.2%}"
+                        + (f" ({seeds} seeds)" if seeds > 1 else ""))
+            assert cell == expected, (method, minutes)
+
+
+def test_the_budgets_table_of_the_report_is_the_committed_one():
+    with open(os.path.join(_BUDGETS, "results.md")) as f:
+        lines = f.read().splitlines()
+    first_table = list(itertools.takewhile(
+        lambda line: line.startswith("|"),
+        itertools.dropwhile(lambda line: not line.startswith("|"), lines)))
+    report = _page("reproduction.md")
+    after_marker = report[report.index("<!-- fashion-mnist-budgets"):].splitlines()[1:]
+    table = list(itertools.takewhile(lambda line: line.startswith("|"), after_marker))
+    assert len(first_table) > 2 and table == first_table
+
+
 def _rows_with_reports(marker, folder):
     """[(row, method, seed, report)] of the table after `marker` in docs/reproduction.md,
     whose first cell "`method` seed N" names the report `folder/<method>-seed<N>/report.json`."""
