@@ -171,7 +171,7 @@ declare("memory_decay", type=float, default=1.0, methods=("sgn-memory",),
              "next start (the rest is a fresh random start; 0 is sgn).")
 declare("memory_reset_every", type=int, default=0, methods=("sgn-memory",),
         help="Forget each example's perturbation every N epochs (0: never).")
-declare("generator_width", type=int, default=16, methods=("sgn-learned-start",),
+declare("generator_width", type=int, default=8, methods=("sgn-learned-start",),
         help="Channels of the hidden layers of the generator that proposes the start.")
 declare("generator_learning_rate", type=float, default=1e-3, methods=("sgn-learned-start",),
         help="Adam learning rate of the generator's ascent.")

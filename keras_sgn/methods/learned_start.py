@@ -35,31 +35,63 @@ def build_generator(example_shape, width, with_gradient):
     """The generator: `(image[, fed gradient])` stacked on the channel axis ->
     a perturbation direction in [-1, 1] of the image's shape.
 
-    Images (`H, W, C`) get a convolutional network (3x3 convolutions: one of
-    `width` channels, a residual block of two, a last one of `C` channels and
-    tanh), FGSM-SDI's shape with no BatchNorm; flat examples (`D,`) the same
-    with dense layers. float32 whatever the mixed-precision policy.
+    Images (`H, W, C`) get a convolutional network that works at half
+    resolution, so that it costs a fraction of a small classifier's pass: a
+    stride-2 3x3 convolution of `width` channels, a residual block of two 3x3
+    convolutions, a stride-2 3x3 transposed convolution back to `C` channels
+    and tanh, cropped to `H, W` (odd sizes round up on the way down). Flat
+    examples (`D,`) get the same shape with dense layers. FGSM-SDI's design,
+    without BatchNorm; float32 whatever the mixed-precision policy.
     """
     shape = tuple(int(d) for d in example_shape)
     if len(shape) == 3:
-        def layer(units, activation=None):
-            return keras.layers.Conv2D(units, 3, padding="same", activation=activation,
-                                       dtype="float32")
+        def layer(units, activation=None, strides=1):
+            return keras.layers.Conv2D(units, 3, strides=strides, padding="same",
+                                       activation=activation, dtype="float32")
+
+        def last_layer(units):
+            return keras.layers.Conv2DTranspose(units, 3, strides=2, padding="same",
+                                                activation="tanh", dtype="float32")
     elif len(shape) == 1:
-        def layer(units, activation=None):
+        def layer(units, activation=None, strides=1):  # no resolution to halve
             return keras.layers.Dense(units, activation=activation, dtype="float32")
+
+        def last_layer(units):
+            return layer(units, "tanh")
     else:
         raise ValueError("sgn-learned-start's generator takes images (height, width, "
                          f"channels) or flat examples. Received: example_shape={shape}.")
     channels = shape[-1]
     inputs = keras.Input(shape[:-1] + (channels * (2 if with_gradient else 1),),
                          dtype="float32")
-    hidden = layer(width, "relu")(inputs)
+    hidden = layer(width, "relu", strides=2)(inputs)
     residual = layer(width)(layer(width, "relu")(hidden))
     hidden = keras.layers.Activation("relu", dtype="float32")(
         keras.layers.Add(dtype="float32")([hidden, residual]))
-    outputs = layer(channels, "tanh")(hidden)
+    outputs = last_layer(channels)(hidden)
+    if len(shape) == 3:
+        # Twice the rounded-up half size: one row / column too many for odd sizes.
+        extra = [int(outputs.shape[axis]) - shape[axis - 1] for axis in (1, 2)]
+        outputs = keras.layers.Cropping2D(((0, extra[0]), (0, extra[1])),
+                                          dtype="float32")(outputs)
     return keras.Model(inputs, outputs, name="learned_start_generator")
+
+
+def multiply_adds(model):
+    """Multiply-adds of one example's forward pass through `model`'s dense and
+    convolution layers (others are counted as free)."""
+    total = 0
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.Dense):
+            total += int(np.prod(layer.kernel.shape))
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
+            # Each input pixel scatters one kernel: input pixels x kernel size.
+            input_pixels = np.prod(layer.input.shape[1:-1])
+            total += int(input_pixels * np.prod(layer.kernel.shape))
+        elif isinstance(layer, (keras.layers.Conv2D, keras.layers.DepthwiseConv2D)):
+            output_pixels = np.prod(layer.output.shape[1:-1])
+            total += int(output_pixels * np.prod(layer.kernel.shape))
+    return total
 
 
 def fed_gradient(gradient, generator_input):
@@ -97,17 +129,21 @@ class SelfGradientLearnedStart(SelfGradientTraining):
     batches with two extra passes of the classifier, before the classifier's
     update; here the generator is updated every batch, from the classifier's
     weights of the same step (simultaneous ascent and descent), at the cost of
-    the generator's own backward pass only. The generator has no BatchNorm.
+    the generator's own backward pass only. The generator has no BatchNorm and
+    works at half resolution (so that it costs less than the classifier).
 
     Expected cost (`cost`): 3 forward+backward passes of the classifier per
     step (the clean gradient, pass 1, the feedback pass), 2 with
     `generator_input="none"`, plus the generator's forward and backward pass,
-    which `cost` leaves out and which is not small on small classifiers: its
-    four 3x3 convolutions run at the image's full resolution (about 3.9M
-    multiply-adds per 28x28 image at width 16, six times `sgn_mnist_cnn`'s
-    0.6M). Measured on `sgn_mnist_cnn`, one core: a step costs 8-14x
-    `standard`'s (5.5x at `generator_width=4`), against `sgn`'s 1.5-2x. On a
-    ResNet-18 the generator is the small part.
+    which `cost` leaves out: the generator works at half resolution, about
+    0.27M multiply-adds per 28x28 image at the default width 8, 0.44 of
+    `sgn_mnist_cnn`'s 0.61M (`multiply_adds`). Measured on `sgn_mnist_cnn`
+    (`tools/benchmark.py --dataset=fashion_mnist
+    --methods=standard,sgn,sgn-learned-start --batch_size=128`, one loaded
+    core, 6 runs): a step costs 3.0-3.6x `standard`'s (1.00-1.20x the 3 passes
+    declared), against `sgn`'s 1.5-2.1x; the earlier generator of full
+    resolution, width 16 (3.95M multiply-adds) cost 8.3-9.3x. On a ResNet-18
+    the generator is the small part.
 
     The generator must be created before training: `build_state(num_examples,
     example_shape)` under the strategy's scope (`keras_sgn.training.train`
@@ -115,7 +151,8 @@ class SelfGradientLearnedStart(SelfGradientTraining):
     its weights and optimizer, the saved model is the plain classifier.
 
     Args:
-        generator_width: channels (units) of the generator's hidden layers.
+        generator_width: channels (units) of the generator's hidden layers
+            (8).
         generator_learning_rate: Adam learning rate of the generator's ascent.
         generator_input: what the generator sees besides the image: `"sign"`
             (the sign of the input gradient, as FGSM-SDI), `"normalized"` (the
@@ -133,7 +170,7 @@ class SelfGradientLearnedStart(SelfGradientTraining):
     options = ("clean_weight", "second_order", "generator_width", "generator_learning_rate",
                "generator_input")
 
-    def __init__(self, generator_width=16, generator_learning_rate=1e-3, generator_input="sign",
+    def __init__(self, generator_width=8, generator_learning_rate=1e-3, generator_input="sign",
                  clean_weight=0.0, second_order=False, **kwargs):
         check_option("generator_width", int(generator_width) == generator_width >= 1,
                      "an integer >= 1 (channels of the generator's hidden layers)",
