@@ -2,6 +2,7 @@
 and the time to within one point of the reference."""
 
 import json
+import os
 
 import pytest
 
@@ -194,3 +195,15 @@ def test_recalibrating_an_entry_rescales_it_by_epochs_and_sets_its_runs_aside(tm
         budgets.recalibrate(str(results), "digits", ["nope"], str(output))
     with pytest.raises(ValueError, match="epochs >= 2"):
         budgets.recalibrate(str(results), "digits", ["sgn"], str(output), epochs=1)
+
+
+def test_the_tuned_entry_is_the_committed_winner_of_the_search():
+    path = os.path.join(os.path.dirname(__file__), os.pardir, "docs", "reproduce",
+                        "fashion_mnist-tuning", "best_hyperparameters.json")
+    with open(path) as f:
+        winner = json.load(f)["train_config"]
+    config = budgets.run_config("fashion_mnist", "/unused", "sgn-tuned", 5, 0, 1, 2000).resolved()
+    for field in ("method", "sites", "beta", "normalization", "step_size", "epsilon",
+                  "learning_rate", "weight_decay", "model"):
+        assert getattr(config, field) == winner[field], field
+    assert config.options == winner["options"]
