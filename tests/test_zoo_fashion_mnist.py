@@ -11,7 +11,7 @@ import keras_sgn
 from keras_sgn import data, zoo
 from tests.helpers import collect
 
-SHIPPED = ("sgn-cnn-fashion-mnist", "pgd-cnn-fashion-mnist")
+SHIPPED = ("sgn-cnn-fashion-mnist", "pgd-cnn-fashion-mnist", "pgd-lenet-fashion-mnist")
 
 
 def _test_split():
@@ -42,6 +42,6 @@ def test_fashion_mnist_entries_record_the_recipe_and_the_training_time():
     for name in SHIPPED:
         raw = json.load(open(zoo.get_entry(name).path))
         assert "--dataset=fashion_mnist" in raw["recipe"]["train_command"]
-        assert "--model=sgn_mnist_cnn" in raw["recipe"]["train_command"]
+        assert f"--model={raw['architecture']['model']}" in raw["recipe"]["train_command"]
         metadata = json.load(open(os.path.join(zoo.catalog.PRETRAINED_DIR, name, "metadata.json")))
         assert metadata["training"]["train_seconds"] > 0
