@@ -341,6 +341,12 @@ def _table_after(text, marker):
     return rows[2:]  # after the header and its rule
 
 
+def _table_lines_after(text, marker):
+    """The Markdown table lines right after the line of `marker`."""
+    after_marker = text[text.index(marker):].splitlines()[1:]
+    return list(itertools.takewhile(lambda line: line.startswith("|"), after_marker))
+
+
 def _percent(value):
     return "-" if value is None else f"{value:.1%}"
 
@@ -374,8 +380,7 @@ def test_each_study_table_is_the_committed_one(study):
     marker = f"<!-- fashion-mnist-{study}"
     report = _page("reproduction.md")
     assert marker in report, f"docs/reproduction.md has no {study} table (marker {marker!r})"
-    after_marker = report[report.index(marker):].splitlines()[1:]
-    table = list(itertools.takewhile(lambda line: line.startswith("|"), after_marker))
+    table = _table_lines_after(report, marker)
     assert len(committed) > 2, "the committed results hold at least one method"
     assert table == committed, (f"docs/reproduction.md's {study} table differs from the "
                                 "committed results.md")
@@ -411,9 +416,7 @@ def test_the_budgets_table_of_the_report_is_the_committed_one():
     first_table = list(itertools.takewhile(
         lambda line: line.startswith("|"),
         itertools.dropwhile(lambda line: not line.startswith("|"), lines)))
-    report = _page("reproduction.md")
-    after_marker = report[report.index("<!-- fashion-mnist-budgets"):].splitlines()[1:]
-    table = list(itertools.takewhile(lambda line: line.startswith("|"), after_marker))
+    table = _table_lines_after(_page("reproduction.md"), "<!-- fashion-mnist-budgets")
     assert len(first_table) > 2 and table == first_table
 
 
