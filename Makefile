@@ -24,12 +24,17 @@ demo: install
 	$(PY) tools/train.py --dataset=digits --method=sgn --output_dir=$(DEMO_DIR) --verbose=1
 	@$(PY) -c "import json; s = json.load(open('$(DEMO_REFERENCE)')); print(f\"reference: the same network trained without an adversary (--method=standard), same test: clean accuracy {s['clean_accuracy']:.4f}, robust accuracy {s['robust_accuracy']:.4f} ($(DEMO_REFERENCE))\")"
 
+# The tests run in parallel, one worker per core up to 4 (each is a TensorFlow process of its
+# own); a file's tests stay in one worker, so a module's shared fixture is built once.
+TEST_WORKERS ?= $(shell n=$$(nproc 2>/dev/null || echo 1); [ $$n -gt 4 ] && n=4; echo $$n)
+PYTEST := $(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadfile
+
 test: install
-	$(PY) -m pytest -q tests
+	$(PYTEST) tests
 
 # End-to-end tests marked slow (kept out of `make test`).
 test-slow: install
-	$(PY) -m pytest -q -m slow tests
+	$(PYTEST) -m slow tests
 
 # The optional extra of `tools/benchmark.py --peer=torchattacks` (benchmarking only; `make test`
 # never needs it). torchattacks 3.5.1 pins requests~=2.25.1, older than constraints.txt's, and

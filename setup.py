@@ -37,7 +37,7 @@ setup(
     # torchattacks 3.5.1 itself is installed without its dependencies (`make install-peer`):
     # it pins an old requests. Publishing (keras_sgn.hub) and the studies
     # (keras_sgn.experiments) use only the core's dependencies.
-    extras_require={"test": ["pytest>=8", "ruff>=0.6"], "tune": ["keras-tuner>=1.4,<2"],
+    extras_require={"test": ["pytest>=8", "pytest-xdist>=3", "ruff>=0.6"], "tune": ["keras-tuner>=1.4,<2"],
                     "peer": ["torch>=2.0"]},
     license="Apache-2.0",
     classifiers=[

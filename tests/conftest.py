@@ -65,8 +65,13 @@ def pytest_runtest_makereport(item, call):
     if _real_data_required():
         report.outcome = "failed"
         report.longrepr = f"{REAL_DATA_SWITCH}=1, but this real-data test was skipped: {reason}"
-    else:
-        _skipped_real_data.append(item.nodeid)
+
+
+def pytest_runtest_logreport(report):
+    # Here, not in makereport: under pytest-xdist only this hook runs where the summary is
+    # printed (the reports come back from the workers with their markers as keywords).
+    if report.skipped and "real_data" in report.keywords and not hasattr(report, "wasxfail"):
+        _skipped_real_data.append(report.nodeid)
 
 
 def pytest_terminal_summary(terminalreporter):

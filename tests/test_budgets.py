@@ -79,6 +79,7 @@ def test_front_and_time_within_one_point():
     assert verdict["pgd"]["seconds_to_within"] == pytest.approx(600)  # mean of two seeds
 
 
+@pytest.mark.slow
 def test_a_tiny_study_trains_resumes_and_writes_its_results(tmp_path):
     kwargs = dict(dataset="digits", methods=("pgd", "fast"), output_dir=str(tmp_path / "runs"),
                   results_dir=str(tmp_path / "results"), budgets=(0.02,), two_seed=(),

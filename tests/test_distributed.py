@@ -25,12 +25,14 @@ def report(tmp_path_factory):
     return json.loads(out.read_text())
 
 
+@pytest.mark.slow
 def test_two_replicas(report):
     assert report["replicas"] == 2
 
 
 @pytest.mark.parametrize("method", ["standard", "pgd", "sgn", "pgd-uneven", "sgn-batchnorm",
                                     "pgd-xla"])
+@pytest.mark.slow
 def test_mirrored_equals_one_replica(report, method):
     """pgd and sgn with their default random starts; an uneven last batch;
     synchronized BatchNorm; the attack XLA-compiled per replica."""
@@ -45,6 +47,7 @@ def test_mirrored_equals_one_replica(report, method):
     assert abs(result["robust_accuracy"][0] - result["robust_accuracy"][1]) < 1e-6, result
 
 
+@pytest.mark.slow
 def test_replicas_draw_different_random_starts(report):
     assert report["random_starts_differ"]
     # ... which are exactly the rows of one draw for the global batch ...
@@ -53,6 +56,7 @@ def test_replicas_draw_different_random_starts(report):
     assert report["single_replica_unchanged"] == 0.0
 
 
+@pytest.mark.slow
 def test_batch_not_divisible_by_replicas_is_refused(report):
     assert "batch_size" in report["batch_error"] and "divisible" in report["batch_error"]
 

@@ -636,6 +636,7 @@ def _open_hdf5_files(h5py):
 
 # -- SIGTERM during the final test of tools/train.py ---------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_during_the_final_test_exits_with_the_preemption_code(tmp_path):
     import signal
     import subprocess

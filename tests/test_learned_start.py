@@ -243,6 +243,7 @@ def _config(out):
     return training.TrainConfig(**{**SETTINGS, "output_dir": str(out)})
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_bit_identically(tmp_path, interrupt_at):  # noqa: F811
     """SIGTERM in the first epoch and in the second, each rerun resuming from
     the backup (which holds the generator and its Adam state): the run ends

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 
+import pytest
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TIMEOUT = 300
 
@@ -47,6 +49,7 @@ def _run_cluster(command, tmp_path, tag):
     return [p.returncode for p in processes], outputs, temp_dirs
 
 
+@pytest.mark.slow
 def test_two_workers_train_together_and_only_the_chief_writes(tmp_path):
     out = tmp_path / "run"
     command = [sys.executable, os.path.join(ROOT, "tools", "train.py"), "--dataset=digits",

@@ -47,6 +47,7 @@ def test_publish_before_evaluate_names_the_evaluate_command(run_dir, tmp_path):
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.slow
 def test_evaluate_then_publish_the_run(run_dir, tmp_path):
     result = _run("evaluate.py", f"--run_dir={run_dir}", *CHEAP_EVALUATION)
     assert result.returncode == 0, result.stderr[-3000:]

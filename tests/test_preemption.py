@@ -173,6 +173,7 @@ def _epoch_lines(text):
     return [line.split(":")[0] for line in text.splitlines() if line.startswith("Epoch ")]
 
 
+@pytest.mark.slow
 def test_sigterm_then_sigkill_then_the_same_command_finishes(tmp_path):
     out = tmp_path / "run"
     processes = []

@@ -207,8 +207,7 @@ def _cheap_python(blocks):
 
 @pytest.fixture(scope="module")
 def jobs(tmp_path_factory):
-    """Starts the three slow parts at once (tool help, the bash blocks, the Python
-    blocks); each test collects its own."""
+    """Starts the tool help and the Python blocks at once; each test collects its own."""
     blocks = [block for _, *block in _page_blocks()]
     started = {}
     help_dir = _workdir(tmp_path_factory.mktemp("help"))
@@ -216,10 +215,6 @@ def jobs(tmp_path_factory):
                    if f.endswith(".py") and f not in ("flags.py", "quiet_start.py"))
     started["help"] = _Background([sys.executable, "-c", HELP_ALL]
                                   + [f"tools/{t}" for t in tools], help_dir, "help")
-    bash_dir = _workdir(tmp_path_factory.mktemp("readme-bash"))
-    script = "\n".join(_cheap_bash(code) for language, code, runnable, _ in blocks
-                       if runnable and language == "bash")
-    started["bash"] = _Background(["bash", "-euo", "pipefail", "-c", script], bash_dir, "bash")
     python_dir = _workdir(tmp_path_factory.mktemp("readme-python"))
     paths = []
     python_blocks = [code for language, code, runnable, _ in blocks
@@ -230,9 +225,21 @@ def jobs(tmp_path_factory):
         paths.append(str(path))
     started["python"] = _Background([sys.executable, "-c", RUN_BLOCKS] + paths, python_dir,
                                     "python")
-    yield {"dirs": {"bash": bash_dir, "python": python_dir}, **started}
+    yield {"dirs": {"python": python_dir}, **started}
     for job in started.values():
         job.stop()
+
+
+@pytest.fixture(scope="module")
+def bash_flow(tmp_path_factory):
+    """The README's bash blocks run in order (train, evaluate, publish): a few minutes, so
+    only the slow test that checks them starts it."""
+    script = "\n".join(_cheap_bash(code) for _, language, code, runnable, _ in _page_blocks()
+                       if runnable and language == "bash")
+    folder = _workdir(tmp_path_factory.mktemp("readme-bash"))
+    job = _Background(["bash", "-euo", "pipefail", "-c", script], folder, "bash")
+    yield job, folder
+    job.stop()
 
 
 @pytest.fixture(scope="module")
@@ -301,10 +308,12 @@ def test_every_python_block_is_marked_runnable():
     assert any(language == "bash" and runnable for language, _, runnable, _ in _blocks(_readme()))
 
 
-def test_the_flow_runs_as_written_and_writes_what_the_readme_says(jobs):
-    returncode, out, err = jobs["bash"].result()
+@pytest.mark.slow
+def test_the_flow_runs_as_written_and_writes_what_the_readme_says(bash_flow):
+    job, folder = bash_flow
+    returncode, out, err = job.result()
     assert returncode == 0, f"{out[-2000:]}\n{err[-4000:]}"
-    run = jobs["dirs"]["bash"] / FLOW_RUN
+    run = folder / FLOW_RUN
     missing = [name for name in FLOW_FILES if not (run / name).exists()]
     assert not missing, f"the README's flow did not write {missing}"
     text = _page("guide.md")  # the flow step by step, with every file it writes

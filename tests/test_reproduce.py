@@ -238,6 +238,7 @@ def _check_results(results, out):
         assert (out / name).stat().st_size > 1000
 
 
+@pytest.mark.slow
 def test_reproduce_end_to_end_resumes_and_skips(tmp_path, capsys, monkeypatch):
     out = tmp_path / "repro"
     reproduce.reproduce(output_dir=str(out), **TINY)

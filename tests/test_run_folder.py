@@ -195,6 +195,7 @@ def test_output_dir_that_is_a_file_or_read_only_names_the_flag(tmp_path):
 
 # -- train() on a folder -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_train_on_a_finished_folder(tmp_path):
     """Same settings: "already complete", nothing retrained; other settings:
     refused, the finished run intact; --overwrite: archived, trained afresh."""

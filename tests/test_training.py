@@ -283,6 +283,7 @@ def test_training_clock_excludes_validation_and_resumes():
     assert logs["train_seconds"] >= first  # continues from the saved seconds
 
 
+@pytest.mark.slow
 def test_cheap_then_strong_switches_method_for_the_last_epochs(tmp_path):
     out = tmp_path / "run"
     config = training.TrainConfig(

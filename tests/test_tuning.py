@@ -159,6 +159,7 @@ def test_every_trial_reads_the_training_data_as_train_py_does():
 # -- searches -----------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_tiny_hyperband_runs_the_default_first_continues_trials_and_writes_results(
         tmp_path, capsys):
     # The recipe's feedback values are in the space: sites input,stage2, beta 0.01,
@@ -312,6 +313,7 @@ def test_training_from_the_recipe_runs_and_reproduces_the_trial(cli_search, tmp_
     assert 0.0 <= summary["robust_accuracy"] <= summary["clean_accuracy"] <= 1.0
 
 
+@pytest.mark.slow
 def test_an_interrupted_search_resumes_without_redoing_finished_trials(tmp_path):
     fit_log = tmp_path / "fits.jsonl"
     script = os.path.join(HERE, "tuning_search.py")
@@ -346,6 +348,7 @@ def _free_port():
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_chief_and_one_worker_complete_a_search_together(tmp_path):
     args = [os.path.join(ROOT, "tools", "tune.py"), "--tuner=random", "--max_trials=2",
             f"--directory={tmp_path}", "--project_name=dist", f"--output_dir={tmp_path / 'out'}",
