@@ -41,6 +41,7 @@ def test_only_multi_step_methods_get_attack_steps():
     assert sorted(benchmark.DEFAULT_METHODS) == sorted(methods.list_methods(variants=False))
 
 
+@pytest.mark.slow
 def test_benchmark_tool_writes_the_report(tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
@@ -74,6 +75,7 @@ def test_benchmark_tool_writes_the_report(tmp_path):
         assert row.split("|")[4].strip() == str(passes), row
 
 
+@pytest.mark.slow
 def test_benchmark_tool_takes_a_dataset(tmp_path):
     """`--dataset=fashion_mnist` benchmarks its recipe's model on batches shaped like its
     images (synthetic: no data is read)."""
@@ -130,6 +132,7 @@ def test_attack_costs_of_an_untrained_model():
     assert "not measured" in benchmark.attack_suite_markdown(section)
 
 
+@pytest.mark.slow
 def test_benchmark_tool_times_an_attack_suite(tmp_path):
     """`--attacks` on a zoo model: each attack's iteration cost, and the suite's time on the
     first images, extrapolated to the target's 10,000 and labelled so."""

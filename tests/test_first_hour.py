@@ -304,6 +304,7 @@ def test_importing_keras_sgn_prints_nothing_beyond_tensorflow():
     assert len(keras_sgn) <= len(tensorflow), keras_sgn
 
 
+@pytest.mark.slow
 def test_a_mirrored_run_at_verbose_0_prints_no_info_logs(tmp_path):
     lines = _stderr_lines(
         os.path.join(ROOT, "tools", "train.py"), "--dataset=digits", "--strategy=mirrored",

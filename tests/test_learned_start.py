@@ -260,6 +260,7 @@ def test_a_resumed_run_continues_bit_identically(tmp_path, interrupt_at):  # noq
     _assert_same_run(tmp_path / "run", _run_files(reference))
 
 
+@pytest.mark.slow
 def test_mirrored_strategy_trains_like_one_replica():
     """Two replicas (logical CPUs) at the same global batch: the same classifier
     and generator weights (to float tolerance), the generator's copies equal."""

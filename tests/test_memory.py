@@ -240,6 +240,7 @@ def _config(out):
     return training.TrainConfig(**{**SETTINGS, "output_dir": str(out)})
 
 
+@pytest.mark.slow
 def test_a_resumed_run_continues_bit_identically(tmp_path, interrupt_at):  # noqa: F811
     """SIGTERM in the first epoch and in the second, each rerun resuming from
     the backup (which holds the memory): the run ends with the weights,

@@ -122,6 +122,7 @@ def _state(out):
     return json.loads(path.read_text()) if path.exists() else None
 
 
+@pytest.mark.slow
 def test_sigterm_at_every_step_then_rerun_gives_the_uninterrupted_run(
         tmp_path, reference, interrupt_at):
     out = tmp_path / "run"
@@ -140,6 +141,7 @@ def test_sigterm_at_every_step_then_rerun_gives_the_uninterrupted_run(
     _assert_same_run(out, reference)
 
 
+@pytest.mark.slow
 def test_sigkill_at_every_step_then_rerun_gives_the_uninterrupted_run(
         tmp_path, reference, interrupt_at):
     """Without step backups (the default) a killed epoch is replayed from its start."""
@@ -171,6 +173,7 @@ train(TrainConfig(**{settings}))
 """
 
 
+@pytest.mark.slow
 def test_a_real_sigkill_while_saving_after_an_epochs_last_step(tmp_path, reference):
     """With step backups, SIGKILL while the first epoch-end backup is being
     written: the last committed backup was taken after the epoch's last step,

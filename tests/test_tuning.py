@@ -217,6 +217,7 @@ def test_tiny_hyperband_runs_the_default_first_continues_trials_and_writes_resul
     assert re.match(r"default setting \(trials? 1\b", axis.get_legend().get_texts()[-1].get_text())
 
 
+@pytest.mark.slow
 def test_bayesian_trials_run_under_the_distribution_strategy(tmp_path):
     import tensorflow as tf
 
@@ -255,6 +256,7 @@ def cli_search(tmp_path_factory):
     return base, out, result
 
 
+@pytest.mark.slow
 def test_random_search_writes_table_json_recipe_and_plot(cli_search):
     base, out, result = cli_search
     assert "| trial | val robust | val clean |" in result.stdout
@@ -291,6 +293,7 @@ def test_a_lead_within_sampling_noise_is_said_so():
     assert noise_note(rows(0.6), 90) == ""  # one trial: nothing to compare
 
 
+@pytest.mark.slow
 def test_training_from_the_recipe_runs_and_reproduces_the_trial(cli_search, tmp_path):
     _, out, _ = cli_search
     best = json.loads((out / "best_hyperparameters.json").read_text())

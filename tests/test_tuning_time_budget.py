@@ -73,6 +73,7 @@ def test_the_epoch_time_is_measured_on_the_compiled_model():
     assert 0 < seconds < 60
 
 
+@pytest.mark.slow
 def test_each_trial_trains_the_epochs_its_epoch_time_fits(tmp_path, monkeypatch):
     # 1 minute at 20 s per epoch: 3 epochs (max_epochs, 2, is not used).
     timed = []
