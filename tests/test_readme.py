@@ -339,14 +339,17 @@ def test_the_python_snippets_run_as_written(jobs):
     assert "sgn-cnn-digits" in out and "PGD-20 fooled" in out
 
 
+def _first_table_lines(lines):
+    """The lines of the first Markdown table among `lines`."""
+    return list(itertools.takewhile(lambda line: line.startswith("|"),
+                                    itertools.dropwhile(lambda line: not line.startswith("|"),
+                                                        lines)))
+
+
 def _table_after(text, marker):
     """The rows (lists of cells) of the first Markdown table after `marker`."""
-    rows = []
-    for line in text[text.index(marker):].splitlines()[1:]:
-        if line.startswith("|"):
-            rows.append([cell.strip() for cell in line.strip().strip("|").split("|")])
-        elif rows:
-            break
+    lines = _first_table_lines(text[text.index(marker):].splitlines()[1:])
+    rows = [[cell.strip() for cell in line.strip().strip("|").split("|")] for line in lines]
     return rows[2:]  # after the header and its rule
 
 
@@ -426,9 +429,7 @@ def test_the_budgets_front_in_the_readme_is_the_committed_one():
 def test_the_budgets_table_of_the_report_is_the_committed_one():
     with open(os.path.join(_BUDGETS, "results.md")) as f:
         lines = f.read().splitlines()
-    first_table = list(itertools.takewhile(
-        lambda line: line.startswith("|"),
-        itertools.dropwhile(lambda line: not line.startswith("|"), lines)))
+    first_table = _first_table_lines(lines)
     table = _table_lines_after(_page("reproduction.md"), "<!-- fashion-mnist-budgets")
     assert len(first_table) > 2 and table == first_table
 
