@@ -5,9 +5,11 @@ Importing the package registers its layers, models and schedules with Keras, so
 
 With the environment variable `KERAS_SGN_LAZY_IMPORT=1`, importing the package imports
 neither Keras nor TensorFlow: each part (`keras_sgn.data`, `keras_sgn.models`, ...) is
-imported when first used. The tools set it to answer `--help` without TensorFlow (their flags
-come from `keras_sgn.config` and `keras_sgn.names`, which import no TensorFlow). A program
-that sets it imports `keras_sgn.models` before `keras.saving.load_model` of an SGN model.
+imported when first used. The tools import it so while they parse and check their flags
+(`keras_sgn.config`, `keras_sgn.names` and `keras_sgn.cli` import no TensorFlow), so that
+`--help` and a bad flag answer within a second. A program
+that sets it imports `keras_sgn.models` before `keras.saving.load_model` of an SGN model,
+or calls `keras_sgn.startup.import_everything()` (what the import does without it).
 """
 
 import importlib
@@ -39,30 +41,7 @@ def __getattr__(name):
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _import_everything():
-    """Import Keras (checking its backend) and every part, registering the layers, models
-    and schedules with Keras; TensorFlow's start-up lines are hidden when this import is
-    the one that starts TensorFlow (`keras_sgn.startup`)."""
-    import contextlib
-    import sys
-
-    from keras_sgn import startup
-
-    hide = "tensorflow" not in sys.modules and not startup.wants_tensorflow_logs()
-    with startup.tensorflow_logs_hidden() if hide else contextlib.nullcontext():
-        import keras
-
-        if keras.config.backend() != "tensorflow":
-            raise ImportError(
-                "keras_sgn needs the TensorFlow backend of Keras (it uses tf.GradientTape "
-                f"and tf.distribute); KERAS_BACKEND is {keras.config.backend()!r}. "
-                "Set KERAS_BACKEND=tensorflow.")
-        import tensorflow as tf
-
-        # The first look at the devices prints "failed call to cuInit" without a GPU.
-        tf.config.list_physical_devices()
-        for part in _PARTS:
-            importlib.import_module(f"{__name__}.{part}")
-
 if os.environ.get(_LAZY_IMPORT_VARIABLE, "") in ("", "0"):
-    _import_everything()
+    from keras_sgn import startup as _startup
+
+    _startup.import_everything()

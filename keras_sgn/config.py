@@ -258,7 +258,9 @@ class TrainConfig:
 
     def validate(self):
         """Raise a `ConfigError` (a `ValueError`) naming the first bad field
-        (call on a `resolved()` config: the dataset-dependent fields must be set)."""
+        (call on a `resolved()` config: the dataset-dependent fields must be set):
+        first `check_values()`, then what needs the registries of methods and models."""
+        self.check_values()
         sgn_methods = _part("methods")
         with _about("method"):
             sgn_methods.registry.method_class(self.method)  # close matches in the error
@@ -271,10 +273,23 @@ class TrainConfig:
         with _about("model"):
             if self.model not in _part("models").list_models():
                 _part("models").get(self.model)
+        _check_epsilon_for_run(self)
+        self.method_options()  # validates method arguments early
+        with _about("sites"):
+            check_feedback_sites(self.method, _part("models.sites").parse_sites(self.sites))
+        with _about("beta"):
+            _part("models.sites").parse_beta(self.beta)
+        self.finish_options()
+
+    def check_values(self):
+        """Raise a `ConfigError` naming the first field whose value is bad on its own (a
+        count, a rate, a fraction, epsilon, a closed choice), without the registries: this
+        imports no TensorFlow, so the tools refuse such a flag within a second. Fields
+        still unset (before `resolved()`) are skipped; `validate()` runs it too."""
         for spec in field_specs():
             value = getattr(self, spec.name)
             if spec.name in ("method", "finish_method"):
-                continue  # the method registry (checked above) may have grown since import
+                continue  # the method registry (checked in validate) may grow after import
             if spec.choices is not None and value is not None and value not in spec.choices:
                 raise ConfigError(spec.name, f"{spec.name} must be one of {spec.choices}. "
                                   f"Received: {value!r}.")
@@ -291,8 +306,8 @@ class TrainConfig:
         for name, minimum in (("learning_rate", None), ("weight_decay", 0.0)):
             value = getattr(self, name)
             # inf passes `> 0` but makes every weight NaN at the first step.
-            if not (math.isfinite(value) and (value > 0 if minimum is None
-                                              else value >= minimum)):
+            if value is not None and not (math.isfinite(value) and (
+                    value > 0 if minimum is None else value >= minimum)):
                 raise ConfigError(name, f"{name} must be a finite number "
                                   f"{'> 0' if minimum is None else '>= 0'}. Received: {value}.")
         for name in ("n_train", "n_eval", "n_test"):
@@ -300,19 +315,14 @@ class TrainConfig:
             if value is not None and value < 1:
                 raise ConfigError(name, f"{name} must be >= 1 (or unset for all). "
                                   f"Received: {value}.")
-        _check_epsilon(self)
-        self.method_options()  # validates method arguments early
-        with _about("sites"):
-            check_feedback_sites(self.method, _part("models.sites").parse_sites(self.sites))
-        with _about("beta"):
-            _part("models.sites").parse_beta(self.beta)
+        if self.epsilon is not None:
+            _check_epsilon_value(self)
         with _about("lr_decay_at"):
             parse_decay_fractions(self.lr_decay_at)
         if not 0 < self.finish_fraction < 1:
             raise ConfigError("finish_fraction", "finish_fraction must be in (0, 1): the share "
                               "of the epochs trained with --finish_method. Received: "
                               f"{self.finish_fraction!r}.")
-        self.finish_options()
 
     def _check_options(self):
         """Refuse an option that neither the method nor the finish method takes (it
@@ -467,16 +477,29 @@ def _check_integer(name, value, minimum, hint=""):
                           f"Received: {value}.")
 
 
-def _check_epsilon(config):
-    """epsilon: finite, >= 0; 0 only without an adversary; plausible unless forced."""
-    sgn_methods = _part("methods")
+def _epsilon_number(config):
     try:
-        epsilon = float(config.epsilon)
+        return float(config.epsilon)
     except (TypeError, ValueError):
-        epsilon = math.nan
+        return math.nan
+
+
+def _check_epsilon_value(config):
+    """epsilon: finite, >= 0, and (L-inf) plausible unless forced: no registry needed."""
+    epsilon = _epsilon_number(config)
     if not (math.isfinite(epsilon) and epsilon >= 0):
         raise ConfigError("epsilon", "epsilon must be a finite number >= 0 (the threat radius "
                           f"in pixel units, e.g. 8/255 = 0.0314). Received: {config.epsilon!r}.")
+    if config.norm == "linf" and not config.allow_large_epsilon:
+        _refuse_large_epsilon(config, epsilon, LARGE_LINF_EPSILON,
+                              "it reaches mid-grey from any image")
+
+
+def _check_epsilon_for_run(config):
+    """epsilon 0 only without an adversary; an L2 radius plausible for the dataset's images
+    unless forced (these need the method registry and the dataset's image shape)."""
+    sgn_methods = _part("methods")
+    epsilon = _epsilon_number(config)
     if epsilon == 0:
         options = {k: v for k, v in sgn_methods.registry.options_from_run(
             config.method, flat_settings(config.to_dict())).items() if k != "step_size"}
@@ -487,14 +510,16 @@ def _check_epsilon(config):
                 "forward+backward passes per step for clean training. Received: epsilon=0. "
                 "For a clean baseline use --method=standard --epsilon=0; for adversarial "
                 "training give --epsilon > 0."))
-    if config.allow_large_epsilon:
+    if config.allow_large_epsilon or config.norm == "linf":
         return
-    limit, why = LARGE_LINF_EPSILON, "it reaches mid-grey from any image"
-    if config.norm != "linf":
-        values = math.prod(_part("data").info(config.dataset).image_shape)
-        limit = LARGE_LINF_EPSILON * math.sqrt(values)
-        why = (f"the {config.norm} size of an L-inf radius of {LARGE_LINF_EPSILON} over "
-               f"{values} pixel values, which reaches mid-grey from any image")
+    values = math.prod(_part("data").info(config.dataset).image_shape)
+    _refuse_large_epsilon(
+        config, epsilon, LARGE_LINF_EPSILON * math.sqrt(values),
+        f"the {config.norm} size of an L-inf radius of {LARGE_LINF_EPSILON} over "
+        f"{values} pixel values, which reaches mid-grey from any image")
+
+
+def _refuse_large_epsilon(config, epsilon, limit, why):
     if epsilon >= limit:
         raise ConfigError("epsilon", (
             f"epsilon={epsilon:g} is implausible for {config.norm} on images in [0, 1] (>= "

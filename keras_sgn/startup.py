@@ -10,11 +10,14 @@ Python warning, an error message), so a real problem still shows; if the block
 fails, everything captured is printed back.
 
 `import keras_sgn` hides them unless `TF_CPP_MIN_LOG_LEVEL=0` (the setting that
-asks for every log) or TensorFlow was imported before keras_sgn. Standard library
-only: nothing here imports TensorFlow.
+asks for every log) or TensorFlow was imported before keras_sgn: it calls
+`import_everything`, which a program that imported keras_sgn lazily
+(`KERAS_SGN_LAZY_IMPORT=1`, as the tools do until their flags are checked) calls itself.
+Standard library only at import: nothing here imports TensorFlow until that call.
 """
 
 import contextlib
+import importlib
 import os
 import re
 import sys
@@ -68,3 +71,28 @@ def tensorflow_logs_hidden():
             if kept:
                 sys.stderr.write(kept)
                 sys.stderr.flush()
+
+
+def import_everything():
+    """Import Keras (checking its backend), TensorFlow and every part of keras_sgn,
+    registering the layers, models and schedules with Keras (what `import keras_sgn`
+    does without `KERAS_SGN_LAZY_IMPORT=1`). TensorFlow's start-up lines are hidden
+    when this is what starts TensorFlow, unless `wants_tensorflow_logs()`. Calling it
+    again costs nothing."""
+    import keras_sgn
+
+    hide = "tensorflow" not in sys.modules and not wants_tensorflow_logs()
+    with tensorflow_logs_hidden() if hide else contextlib.nullcontext():
+        import keras
+
+        if keras.config.backend() != "tensorflow":
+            raise ImportError(
+                "keras_sgn needs the TensorFlow backend of Keras (it uses tf.GradientTape "
+                f"and tf.distribute); KERAS_BACKEND is {keras.config.backend()!r}. "
+                "Set KERAS_BACKEND=tensorflow.")
+        import tensorflow as tf
+
+        # The first look at the devices prints "failed call to cuInit" without a GPU.
+        tf.config.list_physical_devices()
+        for part in keras_sgn._PARTS:
+            importlib.import_module(f"keras_sgn.{part}")

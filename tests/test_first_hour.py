@@ -316,28 +316,65 @@ def test_a_mirrored_run_at_verbose_0_prints_no_info_logs(tmp_path):
 # ----------------------------------------------------------------------------- --help
 
 
-HELP_SCRIPT = """
+TOOL_SCRIPT = """
 import runpy, sys
 sys.path.insert(0, {tools!r})
-sys.argv = [{tool!r}, "--help"]
+sys.argv = {argv!r}
 try:
-    runpy.run_path({tool!r}, run_name="__main__")
-except SystemExit:
-    pass
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit as stop:
+    print("EXIT", stop.code)
 print("IMPORTED TENSORFLOW" if "tensorflow" in sys.modules else "NO TENSORFLOW")
 """
+
+
+def _run_tool_in_script(tool, *args):
+    """`tools/<tool> args` run by a script that then says whether TensorFlow was imported."""
+    path = os.path.join(ROOT, "tools", tool)
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_SGN_LAZY_IMPORT"}
+    return subprocess.run(
+        [sys.executable, "-c", TOOL_SCRIPT.format(tools=os.path.dirname(path),
+                                                  argv=[path, *args])],
+        capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(env, PYTHONPATH=ROOT))
 
 
 @pytest.mark.parametrize("tool", ["train.py", "tune.py", "evaluate.py", "publish.py",
                                   "reproduce.py", "benchmark.py", "summarize_runs.py"])
 def test_help_imports_no_tensorflow(tool):
-    path = os.path.join(ROOT, "tools", tool)
-    env = {k: v for k, v in os.environ.items() if k != "KERAS_SGN_LAZY_IMPORT"}
-    result = subprocess.run(
-        [sys.executable, "-c", HELP_SCRIPT.format(tools=os.path.dirname(path), tool=path)],
-        capture_output=True, text=True, timeout=120, cwd=ROOT, env=dict(env, PYTHONPATH=ROOT))
+    result = _run_tool_in_script(tool, "--help")
     assert result.stdout.rstrip().endswith("NO TENSORFLOW"), result.stdout[-2000:]
     assert "--helpfull" in result.stdout  # the help itself was printed
+
+
+@pytest.mark.parametrize("tool,args,named", [
+    ("train.py", ["--epsilon=-0.1"], "--epsilon"),
+    ("train.py", ["--dataset=digits", "--learning_rate=inf"], "--learning_rate"),
+    ("train.py", ["--epsilon=5"], "--allow_large_epsilon"),
+    ("train.py", ["--lr_decay_at=0.9,0.5"], "--lr_decay_at"),
+    ("tune.py", ["--attack_steps=0"], "--attack_steps"),
+    ("train.py", ["--method=sgm"], "--method"),  # absl's own check of a closed choice
+])
+def test_a_bad_flag_value_is_refused_before_tensorflow_starts(tool, args, named, tmp_path):
+    """The checks that need no registry run before TensorFlow's 5-15 s start: the user
+    has the one line within a second, and nothing is written."""
+    result = _run_tool_in_script(tool, *args, f"--output_dir={tmp_path / 'run'}")
+    assert result.stdout.split("\n")[-3:-1] == [f"EXIT {cli.USAGE_EXIT_CODE}",
+                                                 "NO TENSORFLOW"], result.stdout[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and named in lines[0], lines
+    assert not (tmp_path / "run").exists()
+
+
+def test_summarize_runs_never_starts_tensorflow(tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "summary.json").write_text(json.dumps(
+        {"method": "sgn", "model": "sgn_small_cnn", "dataset": "digits", "epsilon": 0.1,
+         "clean_accuracy": 0.9, "robust_accuracy": 0.5, "per_attack": {"pgd-ce": 0.5},
+         "train_seconds": 1.0}))
+    result = _run_tool_in_script("summarize_runs.py", f"--runs={tmp_path}/*")
+    assert "| `sgn` | sgn_small_cnn | digits | - | 0.900 | 0.500 |" in result.stdout
+    assert result.stdout.rstrip().endswith("EXIT None\nNO TENSORFLOW"), result.stdout[-2000:]
 
 
 def test_the_names_the_flags_offer_are_the_registries():

@@ -29,9 +29,9 @@ defaults (keras_sgn.experiments.peer_benchmark; needs the optional extra,
         --n_examples=1000 --threads=1 --output=runs/peer-pgd.json
 """
 
-# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
-# logs unless --verbose=2 (tools/quiet_start.py).
-import quiet_start  # noqa: F401
+# First, before anything imports keras_sgn: keras_sgn without TensorFlow until the flags
+# are parsed, then TensorFlow without its start-up logs (tools/quiet_start.py).
+import quiet_start
 
 # isort: split
 import json
@@ -147,6 +147,7 @@ def peer_comparison():
 
 def main(argv):
     del argv
+    quiet_start.start_tensorflow()
     # Before TensorFlow runs anything (its threads are fixed then), and before any expensive
     # work: a missing optional extra is one line, not a traceback minutes later.
     from keras_sgn.experiments import peer_benchmark

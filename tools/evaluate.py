@@ -28,9 +28,9 @@ holds its OUTPUT_DIR (OUTPUT_DIR/.lock) until it ends: a second one into the
 same folder stops with one line naming the first (its pid and command).
 """
 
-# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
-# logs unless --verbose=2 (tools/quiet_start.py).
-import quiet_start  # noqa: F401
+# First, before anything imports keras_sgn: keras_sgn without TensorFlow until the flags
+# are parsed, then TensorFlow without its start-up logs (tools/quiet_start.py).
+import quiet_start
 
 # isort: split
 import os
@@ -96,6 +96,7 @@ def result_line(report):
 
 def main(argv):
     del argv
+    quiet_start.start_tensorflow()
     from keras_sgn import data
     from keras_sgn.attacks import parse_attacks
     from keras_sgn.evaluation import sources

@@ -19,9 +19,9 @@ and is never printed. The name defaults to METHOD-MODEL-DATASET of the run.
     --folder=DIR      upload an already exported folder as is (instead of --run_dir)
 """
 
-# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
-# logs unless --verbose=2 (tools/quiet_start.py).
-import quiet_start  # noqa: F401
+# First, before anything imports keras_sgn: keras_sgn without TensorFlow until the flags
+# are parsed, then TensorFlow without its start-up logs (tools/quiet_start.py).
+import quiet_start
 
 # isort: split
 import os
@@ -87,6 +87,7 @@ def _print_files(result):
 
 def main(argv):
     del argv
+    quiet_start.start_tensorflow()
     global hub
     from keras_sgn import hub
 

@@ -1,25 +1,24 @@
-"""Hide TensorFlow's start-up logs in the command-line tools (unless `--verbose=2` or more).
+"""Start the command-line tools quickly and quietly.
 
-Importing this module is the call: every tool imports it first, before anything
-that imports TensorFlow (`keras_sgn` does), because the logs are printed then:
+Importing this module is the first thing every tool does, before anything imports
+keras_sgn:
 
-    # First, before anything imports TensorFlow (keras_sgn does): ...
+    # First, before anything imports keras_sgn: ...
     import quiet_start  # noqa: F401
 
     # isort: split
     import json
 
-TensorFlow's C++ start-up lines are written straight to file descriptor 2
-before its logging is set up; `import keras_sgn` hides them
-(`keras_sgn.startup`, which prints back anything that was not one of them).
-`quiet_tensorflow_startup` sets `TF_CPP_MIN_LOG_LEVEL=3` (for everything logged
-later), imports keras-sgn, and lists the devices the same way (the first look
-prints "failed call to cuInit" on a machine without a GPU). With `--verbose=2`
-it sets `TF_CPP_MIN_LOG_LEVEL=0`, which keras_sgn reads as "show everything".
-
-`--help` (and `--helpshort`, `--helpfull`, `--helpxml`, `-?`) imports no TensorFlow at all:
-the flags are made from modules that import none, and `KERAS_SGN_LAZY_IMPORT=1` keeps
-`import keras_sgn` from importing it (see keras_sgn/__init__.py), so help answers in a second.
+It imports keras_sgn without TensorFlow (`KERAS_SGN_LAZY_IMPORT=1`, for that import
+only: a program the tool starts imports keras_sgn as usual), so parsing the flags,
+`--help` and the checks of the flags' values take about a second, and a mistake is
+refused before TensorFlow's 5-15 s start. Once its flags are checked, the tool calls
+`start_tensorflow()`: TensorFlow and every part of keras_sgn are imported, and the
+C++ start-up lines TensorFlow writes straight to file descriptor 2 ("failed call to
+cuInit", "oneDNN custom operations are on") are hidden (`keras_sgn.startup`, which
+prints back anything that was not one of them). `TF_CPP_MIN_LOG_LEVEL=3` is set for
+everything logged later. With `--verbose=2` or more nothing is hidden
+(`TF_CPP_MIN_LOG_LEVEL=0`, which keras_sgn reads as "show everything").
 
 What is left alone: `TF_ENABLE_ONEDNN_OPTS` (it changes the numerics) and
 `CUDA_VISIBLE_DEVICES` (GPUs keep working); a `TF_CPP_MIN_LOG_LEVEL` the user
@@ -33,6 +32,8 @@ import sys
 
 #: `--verbose` from this value on shows TensorFlow's start-up logs.
 VERBOSE_SHOWS_TENSORFLOW_LOGS = 2
+_LAZY_IMPORT_VARIABLE = "KERAS_SGN_LAZY_IMPORT"
+
 
 def verbose_from_argv(argv):
     """The value of `--verbose` in `argv` (`--verbose=N` or `--verbose N`), else None.
@@ -58,57 +59,43 @@ def verbose_from_argv(argv):
     return value
 
 
-#: The flags with which absl prints help and exits.
-HELP_FLAGS = ("help", "helpshort", "helpfull", "helpxml", "?")
-
-
-def asks_for_help(argv):
-    """Whether `argv` asks for help (absl prints it and exits before `main`)."""
-    for arg in argv[1:]:
-        if arg == "--":
-            break
-        name, _, value = arg.lstrip("-").partition("=")
-        if arg.startswith("-") and name in HELP_FLAGS and value.lower() not in (
-                "false", "f", "0", "no"):
-            return True
-    return False
-
-
 def shows_tensorflow_logs(argv):
     """Whether `argv` asks for TensorFlow's logs (`--verbose=2` or more)."""
     verbose = verbose_from_argv(argv)
     return verbose is not None and verbose >= VERBOSE_SHOWS_TENSORFLOW_LOGS
 
 
-def quiet_tensorflow_startup(argv=None):
-    """Import keras-sgn and TensorFlow without their start-up logs.
+def prepare(argv=None):
+    """Set `TF_CPP_MIN_LOG_LEVEL` from `argv` and import keras_sgn without TensorFlow.
 
     Args:
         argv: the command line (default `sys.argv`); with `--verbose=2` or more
-            nothing is hidden.
+            TensorFlow's logs will show.
 
     Returns:
-        True if the logs were hidden, False if `argv` asked for them or for help (then
-        nothing imports TensorFlow: see the module docstring).
+        True if TensorFlow's start-up logs will be hidden, False if `argv` asked for them.
     """
     argv = sys.argv if argv is None else argv
-    if asks_for_help(argv):
-        os.environ.setdefault("KERAS_SGN_LAZY_IMPORT", "1")
-        return False
-    if shows_tensorflow_logs(argv):
-        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0")  # keras_sgn then hides nothing
-        return False
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    # keras_sgn first, as the tools import it: it picks the Keras backend, and hides
-    # TensorFlow's start-up lines itself (keras_sgn.startup).
-    import keras_sgn  # noqa: F401
-    from keras_sgn.startup import tensorflow_logs_hidden
+    hidden = not shows_tensorflow_logs(argv)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3" if hidden else "0")
+    given = os.environ.get(_LAZY_IMPORT_VARIABLE)
+    os.environ[_LAZY_IMPORT_VARIABLE] = "1"
+    try:
+        import keras_sgn  # noqa: F401
+    finally:
+        if given is None:
+            del os.environ[_LAZY_IMPORT_VARIABLE]
+        else:
+            os.environ[_LAZY_IMPORT_VARIABLE] = given
+    return hidden
 
-    with tensorflow_logs_hidden():
-        import tensorflow as tf
 
-        # The first look at the devices prints "failed call to cuInit" without a GPU.
-        tf.config.list_physical_devices()
-    return True
+def start_tensorflow():
+    """Import TensorFlow and every part of keras_sgn, its start-up lines hidden unless
+    the command line asked for them; call it once the flags are checked (again: free)."""
+    from keras_sgn import startup
 
-quiet_tensorflow_startup()
+    startup.import_everything()
+
+
+prepare()

@@ -19,9 +19,9 @@ RESULTS_DIR/results.json, results.md, robust_vs_time.png, robust_vs_epochs.png
 (after every method) and OUTPUT_DIR/runs/<method>-seed<k>/.
 """
 
-# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
-# logs unless --verbose=2 (tools/quiet_start.py).
-import quiet_start  # noqa: F401
+# First, before anything imports keras_sgn: keras_sgn without TensorFlow until the flags
+# are parsed, then TensorFlow without its start-up logs (tools/quiet_start.py).
+import quiet_start
 
 # isort: split
 import logging
@@ -96,6 +96,7 @@ def _seeds(values):
 
 def main(argv):
     del argv
+    quiet_start.start_tensorflow()
     from keras_sgn.experiments import reproduce
 
     if FLAGS.verbose < 2:

@@ -15,9 +15,9 @@ import json
 import os
 import statistics
 
-# keras_sgn.cli (one-line usage errors, stray arguments refused) without importing
-# TensorFlow before the flags are parsed; `main` imports what it needs (keras_sgn/__init__.py).
-os.environ.setdefault("KERAS_SGN_LAZY_IMPORT", "1")
+# First, before anything imports keras_sgn: keras_sgn without TensorFlow (tools/quiet_start.py);
+# this tool reads JSON files and never starts TensorFlow.
+import quiet_start  # noqa: F401
 
 # isort: split
 from absl import flags
@@ -90,10 +90,6 @@ def _differing(keys):
 
 def main(argv):
     del argv
-    # After flag parsing (a bad flag costs no TensorFlow import); quiet_start first: it
-    # hides TensorFlow's start-up logs unless --verbose=2 (tools/quiet_start.py).
-    import quiet_start  # noqa: F401
-    # isort: split
     from keras_sgn import config, method_options
 
     # Each method option is a setting of its own (a run's config.json of any layout).

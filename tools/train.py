@@ -18,9 +18,9 @@ user can fix (a bad flag value, a refused folder, a full disk) are one line
 naming the flag and the fix, with exit status 2.
 """
 
-# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
-# logs unless --verbose=2 (tools/quiet_start.py).
-import quiet_start  # noqa: F401
+# First, before anything imports keras_sgn: keras_sgn without TensorFlow until the flags
+# are checked, then TensorFlow without its start-up logs (tools/quiet_start.py).
+import quiet_start
 
 # isort: split
 import json
@@ -46,10 +46,12 @@ flags.DEFINE_integer("preemption_exit_code", names.PREEMPTION_EXIT_CODE,
 
 def main(argv):
     del argv
-    from keras_sgn import training  # here, not above: `--help` imports no TensorFlow
+    config = config_from_flags()
+    config.check_values()  # a bad value is refused before TensorFlow starts
+    quiet_start.start_tensorflow()
+    from keras_sgn import training
 
     apply_logical_cpus()
-    config = config_from_flags()
     config.resolved()  # bad flags fail before any TensorFlow work
     # MultiWorkerMirroredStrategy must exist before other TensorFlow work.
     strategy = training.get_strategy(config.strategy, tpu=config.tpu)

@@ -21,9 +21,9 @@ oracle, then writes the results) and KERASTUNER_TUNER_ID=tuner0, tuner1...
 (run trials), sharing KERASTUNER_ORACLE_IP/KERASTUNER_ORACLE_PORT and --directory.
 """
 
-# First, before anything imports TensorFlow (keras_sgn does): hides its start-up
-# logs unless --verbose=2 (tools/quiet_start.py).
-import quiet_start  # noqa: F401
+# First, before anything imports keras_sgn: keras_sgn without TensorFlow until the flags
+# are checked, then TensorFlow without its start-up logs (tools/quiet_start.py).
+import quiet_start
 
 # isort: split
 from absl import flags
@@ -91,10 +91,12 @@ flags.DEFINE_string("weight_decay", None, "e.g. 0 or '0|0.0005'.")
 
 def main(argv):
     del argv
-    from keras_sgn import training, tuning  # here, not above: `--help` imports no TensorFlow
+    config = config_from_flags(epochs=FLAGS.max_epochs)
+    config.check_values()  # a bad value is refused before TensorFlow starts
+    quiet_start.start_tensorflow()
+    from keras_sgn import training, tuning
 
     apply_logical_cpus()
-    config = config_from_flags(epochs=FLAGS.max_epochs)
     space = tuning.space.space_from_strings(FLAGS.space, **{name: FLAGS[name].value
                                                             for name in tuning.space.TUNABLE})
     strategy = (None if config.strategy == "default"
