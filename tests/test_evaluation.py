@@ -126,6 +126,7 @@ def test_masking_detector_fires_on_masked_models(honest_and_masked, which):
         assert checks["gradient_free_not_stronger_than_white_box"]["square_only_fooled"] > 10
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_evaluate_robustness_report_and_files(honest_and_masked, tmp_path):
     model, _, _, x, y = honest_and_masked
     dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(50)

@@ -172,6 +172,7 @@ def _tool(*args):
     return result
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_the_tool_resumes_and_deletes_the_checkpoints_once_the_report_is_written(
         digits_mlp, tmp_path, monkeypatch):
     model, _, _ = digits_mlp

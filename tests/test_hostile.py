@@ -97,6 +97,7 @@ CHEAP_EVALUATION = ["--dataset=digits", "--n_examples=8", "--attacks=pgd-ce:step
                     "--nosanity_checks", "--verbose=0"]
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_two_evaluations_into_one_folder_are_refused(tmp_path):
     model_path = tmp_path / "model.keras"
     _linear_digits_model().save(model_path)
@@ -146,6 +147,7 @@ def test_overwrite_archives_the_old_models_evaluation(tmp_path):
 
 # -- 3. publish --eval_dir=<another model's report>; publish an interrupted run ----------
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_publish_refuses_another_models_report_and_an_unfinished_run(evaluated_run, tmp_path,
                                                                      digits_arrays):
     other_dir = tmp_path / "other"
@@ -198,6 +200,7 @@ TINY_TRAINING = dict(dataset="digits", method="standard", batch_size=16, n_train
                      eval_steps=1, test_steps=1, verbose=0)
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_a_diverged_run_stops_with_an_error_and_keeps_the_last_good_state(tmp_path,
                                                                           monkeypatch):
     for bad in (float("inf"), float("nan")):
@@ -605,6 +608,7 @@ h5py.Group.create_dataset = create_dataset
 """
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_a_full_disk_during_a_backup_ends_with_the_one_line_only(tmp_path, monkeypatch):
     import h5py
 

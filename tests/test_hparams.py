@@ -23,6 +23,7 @@ def _read_logs(log_dir):
     return hparams, scalars
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_a_training_run_writes_its_hparams_and_final_metrics(tmp_path):
     out = tmp_path / "run"
     summary = training.train(training.TrainConfig(

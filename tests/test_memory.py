@@ -305,6 +305,7 @@ def test_two_workers_train_like_one_process(tmp_path, monkeypatch):
         assert np.abs(two[key] - one[key]).max() <= 1e-3 * scale, key
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_the_studies_train_it_too(tmp_path):
     """The reproduction trains through `experiments.runs.train_run` (a training
     run, `training.train`, which keys the batches and builds the memory)."""

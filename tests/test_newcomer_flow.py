@@ -39,6 +39,7 @@ def run_dir(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_publish_before_evaluate_names_the_evaluate_command(run_dir, tmp_path):
     result = _run("publish.py", f"--run_dir={run_dir}", f"--local_dir={tmp_path / 'out'}")
     assert _error_lines(result) == [
@@ -90,6 +91,7 @@ def test_evaluate_then_publish_the_run(run_dir, tmp_path):
     assert "logits (2, 10)" in loaded.stdout
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_evaluate_mistakes_are_one_line(tmp_path):
     result = _run("evaluate.py")
     assert _error_lines(result) == ["error: give --run_dir=RUN_DIR (a tools/train.py output "

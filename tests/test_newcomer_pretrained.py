@@ -15,6 +15,7 @@ def offline(monkeypatch):
     monkeypatch.setattr(hf_constants, "HF_HUB_OFFLINE", True)  # the shipped model needs none
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_evaluate_pretrained_uses_the_entry_and_writes_the_report(tmp_path):
     entry = zoo.get_entry("sgn-cnn-digits")
     report = keras_sgn.evaluate_pretrained(

@@ -330,6 +330,7 @@ def test_the_flow_runs_as_written_and_writes_what_the_readme_says(bash_flow):
     assert f"to {FLOW_RUN}/hub" in out
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_the_python_snippets_run_as_written(jobs):
     returncode, out, err = jobs["python"].result()
     assert returncode == 0, f"{out[-3000:]}\n{err[-4000:]}"

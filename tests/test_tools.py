@@ -112,6 +112,7 @@ def test_saved_model_loads_in_a_fresh_process(trained_run):
     assert "SGNModel (2, 10)" in result.stdout
 
 
+@pytest.mark.slow  # end to end: a run of 20-60 s (make test-slow, which CI runs)
 def test_evaluate_writes_the_three_reports(trained_run, tmp_path):
     out = trained_run[0]
     result = _run("evaluate.py", f"--model={out / 'model.keras'}", "--dataset=digits",

@@ -96,6 +96,7 @@ def _seeds(values):
 
 def main(argv):
     del argv
+    seeds = None if FLAGS.seeds is None else _seeds(FLAGS.seeds)  # before TensorFlow starts
     quiet_start.start_tensorflow()
     from keras_sgn.experiments import reproduce
 
@@ -132,7 +133,7 @@ def main(argv):
         return
     reproduce.reproduce(
         dataset=FLAGS.dataset, methods=FLAGS.methods, study=FLAGS.study,
-        seeds=None if FLAGS.seeds is None else _seeds(FLAGS.seeds),
+        seeds=seeds,
         epochs=FLAGS.epochs, epsilon=FLAGS.epsilon, output_dir=output_dir,
         results_dir=FLAGS.results_dir,
         data_dir=FLAGS.data_dir, model=FLAGS.model, n_train=FLAGS.n_train, n_val=FLAGS.n_val,
