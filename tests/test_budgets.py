@@ -3,10 +3,14 @@ and the time to within one point of the reference."""
 
 import json
 import os
+import subprocess
+import sys
 
 import pytest
 
 from keras_sgn.experiments import budgets
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def test_plan_gives_each_method_its_epochs_for_the_time():
@@ -17,6 +21,12 @@ def test_plan_gives_each_method_its_epochs_for_the_time():
                                                           ("fast", 10, 1, 40)]
     assert ("pgd", 20, 0, 20) in cells and not any(c[:2] == ("fast", 20) for c in cells)
     assert budgets.budget_epochs(1, 600) == 1  # at least one epoch
+    # --seeds keeps the plan's cells of those seeds (it was ignored: seed 1 ran too).
+    only_first = budgets.plan(("pgd", "fast"), {"pgd": 60.0, "fast": 15.0}, budgets=(5, 10),
+                              two_seed=(10,), reference_budgets=(20,), seeds=(0,))
+    assert only_first == [c for c in cells if c[2] == 0]
+    assert budgets.plan(("fast",), {"fast": 15.0}, budgets=(5, 10), two_seed=(10,),
+                        seeds=(1,)) == [("fast", 10, 1, 40)]
 
 
 def test_calibration_times_each_entry_and_a_switching_entry_by_its_share():
@@ -208,3 +218,18 @@ def test_the_tuned_entry_is_the_committed_winner_of_the_search():
                   "learning_rate", "weight_decay", "model"):
         assert getattr(config, field) == winner[field], field
     assert config.options == winner["options"]
+
+
+def test_the_tool_passes_seeds_to_the_plan_and_an_empty_selection_is_one_line(tmp_path):
+    """`reproduce.py --study=budgets --seeds=1` used to ignore --seeds and train seed 0:
+    here seed 1 selects none of the cells (it runs only at the two-seed budgets)."""
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "reproduce.py"), "--study=budgets",
+         "--dataset=digits", "--methods=fast", "--budgets=0.02", "--seeds=1",
+         f"--output_dir={tmp_path / 'runs'}", f"--results_dir={tmp_path / 'results'}"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ,
+                                                                         PYTHONPATH=ROOT))
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "seeds=[1] selects none of the study's cells" in lines[0]
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()

@@ -57,7 +57,8 @@ flags.DEFINE_string("data_dir", None, "Where the dataset files are (see keras_sg
 flags.DEFINE_string("model", None, "Model name (default: the dataset recipe's).")
 flags.DEFINE_list("methods", None, "Methods to compare (default: the study's).")
 flags.DEFINE_list("seeds", None, "Seeds of every method (default: 0,1,2 for single-step "
-                  f"methods, 0,1 for the multi-step ones: {MULTI_STEP}).")
+                  f"methods, 0,1 for the multi-step ones: {MULTI_STEP}). With "
+                  "--study=budgets: only the plan's cells of these seeds.")
 flags.DEFINE_integer("epochs", None, "Epoch budget (default: the dataset recipe's; free "
                      "trains epochs / replays).")
 flags.DEFINE_float("epsilon", None, "Threat radius (default: the study's, else the recipe's).")
@@ -122,7 +123,7 @@ def main(argv):
                 output_dir=output_dir, results_dir=FLAGS.results_dir, budgets=minutes,
                 reference_budgets=() if FLAGS.budgets else budgets.REFERENCE_MINUTES,
                 n_test=FLAGS.n_test or 2000, reference_run=FLAGS.reference_run,
-                verbose=min(FLAGS.verbose, 1) and 2, data_dir=FLAGS.data_dir,
+                verbose=min(FLAGS.verbose, 1) and 2, data_dir=FLAGS.data_dir, seeds=seeds,
                 model=FLAGS.model, n_train=FLAGS.n_train, n_eval=FLAGS.n_val,
                 epsilon=FLAGS.epsilon)
         except training.callbacks.TrainingPreempted as stop:  # SIGTERM: the run saved its state

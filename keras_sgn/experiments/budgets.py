@@ -224,17 +224,19 @@ def budget_epochs(minutes, epoch_seconds):
 
 
 def plan(methods, epoch_seconds, budgets=BUDGET_MINUTES, two_seed=TWO_SEED_MINUTES,
-         reference_budgets=REFERENCE_MINUTES):
+         reference_budgets=REFERENCE_MINUTES, seeds=None):
     """`[(method, minutes, seed, epochs)]`: every method at every budget (the
-    reference method also at `reference_budgets`), two seeds at `two_seed`."""
+    reference method also at `reference_budgets`), two seeds at `two_seed`; with
+    `seeds`, only the cells of those seeds (a cell's seed comes from the plan, never
+    from `seeds`: seed 1 exists only at `two_seed` budgets)."""
     runs = []
     for method in methods:
         minutes = tuple(budgets) + (tuple(reference_budgets)
                                     if method == REFERENCE_METHOD else ())
         for budget in minutes:
-            seeds = (0, 1) if budget in two_seed else (0,)
             runs += [(method, budget, seed, budget_epochs(budget, epoch_seconds[method]))
-                     for seed in seeds]
+                     for seed in ((0, 1) if budget in two_seed else (0,))
+                     if seeds is None or seed in seeds]
     # Smallest budgets first, every method at each: partial results are a front.
     return sorted(runs, key=lambda run: (run[1], run[2], methods.index(run[0])))
 
@@ -420,7 +422,7 @@ def plot(fronts, reference, path, title, reference_label=None):
 def study(dataset="fashion_mnist", methods=DEFAULT_ENTRIES, output_dir=None,
           results_dir=None, budgets=BUDGET_MINUTES, two_seed=TWO_SEED_MINUTES,
           reference_budgets=REFERENCE_MINUTES, n_test=2000, reference_run=None,
-          train=True, verbose=1, **fields):
+          train=True, verbose=1, seeds=None, **fields):
     """Plan, train (resuming whatever is unfinished), and write `results.json`,
     `results.md` and `robust_vs_time.png` to `results_dir` after every run.
 
@@ -429,16 +431,23 @@ def study(dataset="fashion_mnist", methods=DEFAULT_ENTRIES, output_dir=None,
             gives the reference level); None: the reference method's largest
             finished budget stands in, and the outputs say so.
         train: False only writes the results of the runs already finished.
+        seeds: only the cells of these seeds (see `plan`); None: all.
         fields: other `TrainConfig` fields of every run (model, epsilon, ...).
     """
     output_dir = output_dir or os.path.join("runs", "reproduce", f"{dataset}-budgets")
     results_dir = results_dir or output_dir
+    if not plan(methods, dict.fromkeys(methods, 1.0), budgets, two_seed, reference_budgets,
+                seeds=seeds):  # before any calibration
+        raise ArgumentError(
+            f"seeds={list(seeds)} selects none of the study's cells: seed 0 runs at every "
+            f"budget, seed 1 only at the two-seed budgets {list(two_seed)}. Received: "
+            f"seeds={list(seeds)}, budgets={list(budgets)}. Give --seeds=0, or leave it out.")
     probe = training.TrainConfig(dataset=dataset, verbose=0, **{
         k: v for k, v in fields.items() if v is not None}).resolved()
     steps = sgn_data.info(dataset).num_examples["train"] // probe.batch_size
     epoch_seconds = load_or_calibrate(results_dir, dataset, methods, steps, **{
         k: v for k, v in fields.items() if v is not None})
-    cells = plan(methods, epoch_seconds, budgets, two_seed, reference_budgets)
+    cells = plan(methods, epoch_seconds, budgets, two_seed, reference_budgets, seeds=seeds)
     configs = [run_config(dataset, output_dir, m, b, s, e, n_test, verbose=verbose, **fields)
                for m, b, s, e in cells]
     for config in configs:
