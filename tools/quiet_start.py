@@ -4,10 +4,15 @@ Importing this module is the first thing every tool does, before anything import
 keras_sgn:
 
     # First, before anything imports keras_sgn: ...
-    import quiet_start  # noqa: F401
+    import quiet_start
 
     # isort: split
     import json
+    ...
+
+    def main(argv):
+        ...  # check the flags (no TensorFlow yet)
+        quiet_start.start_tensorflow()
 
 It imports keras_sgn without TensorFlow (`KERAS_SGN_LAZY_IMPORT=1`, for that import
 only: a program the tool starts imports keras_sgn as usual), so parsing the flags,
@@ -32,6 +37,7 @@ import sys
 
 #: `--verbose` from this value on shows TensorFlow's start-up logs.
 VERBOSE_SHOWS_TENSORFLOW_LOGS = 2
+# keras_sgn/__init__.py reads it; named here because importing keras_sgn is what it changes.
 _LAZY_IMPORT_VARIABLE = "KERAS_SGN_LAZY_IMPORT"
 
 

@@ -52,7 +52,7 @@ def main(argv):
     from keras_sgn import training
 
     apply_logical_cpus()
-    config.resolved()  # bad flags fail before any TensorFlow work
+    config.resolved()  # registry checks (model, dataset, sites) before any training
     # MultiWorkerMirroredStrategy must exist before other TensorFlow work.
     strategy = training.get_strategy(config.strategy, tpu=config.tpu)
     try:
