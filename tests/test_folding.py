@@ -137,3 +137,22 @@ def test_the_fold_plan_does_not_keep_a_model_alive():
     del model
     gc.collect()
     assert reference() is None
+
+
+@pytest.mark.parametrize("block_type", ["basic", "preact"])
+def test_a_residual_network_is_folded_where_its_batchnorms_follow_a_conv(block_type):
+    model = _with_moving_statistics(models.sgn_resnet(
+        (4, 8), (1, 1), stage_strides=(1, 2), block_type=block_type, input_shape=(8, 8, 3),
+        num_classes=3, mean=(0.5,) * 3, std=(0.25,) * 3))
+    batch_norms = [layer for layer in model.layers
+                   if isinstance(layer, keras.layers.BatchNormalization)]
+    forward = folding.folded_forward(model)
+    assert forward is not None
+    folded_pairs = len(folding._PLANS[model][1]) // 2
+    # Basic blocks: every BatchNorm follows a conv. Pre-activation blocks: most come first
+    # in their block (after an addition), only those right after a conv are folded.
+    assert folded_pairs == (len(batch_norms) if block_type == "basic" else 2)
+    x = _images(model)
+    np.testing.assert_allclose(forward(x), model(x, training=False), atol=1e-4)
+    np.testing.assert_allclose(_input_gradient(forward, x), _input_gradient(_plain(model), x),
+                               atol=1e-4)

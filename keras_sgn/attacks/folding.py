@@ -43,6 +43,8 @@ def _graph_of(model):
     graph = getattr(model, "_functional", None) if isinstance(model, keras.Sequential) else model
     if not isinstance(graph, functional.Functional):
         return None
+    if len(graph.inputs) != 1 or len(graph.outputs) != 1:
+        return None  # the attacks' models take images and return logits
     # A subclass's own `call` runs something other than the graph, except the project's
     # `SGNModel` without inference-time feedback, whose call is the graph's.
     if (type(graph).call is not functional.Functional.call
