@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from keras_sgn import attacks
+from keras_sgn.attacks import folding
 from keras_sgn.errors import ArgumentError
 from keras_sgn.experiments import compute_floor, peer_benchmark, torch_port
 from keras_sgn.layers import SelfGradient
@@ -110,6 +111,25 @@ def test_pass_counter_counts_an_attack_exactly():
     assert counts["backward_images"] == 5 * 4
     assert counts["forward_images"] >= counts["backward_images"]
     assert counter.weights == model.weights and counter.name == model.name  # the model's own
+
+
+def test_pass_counter_runs_the_model_as_the_attacks_do():
+    """With BatchNorm after a conv, the counted suite runs the folded pass the attacks run
+    on the bare model (the counter is no functional model: without this the suite timed
+    would be the unfolded one)."""
+    inputs = keras.Input((4, 4, 1))
+    hidden = keras.layers.BatchNormalization()(keras.layers.Conv2D(2, 3)(inputs))
+    model = keras.Model(inputs, keras.layers.Dense(3)(keras.layers.Flatten()(hidden)))
+    model.layers[2].moving_variance.assign([4.0, 0.25])
+    assert folding.is_folded(model)
+    counter = compute_floor.PassCounter(model)
+    assert counter._inference.__qualname__ == folding.folded_forward(model).__qualname__
+    x = np.random.default_rng(2).uniform(size=(5, 4, 4, 1)).astype("float32")
+    np.testing.assert_allclose(counter(x), model(x, training=False), atol=1e-5)
+    y = np.argmax(np.asarray(model(x)), -1).astype("int32")
+    counter.reset()
+    attacks.pgd(counter, x, y, epsilon=EPSILON, steps=3)
+    assert counter.counts()["backward_images"] == 3 * 5
 
 
 def test_pass_throughput_measures_each_batch_size():

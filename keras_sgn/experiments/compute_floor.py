@@ -44,15 +44,21 @@ class PassCounter:
     """`model`, counting the images of every forward pass and of every backward
     pass that reaches the input (in eager calls and inside compiled attacks).
 
-    Attributes other than `forward_images`, `backward_images`, `reset` and
-    `counts` are the wrapped model's, so an evaluation takes the counter for the
-    model (its weights, its fingerprint, its output shape are the model's).
+    In inference mode it runs the model as the attacks do (`core.weak_forward`:
+    BatchNorm folded where `keras_sgn.attacks.folding` can). Attributes other than
+    `forward_images`, `backward_images`, `reset` and `counts` are the wrapped
+    model's, so an evaluation takes the counter for the model (its weights, its
+    fingerprint, its output shape are the model's).
     """
 
     def __init__(self, model):
         self.model = model
         self.forward_images = tf.Variable(0, dtype=tf.int64, trainable=False)
         self.backward_images = tf.Variable(0, dtype=tf.int64, trainable=False)
+        # The attacks' own inference pass (BatchNorm folded where it can be), chosen now
+        # while eager: the counter is not a functional model, so the attacks cannot see
+        # through it, and the suite counted must run what it runs without the counter.
+        self._inference = core.weak_forward(model)
 
     def __getattr__(self, name):
         if name == "model":  # not set yet (e.g. while unpickling): no recursion
@@ -62,7 +68,8 @@ class PassCounter:
     def __call__(self, x, training=False):
         x = tf.convert_to_tensor(x, tf.float32)
         self.forward_images.assign_add(tf.cast(tf.shape(x)[0], tf.int64))
-        return self.model(_count_backward(x, self.backward_images), training=training)
+        x = _count_backward(x, self.backward_images)
+        return self._inference(x) if not training else self.model(x, training=training)
 
     def reset(self):
         self.forward_images.assign(0)
