@@ -111,6 +111,17 @@ def test_a_tiny_study_trains_resumes_and_writes_its_results(tmp_path):
     md = (tmp_path / "results" / "results.md").read_text()
     assert "| `fast` | 0.02 | 4 | 0 | 1 | " in md  # 4 epochs x 0.3 s planned
     assert fronts["fast"][0]["measured_cpu_seconds"] > 0
+    # The final evaluation of each method's best cell, on the whole test split.
+    budgets.evaluate_best_cells("digits", kwargs["output_dir"], kwargs["results_dir"],
+                                [(m, b, 0, budgets.read_run(budgets.run_dir(
+                                    kwargs["output_dir"], m, b, 0)))
+                                 for m, b in (("pgd", 0.02), ("pgd", 0.04), ("fast", 0.02))],
+                                suites=("quick",), verbose=0)
+    final = budgets.read_final(kwargs["results_dir"], [
+        (m, b, 0, budgets.read_run(budgets.run_dir(kwargs["output_dir"], m, b, 0)))
+        for m, b in (("pgd", 0.02), ("pgd", 0.04), ("fast", 0.02))])
+    assert set(final) == {"pgd", "fast"}
+    assert final["fast"]["suites"]["quick"]["n_examples"] > 30  # the whole test split
     # A rerun trains nothing: every run is read back as it is.
     before = summary["train_seconds"]
     again = budgets.study(**kwargs)
@@ -132,7 +143,7 @@ def test_committed_results_md_is_the_table_of_results_json():
     with open(os.path.join(folder, "results.md")) as f:
         assert f.read() == budgets.markdown(committed["fronts"], committed["verdict"],
                                             committed["reference_robust_accuracy"],
-                                            committed["settings"])
+                                            committed["settings"], committed.get("final"))
     with open(os.path.join(folder, budgets.CALIBRATION_FILE)) as f:
         calibration = json.load(f)["epoch_seconds"]
     for method, rows in committed["fronts"].items():
@@ -233,3 +244,56 @@ def test_the_tool_passes_seeds_to_the_plan_and_an_empty_selection_is_one_line(tm
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "seeds=[1] selects none of the study's cells" in lines[0]
     assert not (tmp_path / "runs").exists() and not (tmp_path / "results").exists()
+
+
+def _validated(method, minutes, seed, best_val):
+    run = _cell(method, minutes, seed, 0.6, 10)[3]
+    run["summary"]["best_val_robust_accuracy"] = best_val
+    run["val_robust_accuracy"] = [best_val - 0.05, best_val]
+    return (method, minutes, seed, run)
+
+
+def test_the_best_cell_is_chosen_on_validation_with_seed_zero_finished():
+    cells = [_validated("pgd", 5, 0, 0.70), _validated("pgd", 10, 0, 0.74),
+             _validated("pgd", 10, 1, 0.70),  # 10 min: mean 0.72
+             _validated("pgd", 20, 0, 0.73),
+             _validated("sgn", 5, 0, 0.71), _validated("sgn", 10, 0, 0.71),  # tie: longer
+             _validated("sgn", 40, 1, 0.90),  # seed 0 unfinished: not a candidate
+             _validated("fast", 10, 1, 0.80), ("fast", 5, 0, None)]
+    # Test accuracy (0.6 everywhere) plays no part: only validation selects.
+    assert budgets.best_cells(cells) == {"pgd": 20, "sgn": 10}
+
+
+def test_final_reports_of_the_best_cells_enter_results_json_and_md(tmp_path):
+    cells = [_validated("pgd", 5, 0, 0.70), _validated("pgd", 10, 0, 0.75),
+             _validated("sgn", 5, 0, 0.71)]
+    for method, minutes, suite, robust in (("pgd", 10, "quick", 0.7312),
+                                           ("pgd", 10, "standard", 0.7251),
+                                           ("pgd", 5, "quick", 0.5),  # not the best cell
+                                           ("sgn", 5, "quick", 0.6843)):
+        folder = budgets.final_report_dir(str(tmp_path), method, minutes, suite)
+        os.makedirs(folder)
+        with open(os.path.join(folder, "report.json"), "w") as f:
+            json.dump({"clean_accuracy": 0.88, "robust_accuracy": robust, "n_examples": 10000,
+                       "per_attack": {"apgd-ce": robust + 0.01}}, f)
+    outcome = budgets.write_results(str(tmp_path), cells, "digits", 30,
+                                    {"pgd": 60.0, "sgn": 10.0})
+    final = json.loads((tmp_path / "results.json").read_text())["final"]
+    assert final["pgd"]["budget_minutes"] == 10 and outcome["fronts"]["pgd"]
+    assert final["pgd"]["suites"]["standard"]["robust_accuracy"] == 0.7251
+    assert set(final["sgn"]["suites"]) == {"quick"}
+    md = (tmp_path / "results.md").read_text()
+    assert "| `pgd` | 10 | 0.8800 | 0.7312 (10000) | 0.7251 (10000) |" in md
+    assert "| `sgn` | 5 | 0.8800 | 0.6843 (10000) | - |" in md
+
+
+def test_final_evaluations_belong_to_the_budgets_study(tmp_path):
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "tools", "reproduce.py"), "--study=claims",
+         "--final_evaluations", f"--output_dir={tmp_path / 'runs'}"],
+        capture_output=True, text=True, timeout=300, cwd=ROOT, env=dict(os.environ,
+                                                                         PYTHONPATH=ROOT))
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--final_evaluations" in lines[0] and "--study=budgets" in lines[0]
+    assert not (tmp_path / "runs").exists()

@@ -47,6 +47,10 @@ flags.DEFINE_list("recalibrate", None, "--study=budgets: measure these entries' 
                   "again by training epochs beside the cheapest other entry, and move their runs "
                   "planned with the old time to OUTPUT_DIR/superseded/ (the study then trains "
                   "those cells again), e.g. --recalibrate=sgn-memory.")
+flags.DEFINE_bool("final_evaluations", False, "--study=budgets: after the planned runs, "
+                  "evaluate each method's best budget (by validation robust accuracy; seed 0) "
+                  "with quick and standard on the whole test split (resumable; results.* "
+                  "gain a table of them).")
 flags.DEFINE_string("reference_run", None, "--study=budgets: converged PGD-AT (e.g. the "
                     "anchor's recipe), the level 'within 1 point' refers to: a tools/evaluate.py "
                     "report (folder or report.json) measured like the runs (--attacks=quick, "
@@ -98,6 +102,10 @@ def _seeds(values):
 def main(argv):
     del argv
     seeds = None if FLAGS.seeds is None else _seeds(FLAGS.seeds)  # before TensorFlow starts
+    if FLAGS.final_evaluations and FLAGS.study != "budgets":
+        raise app.UsageError("--final_evaluations evaluates the best cells of the budgets "
+                             f"study: give it with --study=budgets. Received: "
+                             f"--study={FLAGS.study}.")
     quiet_start.start_tensorflow()
     from keras_sgn.experiments import reproduce
 
@@ -125,7 +133,7 @@ def main(argv):
                 n_test=FLAGS.n_test or 2000, reference_run=FLAGS.reference_run,
                 verbose=min(FLAGS.verbose, 1) and 2, data_dir=FLAGS.data_dir, seeds=seeds,
                 model=FLAGS.model, n_train=FLAGS.n_train, n_eval=FLAGS.n_val,
-                epsilon=FLAGS.epsilon)
+                epsilon=FLAGS.epsilon, final_evaluations=FLAGS.final_evaluations)
         except training.callbacks.TrainingPreempted as stop:  # SIGTERM: the run saved its state
             print(stop, flush=True)
             sys.exit(names.PREEMPTION_EXIT_CODE)

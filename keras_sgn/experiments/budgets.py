@@ -28,6 +28,10 @@ The front of a method is its test robust accuracy (mean and range over seeds)
 against its training time; the reference level is that of converged PGD-AT
 (`reference_robust_accuracy`, e.g. the anchor's recipe trained to its end);
 "within 1 point" is read off each front (`time_within`).
+
+The final numbers of each method (`evaluate_best_cells`): its best budget, chosen by
+the runs' validation robust accuracy (mean over seeds; the test split only
+measures), seed 0, under `quick` and `standard` on the whole test split.
 """
 
 import json
@@ -51,6 +55,9 @@ REFERENCE_METHOD = "pgd"
 #: "Reached" means within this much of the reference's robust accuracy.
 WITHIN = 0.01
 CALIBRATION_FILE = "calibration.json"
+#: Suites each method's best cell is measured with on the whole test split, and where.
+FINAL_SUITES = ("quick", "standard")
+FINAL_DIR = "final"
 # Datasets whose test images have a known publication order (digits: stored so).
 _ORIGINAL_ORDER = tuple(sgn_data.sources.LOCAL_FILE_DATASETS) + ("digits",)
 
@@ -329,8 +336,9 @@ def verdict(fronts, reference):
     return result
 
 
-def markdown(fronts, verdicts, reference, settings):
-    """results.md: the protocol, the front table and the verdict."""
+def markdown(fronts, verdicts, reference, settings, final=None):
+    """results.md: the protocol, the front table, the verdict and (`final`, of
+    `read_final`) each method's best cell on the whole test split."""
     lines = [f"# Budgets study: {settings['dataset']}", "",
              f"- protocol: {settings['protocol']}",
              f"- reference: {_reference_words(settings['reference_source'])} robust accuracy "
@@ -363,6 +371,19 @@ def markdown(fronts, verdicts, reference, settings):
             fraction = ("-" if v["fraction_of_reference"] is None
                         else f"{v['fraction_of_reference']:.2f}")
             lines.append(f"| `{method}` | {seconds} | {fraction} |")
+    if final:
+        lines += ["", "Each method's best budget (by validation robust accuracy, mean over "
+                  "seeds), seed 0, on the whole test split (`quick`: APGD-CE, APGD-T; "
+                  "`standard`: also FAB-T and Square):", "",
+                  "| method | budget (min) | clean | robust, quick | robust, standard |",
+                  "|---|---|---|---|---|"]
+        for method in (m for m in order if m in final):
+            cell, suites = final[method], final[method]["suites"]
+            clean = next(iter(suites.values()))["clean_accuracy"]
+            robust = [f"{suites[name]['robust_accuracy']:.4f} ({suites[name]['n_examples']})"
+                      if name in suites else "-" for name in FINAL_SUITES]
+            lines.append(f"| `{method}` | {cell['budget_minutes']:g} | {clean:.4f} | "
+                         + " | ".join(robust) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -419,10 +440,89 @@ def plot(fronts, reference, path, title, reference_label=None):
     plt.close(fig)
 
 
+def best_cells(cells):
+    """Per method, the budget (minutes) of its best cell: the highest mean over seeds of
+    the runs' best validation robust accuracy (the selection each run makes of its
+    epochs; the test split only measures), among the budgets seed 0 finished; a tie
+    goes to the longer budget. `cells`: `[(method, minutes, seed, run)]` (`read_run`'s
+    dict, or None)."""
+    validation = {}
+    for method, minutes, seed, run in cells:
+        if run is None:
+            continue
+        best = run["summary"].get("best_val_robust_accuracy")
+        if best is None and run["val_robust_accuracy"]:
+            best = max(run["val_robust_accuracy"])
+        if best is not None:
+            validation.setdefault(method, {}).setdefault(minutes, {})[seed] = float(best)
+    return {method: max((m for m in by_budget if 0 in by_budget[m]),
+                        key=lambda m: (np.mean(list(by_budget[m].values())), m))
+            for method, by_budget in validation.items()
+            if any(0 in seeds for seeds in by_budget.values())}
+
+
+def final_report_dir(results_dir, method, minutes, suite):
+    """Where the final evaluation of a cell under `suite` is written (its cell in the
+    name: a best budget that changes as the study goes on gets a report of its own)."""
+    return os.path.join(results_dir, FINAL_DIR, f"{method}-{minutes:g}min-seed0-{suite}")
+
+
+def evaluate_best_cells(dataset, output_dir, results_dir, cells, suites=FINAL_SUITES,
+                        verbose=1, data_dir=None):
+    """Evaluate each method's best cell (`best_cells`, seed 0) under each of `suites` on
+    the whole test split, in the original file order where the dataset has one.
+
+    A report already written is read, not redone; an interrupted evaluation resumes
+    from its batches (checkpointed in the run folder, `final-<suite>-checkpoints`).
+    Reports go to `final_report_dir` (`report.json`, `report.md`).
+    """
+    from keras_sgn.evaluation import evaluate_robustness, sources
+    from keras_sgn.reporting import robustness_report
+
+    order = "original" if dataset in _ORIGINAL_ORDER else "stored"
+    for method, minutes in best_cells(cells).items():
+        folder = run_dir(output_dir, method, minutes, 0)
+        for suite in suites:
+            target = final_report_dir(results_dir, method, minutes, suite)
+            if os.path.exists(os.path.join(target, "report.json")):
+                continue
+            if verbose:
+                print(f"[budgets] final: {method} {minutes:g} min, seed 0, {suite} on the "
+                      "whole test split", flush=True)
+            source = sources.resolve_model(run_dir=folder)
+            model = sources.load(source)
+            _, norm, epsilon = sources.resolve_threat_model(source, dataset)
+            report = evaluate_robustness(
+                model, dataset, epsilon, norm, attacks=suite, order=order,
+                run_sanity_checks=suite == "standard", verbose=bool(verbose),
+                data_dir=data_dir, model_label=source.label,
+                checkpoint_dir=os.path.join(folder, f"final-{suite}-checkpoints"))
+            robustness_report.write_report(report, target)
+
+
+def read_final(results_dir, cells):
+    """`{method: {"budget_minutes", "suites": {suite: {clean_accuracy, robust_accuracy,
+    per_attack, n_examples}}}}` of the final reports written for the current best cells."""
+    final = {}
+    for method, minutes in best_cells(cells).items():
+        suites = {}
+        for suite in FINAL_SUITES:
+            path = os.path.join(final_report_dir(results_dir, method, minutes, suite),
+                                "report.json")
+            if os.path.exists(path):
+                report = io_utils.read_json_object(
+                    path, "Delete its folder and rerun with --final_evaluations.")
+                suites[suite] = {key: report[key] for key in (
+                    "clean_accuracy", "robust_accuracy", "per_attack", "n_examples")}
+        if suites:
+            final[method] = {"budget_minutes": minutes, "seed": 0, "suites": suites}
+    return final
+
+
 def study(dataset="fashion_mnist", methods=DEFAULT_ENTRIES, output_dir=None,
           results_dir=None, budgets=BUDGET_MINUTES, two_seed=TWO_SEED_MINUTES,
           reference_budgets=REFERENCE_MINUTES, n_test=2000, reference_run=None,
-          train=True, verbose=1, seeds=None, **fields):
+          train=True, verbose=1, seeds=None, final_evaluations=False, **fields):
     """Plan, train (resuming whatever is unfinished), and write `results.json`,
     `results.md` and `robust_vs_time.png` to `results_dir` after every run.
 
@@ -431,6 +531,8 @@ def study(dataset="fashion_mnist", methods=DEFAULT_ENTRIES, output_dir=None,
             gives the reference level); None: the reference method's largest
             finished budget stands in, and the outputs say so.
         train: False only writes the results of the runs already finished.
+        final_evaluations: then evaluate each method's best cell on the whole test
+            split (`evaluate_best_cells`; resumable, a finished report is kept).
         seeds: only the cells of these seeds (see `plan`); None: all.
         fields: other `TrainConfig` fields of every run (model, epsilon, ...).
     """
@@ -463,6 +565,9 @@ def study(dataset="fashion_mnist", methods=DEFAULT_ENTRIES, output_dir=None,
             run = read_run(config.output_dir)
         finished.append((method, minutes, seed, run))
         write_results(results_dir, finished, dataset, n_test, epoch_seconds, reference_run)
+    if final_evaluations:
+        evaluate_best_cells(dataset, output_dir, results_dir, finished, verbose=verbose,
+                            data_dir=fields.get("data_dir"))
     return write_results(results_dir, finished, dataset, n_test, epoch_seconds, reference_run)
 
 
@@ -532,12 +637,13 @@ def write_results(results_dir, cells, dataset, n_test, epoch_seconds, reference_
                              "time = epochs x the calibrated epoch time of the entry "
                              "(calibration.json); the measured CPU and wall seconds of each "
                              "run (pinned to one core, validation excluded) beside it")}
+    final = read_final(results_dir, cells)
     os.makedirs(results_dir, exist_ok=True)
     io_utils.atomic_write_json(os.path.join(results_dir, "results.json"), {
         "settings": settings, "reference_robust_accuracy": reference, "fronts": fronts,
-        "verdict": verdicts})
+        "verdict": verdicts, "final": final})
     io_utils.atomic_write_text(os.path.join(results_dir, "results.md"),
-                               markdown(fronts, verdicts, reference, settings))
+                               markdown(fronts, verdicts, reference, settings, final))
     if fronts:
         label = (None if not _stand_in(source) else
                  f"{REFERENCE_METHOD} at its largest budget so far ({reference:.3f}; "
