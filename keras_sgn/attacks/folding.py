@@ -5,9 +5,9 @@ is an affine map per channel, so the pair is one convolution (or matmul) with th
 kernel scaled by `s = gamma / sqrt(moving_variance + epsilon)` and the bias
 `(bias - moving_mean) * s + beta`. Run as Keras builds it, the BatchNorm costs two
 element-wise passes over the activation and keeps the convolution, its bias and
-the ReLU from being fused: folded, a forward pass of the zoo's small CNN costs 18%
-less on one CPU thread and a forward and backward pass 12% less. Every attack
-spends its time in those passes.
+the ReLU from being fused: folded, a forward pass of the zoo's small CNN costs 14-18%
+less on one CPU thread, and the `standard` suite on it 9-10% less CPU time (measured
+alternating folded and unfolded in one process).
 
 It is the same function (the logits agree to float rounding), so the attacks are
 unchanged; the evaluation still takes its verdict (the predicted class of each

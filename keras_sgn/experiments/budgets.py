@@ -473,11 +473,12 @@ def evaluate_best_cells(dataset, output_dir, results_dir, cells, suites=FINAL_SU
     the whole test split, in the original file order where the dataset has one.
 
     A report already written is read, not redone; an interrupted evaluation resumes
-    from its batches (checkpointed in the run folder, `final-<suite>-checkpoints`).
-    Reports go to `final_report_dir` (`report.json`, `report.md`).
+    from its batches (checkpointed in the run folder, `final-<suite>-checkpoints`,
+    removed once the report is written). Reports go to `final_report_dir`, written as
+    `tools/evaluate.py` writes its folder (`evaluation.save_evaluation`).
     """
-    from keras_sgn.evaluation import evaluate_robustness, sources
-    from keras_sgn.reporting import robustness_report
+    from keras_sgn import evaluation
+    from keras_sgn.evaluation import sources
 
     order = "original" if dataset in _ORIGINAL_ORDER else "stored"
     for method, minutes in best_cells(cells).items():
@@ -492,12 +493,13 @@ def evaluate_best_cells(dataset, output_dir, results_dir, cells, suites=FINAL_SU
             source = sources.resolve_model(run_dir=folder)
             model = sources.load(source)
             _, norm, epsilon = sources.resolve_threat_model(source, dataset)
-            report = evaluate_robustness(
+            checkpoint_dir = os.path.join(folder, f"final-{suite}-checkpoints")
+            report = evaluation.evaluate_robustness(
                 model, dataset, epsilon, norm, attacks=suite, order=order,
                 run_sanity_checks=suite == "standard", verbose=bool(verbose),
-                data_dir=data_dir, model_label=source.label,
-                checkpoint_dir=os.path.join(folder, f"final-{suite}-checkpoints"))
-            robustness_report.write_report(report, target)
+                data_dir=data_dir, model_label=source.label, checkpoint_dir=checkpoint_dir)
+            evaluation.save_evaluation(report, target)
+            evaluation.checkpoints.delete_checkpoints(checkpoint_dir)  # the report holds it
 
 
 def read_final(results_dir, cells):
