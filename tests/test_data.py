@@ -303,6 +303,24 @@ def test_augmentation_is_pad_crop_flip_and_keeps_range(name, flip, no_network):
     np.testing.assert_array_equal(val, plain)  # validation: no augmentation, no shuffle
 
 
+
+def test_pipelines_run_without_tf_data_autotuning_and_give_the_same_batches(no_network):
+    """Autotuning's model thread delays each iterator's destruction by up to a minute (an
+    idle stall per epoch of `fit` and per evaluation), so `load` switches it off; the
+    batches (shuffle and augmentation included) must be those of the autotuned pipeline."""
+    autotuned = tf.data.Options()
+    autotuned.autotune.enabled = True
+    with _mocked(12):
+        for name, split in (("digits", "train"), ("digits", "test"), ("cifar10", "train")):
+            ds = data.load(name, split, batch_size=5, seed=3)
+            assert ds.options().autotune.enabled is False
+            # Its own pipeline: each iterator of one pipeline draws the next epoch's order.
+            reference = data.load(name, split, batch_size=5, seed=3).with_options(autotuned)
+            assert reference.options().autotune.enabled is True
+            for _ in range(2):  # two epochs: reshuffled and re-augmented alike
+                for ours, theirs in zip(collect(ds), collect(reference)):
+                    np.testing.assert_array_equal(ours, theirs)
+
 def _looks_like_prepared_tfds(root, name, version="3.0.1"):
     """The layout `locate` takes for a prepared tfds copy (the content is mocked)."""
     (root / name / version).mkdir(parents=True)
