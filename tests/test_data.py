@@ -305,8 +305,8 @@ def test_augmentation_is_pad_crop_flip_and_keeps_range(name, flip, no_network):
 
 
 def test_pipelines_run_without_tf_data_autotuning_and_give_the_same_batches(no_network):
-    """Autotuning's model thread delays each iterator's destruction by up to a minute (an
-    idle stall per epoch of `fit` and per evaluation), so `load` switches it off; the
+    """Autotuning's model thread delays the destruction of an iterator not read to its end
+    (an idle stall per epoch of `fit`), so `load` switches it off; the
     batches (shuffle and augmentation included) must be those of the autotuned pipeline."""
     autotuned = tf.data.Options()
     autotuned.autotune.enabled = True

@@ -265,13 +265,15 @@ def _batched(ds, size, scale, ds_info, batch_size, shuffle, augment, seed, drop_
 def _without_autotune() -> tf.data.Options:
     """Options switching tf.data's autotuning off.
 
-    Its model thread sleeps for a period that doubles up to a minute, and an iterator's
-    destruction waits for it to wake: each epoch of ``fit`` (which replaces its iterator)
-    and each evaluation then stalled for up to 60 s with the CPU idle. On one core that
-    was 40-50% of the wall time of a short-step training method (10 s of work, 9-10 s
-    stalled per epoch). This pipeline is light (arrays in memory, a cast, a crop), so the
-    fixed defaults (``AUTOTUNE`` parallelism = the cores, a small prefetch buffer) lose
-    nothing; the batches are the same, in the same order.
+    Its model thread sleeps for a period that grows as the iterator lives, and destroying
+    an iterator that was not read to its end waits for that thread to wake: each epoch of
+    ``fit`` (which replaces its iterator after the epoch's steps) stalled for seconds with
+    the CPU idle. On one core that was 40-50% of the wall time of a short-step training
+    method (10 s of work and 9-10 s stalled per epoch; 20 s of work and ~20 s stalled for
+    a two-pass one); without it, the same epochs run at 100% of the core. This pipeline
+    is light (arrays in memory, a cast, a crop), so the fixed defaults (``AUTOTUNE``
+    parallelism = the cores, a small prefetch buffer) lose nothing; the batches are the
+    same, in the same order.
     """
     options = tf.data.Options()
     options.autotune.enabled = False
