@@ -278,4 +278,3 @@ def _without_autotune() -> tf.data.Options:
     options = tf.data.Options()
     options.autotune.enabled = False
     return options
-

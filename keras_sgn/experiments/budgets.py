@@ -483,16 +483,18 @@ def evaluate_best_cells(dataset, output_dir, results_dir, cells, suites=FINAL_SU
     order = "original" if dataset in _ORIGINAL_ORDER else "stored"
     for method, minutes in best_cells(cells).items():
         folder = run_dir(output_dir, method, minutes, 0)
-        for suite in suites:
+        todo = [suite for suite in suites if not os.path.exists(
+            os.path.join(final_report_dir(results_dir, method, minutes, suite), "report.json"))]
+        if not todo:
+            continue
+        source = sources.resolve_model(run_dir=folder)
+        model = sources.load(source)  # once per cell, for all its suites
+        _, norm, epsilon = sources.resolve_threat_model(source, dataset)
+        for suite in todo:
             target = final_report_dir(results_dir, method, minutes, suite)
-            if os.path.exists(os.path.join(target, "report.json")):
-                continue
             if verbose:
                 print(f"[budgets] final: {method} {minutes:g} min, seed 0, {suite} on the "
                       "whole test split", flush=True)
-            source = sources.resolve_model(run_dir=folder)
-            model = sources.load(source)
-            _, norm, epsilon = sources.resolve_threat_model(source, dataset)
             checkpoint_dir = os.path.join(folder, f"final-{suite}-checkpoints")
             report = evaluation.evaluate_robustness(
                 model, dataset, epsilon, norm, attacks=suite, order=order,
